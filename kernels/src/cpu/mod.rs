@@ -1,0 +1,18 @@
+//! CPU kernels: one op family per file, parallel over what each task owns (samples,
+//! output channels, row blocks), no locks and no atomics, so results are deterministic.
+
+pub mod activation;
+pub mod conv2d;
+pub mod elementwise;
+pub mod matmul;
+pub mod optim;
+pub mod pool;
+pub mod softmax;
+
+pub use activation::*;
+pub use conv2d::*;
+pub use elementwise::*;
+pub use matmul::*;
+pub use optim::*;
+pub use pool::*;
+pub use softmax::*;

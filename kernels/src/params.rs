@@ -1,0 +1,367 @@
+//! The params structs shared by the CPU kernels and the WGSL shaders.
+//!
+//! Each is `#[repr(C)]` and `bytemuck::Pod`: on the GPU the bytes are the shader's
+//! uniform buffer as they are. Every struct is padded to a multiple of 16 bytes, as
+//! WGSL's uniform address space wants, and the WGSL `struct` of the same name lists the
+//! same fields in the same order.
+
+use bytemuck::{Pod, Zeroable};
+
+/// `c (m, n) = op(a) (m, k) · op(b) (k, n)`, all row-major.
+///
+/// `op(a) = a` when `trans_a == 0` (`a` stored `(m, k)`), `aᵀ` when `trans_a == 1`
+/// (`a` stored `(k, m)`); likewise `b` is stored `(k, n)` or, transposed, `(n, k)`.
+/// With `accumulate == 1` the product is added to `c` instead of overwriting it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub trans_a: u32,
+    pub trans_b: u32,
+    pub accumulate: u32,
+    pub _pad: [u32; 2],
+}
+
+impl MatmulParams {
+    /// `c = a · b` with `a: (m, k)`, `b: (k, n)`.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Self { m: m as u32, n: n as u32, k: k as u32, ..Self::default() }
+    }
+    /// Read `a` as stored `(k, m)`: `c = aᵀ · b`.
+    pub fn trans_a(mut self) -> Self {
+        self.trans_a = 1;
+        self
+    }
+    /// Read `b` as stored `(n, k)`: `c = a · bᵀ`.
+    pub fn trans_b(mut self) -> Self {
+        self.trans_b = 1;
+        self
+    }
+    /// `c += op(a) · op(b)`.
+    pub fn accumulate(mut self) -> Self {
+        self.accumulate = 1;
+        self
+    }
+    /// Multiply-adds counted as two FLOPs each.
+    pub fn flops(&self) -> u64 {
+        2 * self.m as u64 * self.n as u64 * self.k as u64
+    }
+}
+
+/// A 2-D convolution (cross-correlation, as PyTorch's `conv2d`) with zero padding.
+///
+/// `x: (n, c_in, h, w)`, `weight: (c_out, c_in, kh, kw)`, `out: (n, c_out, h_out, w_out)`
+/// with `h_out = (h + 2·pad - kh) / stride + 1` (and likewise `w_out`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Conv2dParams {
+    pub n: u32,
+    pub c_in: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c_out: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub h_out: u32,
+    pub w_out: u32,
+    pub _pad: u32,
+}
+
+impl Conv2dParams {
+    /// Derives `h_out`, `w_out`; `None` when the kernel does not fit the padded input
+    /// or any size or the stride is zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        n: usize,
+        c_in: usize,
+        h: usize,
+        w: usize,
+        c_out: usize,
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Option<Self> {
+        if [n, c_in, h, w, c_out, kh, kw, stride].contains(&0) {
+            return None;
+        }
+        let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+        if kh > hp || kw > wp {
+            return None;
+        }
+        let u = |v: usize| v as u32;
+        Some(Self {
+            n: u(n),
+            c_in: u(c_in),
+            h: u(h),
+            w: u(w),
+            c_out: u(c_out),
+            kh: u(kh),
+            kw: u(kw),
+            stride: u(stride),
+            pad: u(pad),
+            h_out: u((hp - kh) / stride + 1),
+            w_out: u((wp - kw) / stride + 1),
+            _pad: 0,
+        })
+    }
+    pub fn input_len(&self) -> usize {
+        (self.n * self.c_in * self.h * self.w) as usize
+    }
+    pub fn weight_len(&self) -> usize {
+        (self.c_out * self.c_in * self.kh * self.kw) as usize
+    }
+    pub fn output_len(&self) -> usize {
+        (self.n * self.c_out * self.h_out * self.w_out) as usize
+    }
+    /// Forward multiply-adds counted as two FLOPs each.
+    pub fn flops(&self) -> u64 {
+        2 * self.output_len() as u64 * (self.c_in * self.kh * self.kw) as u64
+    }
+}
+
+/// Max pooling over `kernel × kernel` windows moved by `stride`, no padding, floor mode
+/// (PyTorch's default): `x: (n, c, h, w)`, `out, argmax: (n, c, h_out, w_out)` with
+/// `h_out = (h - kernel) / stride + 1`. `argmax` holds the index of the winner within its
+/// `(h, w)` plane (`row * w + col`); ties go to the first in row-major order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Pool2dParams {
+    pub n: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub h_out: u32,
+    pub w_out: u32,
+}
+
+impl Pool2dParams {
+    /// `None` when the window does not fit or any size or the stride is zero.
+    pub fn new(n: usize, c: usize, h: usize, w: usize, kernel: usize, stride: usize) -> Option<Self> {
+        if [n, c, h, w, kernel, stride].contains(&0) || kernel > h || kernel > w {
+            return None;
+        }
+        let u = |v: usize| v as u32;
+        Some(Self {
+            n: u(n),
+            c: u(c),
+            h: u(h),
+            w: u(w),
+            kernel: u(kernel),
+            stride: u(stride),
+            h_out: u((h - kernel) / stride + 1),
+            w_out: u((w - kernel) / stride + 1),
+        })
+    }
+    pub fn input_len(&self) -> usize {
+        (self.n * self.c * self.h * self.w) as usize
+    }
+    pub fn output_len(&self) -> usize {
+        (self.n * self.c * self.h_out * self.w_out) as usize
+    }
+}
+
+/// Elementwise kernels over `len` values. `alpha` is the scalar of `scale` and `axpy`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct ElementwiseParams {
+    pub len: u32,
+    pub alpha: f32,
+    pub _pad: [u32; 2],
+}
+
+impl ElementwiseParams {
+    pub fn new(len: usize) -> Self {
+        Self { len: len as u32, ..Self::default() }
+    }
+    pub fn with_alpha(len: usize, alpha: f32) -> Self {
+        Self { len: len as u32, alpha, _pad: [0; 2] }
+    }
+}
+
+/// A per-channel bias over `x: (outer, channels, inner)`: `inner = h·w` for a conv
+/// output `(n, c, h, w)`, `inner = 1` for a linear output `(n, features)`. Also the shape
+/// of a sum over the middle axis: `out (outer, inner) = Σ_channels x`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct AxisParams {
+    pub outer: u32,
+    pub channels: u32,
+    pub inner: u32,
+    pub _pad: u32,
+}
+
+impl AxisParams {
+    pub fn new(outer: usize, channels: usize, inner: usize) -> Self {
+        Self { outer: outer as u32, channels: channels as u32, inner: inner as u32, _pad: 0 }
+    }
+    pub fn len(&self) -> usize {
+        (self.outer * self.channels * self.inner) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Row-wise kernels over logits `(rows, cols)`: log-softmax, cross-entropy, softmax-KL
+/// and the fused distillation loss. `temperature` and `alpha` are used by the
+/// distillation kernels only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct RowParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub temperature: f32,
+    pub alpha: f32,
+}
+
+impl RowParams {
+    pub fn new(rows: usize, cols: usize) -> Self {
+        Self { rows: rows as u32, cols: cols as u32, temperature: 1.0, alpha: 0.0 }
+    }
+    pub fn with_temperature(mut self, temperature: f32) -> Self {
+        self.temperature = temperature;
+        self
+    }
+    pub fn with_alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+}
+
+/// Inverted dropout with a counter-based hash generator, so that the CPU and the GPU
+/// draw the same mask for the same `seed`: element `i` is kept when
+/// `hash(seed, i) >= p_drop · 2³²` and then scaled by `scale = 1 / (1 - p_drop)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct DropoutParams {
+    pub len: u32,
+    pub seed: u32,
+    /// `p_drop · 2³²`, rounded: elements whose hash is below it are dropped.
+    pub threshold: u32,
+    pub scale: f32,
+}
+
+impl DropoutParams {
+    pub fn new(len: usize, p_drop: f32, seed: u32) -> Self {
+        let p = p_drop.clamp(0.0, 1.0) as f64;
+        let threshold = (p * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+        let scale = if p >= 1.0 { 0.0 } else { (1.0 / (1.0 - p)) as f32 };
+        Self { len: len as u32, seed, threshold, scale }
+    }
+}
+
+/// SGD with momentum and (coupled, L2) weight decay, as PyTorch's `SGD`:
+/// `g += wd·p; v = momentum·v + g; p -= lr·v` (plain `p -= lr·g` when `momentum == 0`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct SgdParams {
+    pub len: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+/// Adam with bias correction, as PyTorch's `Adam` (`decoupled == 0`, L2 decay added to
+/// the gradient) or `AdamW` (`decoupled == 1`: `p -= lr·wd·p` before the update).
+/// `bias_correction1 = 1 - beta1^t`, `bias_correction2 = 1 - beta2^t` for step `t >= 1`
+/// are computed on the host so that no shader needs `pow`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct AdamParams {
+    pub len: u32,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub bias_correction1: f32,
+    pub bias_correction2: f32,
+    pub decoupled: u32,
+    pub _pad: [u32; 3],
+}
+
+impl AdamParams {
+    /// The params of step `t` (counted from 1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        len: usize,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        decoupled: bool,
+        t: u64,
+    ) -> Self {
+        let t = t.max(1) as i32;
+        Self {
+            len: len as u32,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            bias_correction1: 1.0 - beta1.powi(t),
+            bias_correction2: 1.0 - beta2.powi(t),
+            decoupled: decoupled as u32,
+            _pad: [0; 3],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_params_struct_is_a_multiple_of_16_bytes() {
+        for size in [
+            size_of::<MatmulParams>(),
+            size_of::<Conv2dParams>(),
+            size_of::<Pool2dParams>(),
+            size_of::<ElementwiseParams>(),
+            size_of::<AxisParams>(),
+            size_of::<RowParams>(),
+            size_of::<DropoutParams>(),
+            size_of::<SgdParams>(),
+            size_of::<AdamParams>(),
+        ] {
+            assert_eq!(size % 16, 0, "size {size}");
+        }
+    }
+
+    #[test]
+    fn conv2d_params_derive_output_size() {
+        // 28x28, 3x3, stride 1, no padding: 28 - 3 + 1 = 26.
+        let p = Conv2dParams::new(2, 1, 28, 28, 32, 3, 3, 1, 0).unwrap();
+        assert_eq!((p.h_out, p.w_out), (26, 26));
+        // 5x5 padded by 1 to 7x7, 3x3 at stride 2: (7 - 3) / 2 + 1 = 3.
+        let p = Conv2dParams::new(1, 1, 5, 5, 1, 3, 3, 2, 1).unwrap();
+        assert_eq!((p.h_out, p.w_out), (3, 3));
+        assert!(Conv2dParams::new(1, 1, 2, 2, 1, 3, 3, 1, 0).is_none());
+        assert!(Conv2dParams::new(1, 1, 2, 2, 1, 1, 1, 0, 0).is_none());
+    }
+
+    #[test]
+    fn pool2d_params_floor_odd_sizes() {
+        // 13x13 pooled 2x2 at stride 2 floors to 6x6, as PyTorch.
+        let p = Pool2dParams::new(1, 1, 13, 13, 2, 2).unwrap();
+        assert_eq!((p.h_out, p.w_out), (6, 6));
+        assert!(Pool2dParams::new(1, 1, 1, 1, 2, 2).is_none());
+    }
+
+    #[test]
+    fn dropout_threshold_and_scale() {
+        let p = DropoutParams::new(10, 0.5, 7);
+        assert_eq!(p.threshold, 1 << 31);
+        assert_eq!(p.scale, 2.0);
+        assert_eq!(DropoutParams::new(1, 0.0, 0).threshold, 0);
+    }
+}
