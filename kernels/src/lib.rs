@@ -8,6 +8,8 @@
 //! This crate never sees a tensor: layouts are documented at the top of each kernel.
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod params;
 
 pub use params::*;

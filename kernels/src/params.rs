@@ -27,7 +27,12 @@ pub struct MatmulParams {
 impl MatmulParams {
     /// `c = a · b` with `a: (m, k)`, `b: (k, n)`.
     pub fn new(m: usize, n: usize, k: usize) -> Self {
-        Self { m: m as u32, n: n as u32, k: k as u32, ..Self::default() }
+        Self {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            ..Self::default()
+        }
     }
     /// Read `a` as stored `(k, m)`: `c = aᵀ · b`.
     pub fn trans_a(mut self) -> Self {
@@ -143,7 +148,14 @@ pub struct Pool2dParams {
 
 impl Pool2dParams {
     /// `None` when the window does not fit or any size or the stride is zero.
-    pub fn new(n: usize, c: usize, h: usize, w: usize, kernel: usize, stride: usize) -> Option<Self> {
+    pub fn new(
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> Option<Self> {
         if [n, c, h, w, kernel, stride].contains(&0) || kernel > h || kernel > w {
             return None;
         }
@@ -178,10 +190,17 @@ pub struct ElementwiseParams {
 
 impl ElementwiseParams {
     pub fn new(len: usize) -> Self {
-        Self { len: len as u32, ..Self::default() }
+        Self {
+            len: len as u32,
+            ..Self::default()
+        }
     }
     pub fn with_alpha(len: usize, alpha: f32) -> Self {
-        Self { len: len as u32, alpha, _pad: [0; 2] }
+        Self {
+            len: len as u32,
+            alpha,
+            _pad: [0; 2],
+        }
     }
 }
 
@@ -199,7 +218,12 @@ pub struct AxisParams {
 
 impl AxisParams {
     pub fn new(outer: usize, channels: usize, inner: usize) -> Self {
-        Self { outer: outer as u32, channels: channels as u32, inner: inner as u32, _pad: 0 }
+        Self {
+            outer: outer as u32,
+            channels: channels as u32,
+            inner: inner as u32,
+            _pad: 0,
+        }
     }
     pub fn len(&self) -> usize {
         (self.outer * self.channels * self.inner) as usize
@@ -223,7 +247,12 @@ pub struct RowParams {
 
 impl RowParams {
     pub fn new(rows: usize, cols: usize) -> Self {
-        Self { rows: rows as u32, cols: cols as u32, temperature: 1.0, alpha: 0.0 }
+        Self {
+            rows: rows as u32,
+            cols: cols as u32,
+            temperature: 1.0,
+            alpha: 0.0,
+        }
     }
     pub fn with_temperature(mut self, temperature: f32) -> Self {
         self.temperature = temperature;
@@ -252,8 +281,17 @@ impl DropoutParams {
     pub fn new(len: usize, p_drop: f32, seed: u32) -> Self {
         let p = p_drop.clamp(0.0, 1.0) as f64;
         let threshold = (p * 4_294_967_296.0).min(u32::MAX as f64) as u32;
-        let scale = if p >= 1.0 { 0.0 } else { (1.0 / (1.0 - p)) as f32 };
-        Self { len: len as u32, seed, threshold, scale }
+        let scale = if p >= 1.0 {
+            0.0
+        } else {
+            (1.0 / (1.0 - p)) as f32
+        };
+        Self {
+            len: len as u32,
+            seed,
+            threshold,
+            scale,
+        }
     }
 }
 

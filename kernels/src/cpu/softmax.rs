@@ -1,34 +1,903 @@
 //! Row-wise log-softmax, cross-entropy, the fused softmax-KL and distillation losses.
+//!
+//! Every kernel reads logits `(rows, cols)`, row-major (see [`RowParams`]):
+//!
+//! ```text
+//! log_softmax_forward    x: (rows, cols)                     out: (rows, cols)
+//! log_softmax_backward   out, grad_out: (rows, cols)         grad_x: (rows, cols)
+//! cross_entropy_forward  logits: (rows, cols), labels: rows  loss: rows, grad: (rows, cols)
+//! softmax_kl_forward     student, teacher: (rows, cols)      loss: rows, grad: (rows, cols)
+//! kd_loss_forward        student, teacher, labels            loss: (rows, 2), grad: (rows, cols)
+//! argmax_rows            x: (rows, cols)                     out: rows
+//! ```
+//!
+//! Rows are independent, so a task owns a block of whole rows and every row is computed
+//! by the same serial code whatever the block: results are bit-identical run to run and
+//! between the serial and the parallel path.
+//!
+//! Every softmax is taken in the shifted form `log softmax(x / T)_j = (x_j - max) / T -
+//! ln Σ_k exp((x_k - max) / T)`: each exponent is `<= 0` and one is exactly 0, so the sum
+//! lies in `[1, cols]` and logits near ±1e4 neither overflow nor lose the row.
+//!
+//! The losses come with their gradient with respect to the (student) logits, per row;
+//! the engine scales it by the upstream gradient and `1 / rows`.
 
 use crate::params::*;
+use rayon::prelude::*;
 
-#[allow(unused_variables)]
+/// About this many logits per rayon task: enough work to amortise a task, and inputs
+/// of at most one block (a training batch of MNIST logits) stay on the calling thread.
+const VALUES_PER_TASK: usize = 1 << 14;
+
+/// Rows per rayon task. Depends on the shape only, never on the thread count.
+fn rows_per_task(cols: usize) -> usize {
+    (VALUES_PER_TASK / cols.max(1)).max(1)
+}
+
+/// `(rows, cols)` of `p`, after checking that each `(name, len)` holds `rows * cols`.
+fn checked_shape(op: &str, p: &RowParams, matrices: &[(&str, usize)]) -> (usize, usize) {
+    let (rows, cols) = (p.rows as usize, p.cols as usize);
+    for &(name, len) in matrices {
+        assert_eq!(
+            len,
+            rows * cols,
+            "{op}: {name} has {len} values, params say ({rows}, {cols})"
+        );
+    }
+    assert!(cols > 0, "{op}: a softmax row needs at least one column");
+    (rows, cols)
+}
+
+fn check_len(op: &str, name: &str, len: usize, want: usize) {
+    assert_eq!(len, want, "{op}: {name} has {len} values, expected {want}");
+}
+
+/// The largest logit of a row. NOTE: `f32::max` skips NaN, so a NaN logit does not
+/// poison the shift (it still poisons its own softmax term).
+fn row_max(x: &[f32]) -> f32 {
+    x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+/// A row's log-softmax at temperature `T`, kept as its shift and normaliser so that
+/// each column is one subtract, one multiply and one subtract.
+#[derive(Clone, Copy)]
+struct LogSoftmax {
+    max: f32,
+    inv_t: f32,
+    lse: f32,
+}
+
+impl LogSoftmax {
+    /// `max` is the row's largest logit; the largest of `x / T` is `max / T` for `T > 0`.
+    fn of(x: &[f32], max: f32, inv_t: f32) -> Self {
+        let sum: f32 = x.iter().map(|&v| ((v - max) * inv_t).exp()).sum();
+        Self {
+            max,
+            inv_t,
+            lse: sum.ln(),
+        }
+    }
+
+    /// `log softmax(x / T)_j` for the logit `v = x_j`.
+    fn at(&self, v: f32) -> f32 {
+        (v - self.max) * self.inv_t - self.lse
+    }
+}
+
+/// One column of the cross-entropy gradient, `softmax(z)_j - onehot(y)_j`, from
+/// `log softmax(z)_j`. Shared by [`cross_entropy_forward`] and [`kd_loss_forward`] so
+/// that `α = 0` reproduces the cross-entropy bit for bit.
+fn ce_column(log_q: f32, is_label: bool) -> f32 {
+    let q = log_q.exp();
+    if is_label {
+        q - 1.0
+    } else {
+        q
+    }
+}
+
+/// One column of the softmax-KL: from `log p_j` (teacher) and `log q_j` (student), both at
+/// temperature `T`, returns `(p_j (log p_j - log q_j), T (q_j - p_j))`.
+fn kl_column(log_p: f32, log_q: f32, temperature: f32) -> (f32, f32) {
+    let (p, q) = (log_p.exp(), log_q.exp());
+    // NOTE: 0 · log 0 = 0. A teacher probability that underflows, or a -inf teacher logit
+    // (log p = -inf), adds nothing instead of 0 · inf = NaN.
+    let term = if p > 0.0 { p * (log_p - log_q) } else { 0.0 };
+    (term, temperature * (q - p))
+}
+
+/// The label of a row as a column index. The engine checks labels against `cols`; one
+/// out of range here is a bug and panics rather than reading another row.
+fn label_index(op: &str, label: u32, cols: usize) -> usize {
+    let y = label as usize;
+    assert!(y < cols, "{op}: label {y} out of range for {cols} classes");
+    y
+}
+
+/// `out = log softmax(x)` per row.
 pub fn log_softmax_forward(x: &[f32], out: &mut [f32], p: &RowParams) {
-    todo!("placeholder until the kernel lands")
+    let (rows, cols) = checked_shape(
+        "log_softmax_forward",
+        p,
+        &[("x", x.len()), ("out", out.len())],
+    );
+    let run = |x: &[f32], out: &mut [f32]| {
+        for (x, out) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+            let ls = LogSoftmax::of(x, row_max(x), 1.0);
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = ls.at(v);
+            }
+        }
+    };
+    let block = rows_per_task(cols);
+    if rows <= block {
+        return run(x, out);
+    }
+    x.par_chunks(block * cols)
+        .zip(out.par_chunks_mut(block * cols))
+        .for_each(|(x, out)| run(x, out));
 }
 
-#[allow(unused_variables)]
+// d/dx of Σ_i g_i log_softmax(x)_i = g - softmax(x) · Σ_i g_i
+//
+// log_softmax(x)_i = x_i - ln Σ_k exp(x_k), so d log_softmax(x)_i / dx_j = δ_ij - softmax_j
+// and Σ_i g_i (δ_ij - softmax_j) = g_j - softmax_j Σ_i g_i. softmax = exp(out): the
+// forward output is all the backward needs.
+/// `grad_x = grad_out - exp(out) · Σ grad_out` per row, with `out` the saved log-softmax.
 pub fn log_softmax_backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32], p: &RowParams) {
-    todo!("placeholder until the kernel lands")
+    let (rows, cols) = checked_shape(
+        "log_softmax_backward",
+        p,
+        &[
+            ("out", out.len()),
+            ("grad_out", grad_out.len()),
+            ("grad_x", grad_x.len()),
+        ],
+    );
+    let run = |out: &[f32], g: &[f32], gx: &mut [f32]| {
+        let rows = out.chunks_exact(cols).zip(g.chunks_exact(cols));
+        for ((out, g), gx) in rows.zip(gx.chunks_exact_mut(cols)) {
+            let sum: f32 = g.iter().sum();
+            for ((gx, &o), &g) in gx.iter_mut().zip(out).zip(g) {
+                *gx = g - o.exp() * sum;
+            }
+        }
+    };
+    let block = rows_per_task(cols);
+    if rows <= block {
+        return run(out, grad_out, grad_x);
+    }
+    out.par_chunks(block * cols)
+        .zip(grad_out.par_chunks(block * cols))
+        .zip(grad_x.par_chunks_mut(block * cols))
+        .for_each(|((out, g), gx)| run(out, g, gx));
 }
 
-#[allow(unused_variables)]
-pub fn cross_entropy_forward(logits: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32], p: &RowParams) {
-    todo!("placeholder until the kernel lands")
+// d/dz of -log softmax(z)_y = softmax(z) - onehot(y)
+//
+// -log softmax(z)_y = -z_y + ln Σ_k exp(z_k), and d/dz_j ln Σ_k exp(z_k) = softmax(z)_j.
+/// Per row: `loss = -log softmax(logits)[label]`, `grad = softmax(logits) - onehot(label)`.
+pub fn cross_entropy_forward(
+    logits: &[f32],
+    labels: &[u32],
+    loss: &mut [f32],
+    grad: &mut [f32],
+    p: &RowParams,
+) {
+    const OP: &str = "cross_entropy_forward";
+    let (rows, cols) = checked_shape(OP, p, &[("logits", logits.len()), ("grad", grad.len())]);
+    check_len(OP, "labels", labels.len(), rows);
+    check_len(OP, "loss", loss.len(), rows);
+    let run = |z: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]| {
+        let rows = z.chunks_exact(cols).zip(labels).zip(loss);
+        for (((z, &label), loss), grad) in rows.zip(grad.chunks_exact_mut(cols)) {
+            let y = label_index(OP, label, cols);
+            let ls = LogSoftmax::of(z, row_max(z), 1.0);
+            for (j, (g, &v)) in grad.iter_mut().zip(z).enumerate() {
+                *g = ce_column(ls.at(v), j == y);
+            }
+            *loss = -ls.at(z[y]);
+        }
+    };
+    let block = rows_per_task(cols);
+    if rows <= block {
+        return run(logits, labels, loss, grad);
+    }
+    logits
+        .par_chunks(block * cols)
+        .zip(labels.par_chunks(block))
+        .zip(loss.par_chunks_mut(block))
+        .zip(grad.par_chunks_mut(block * cols))
+        .for_each(|(((z, y), l), g)| run(z, y, l, g));
 }
 
-#[allow(unused_variables)]
-pub fn softmax_kl_forward(student: &[f32], teacher: &[f32], loss: &mut [f32], grad: &mut [f32], p: &RowParams) {
-    todo!("placeholder until the kernel lands")
+/// `T²·KL(p ‖ q)` of one row with `p = softmax(t / T)`, `q = softmax(s / T)`; writes
+/// `T (q - p)` into `grad`.
+fn softmax_kl_row(s: &[f32], t: &[f32], grad: &mut [f32], temperature: f32) -> f32 {
+    let inv_t = 1.0 / temperature;
+    let log_q = LogSoftmax::of(s, row_max(s), inv_t);
+    let log_p = LogSoftmax::of(t, row_max(t), inv_t);
+    let mut kl = 0.0;
+    for ((g, &sj), &tj) in grad.iter_mut().zip(s).zip(t) {
+        let (term, g_kl) = kl_column(log_p.at(tj), log_q.at(sj), temperature);
+        kl += term;
+        *g = g_kl;
+    }
+    temperature * temperature * kl
 }
 
-#[allow(unused_variables)]
-pub fn kd_loss_forward(student: &[f32], teacher: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32], p: &RowParams) {
-    todo!("placeholder until the kernel lands")
+// d/dz_s of T^2 * KL(p_t || softmax(z_s / T)) = T * (softmax(z_s / T) - p_t)
+//
+// KL(p ‖ q) = Σ_j p_j log p_j - Σ_j p_j log q_j, and only the second sum depends on z_s.
+// log q_j = z_j / T - ln Σ_k exp(z_k / T), so d log q_j / dz_i = (δ_ij - q_i) / T, and
+// d/dz_i [-Σ_j p_j log q_j] = -(1/T) Σ_j p_j (δ_ij - q_i) = (q_i - p_i) / T as Σ_j p_j = 1.
+// Times T²: T (q_i - p_i). The T² (Hinton et al.) keeps the soft-target gradient on the
+// scale of the hard-label one as T grows.
+/// The fused softmax-KL distillation loss per row: `loss = T²·KL(softmax(t/T) ‖
+/// softmax(s/T))` and `grad = d loss / d s = T (softmax(s/T) - softmax(t/T))`, with
+/// `T = p.temperature > 0`.
+pub fn softmax_kl_forward(
+    student: &[f32],
+    teacher: &[f32],
+    loss: &mut [f32],
+    grad: &mut [f32],
+    p: &RowParams,
+) {
+    const OP: &str = "softmax_kl_forward";
+    let matrices = [
+        ("student", student.len()),
+        ("teacher", teacher.len()),
+        ("grad", grad.len()),
+    ];
+    let (rows, cols) = checked_shape(OP, p, &matrices);
+    check_len(OP, "loss", loss.len(), rows);
+    let temperature = p.temperature;
+    assert!(
+        temperature > 0.0,
+        "{OP}: temperature {temperature} must be positive"
+    );
+    let run = |s: &[f32], t: &[f32], loss: &mut [f32], grad: &mut [f32]| {
+        let rows = s.chunks_exact(cols).zip(t.chunks_exact(cols)).zip(loss);
+        for (((s, t), loss), grad) in rows.zip(grad.chunks_exact_mut(cols)) {
+            *loss = softmax_kl_row(s, t, grad, temperature);
+        }
+    };
+    let block = rows_per_task(cols);
+    if rows <= block {
+        return run(student, teacher, loss, grad);
+    }
+    student
+        .par_chunks(block * cols)
+        .zip(teacher.par_chunks(block * cols))
+        .zip(loss.par_chunks_mut(block))
+        .zip(grad.par_chunks_mut(block * cols))
+        .for_each(|(((s, t), l), g)| run(s, t, l, g));
 }
 
-#[allow(unused_variables)]
+/// One row of the distillation loss: returns `[CE(y, s), T²·KL]` and writes the blended
+/// gradient. The cross-entropy and KL columns are computed exactly as in
+/// [`cross_entropy_forward`] and [`softmax_kl_forward`].
+fn kd_loss_row(s: &[f32], t: &[f32], y: usize, grad: &mut [f32], p: &RowParams) -> [f32; 2] {
+    let (temperature, alpha) = (p.temperature, p.alpha);
+    let inv_t = 1.0 / temperature;
+    let s_max = row_max(s);
+    let log_q1 = LogSoftmax::of(s, s_max, 1.0);
+    let log_q = LogSoftmax::of(s, s_max, inv_t);
+    let log_p = LogSoftmax::of(t, row_max(t), inv_t);
+    let mut kl = 0.0;
+    for (j, ((g, &sj), &tj)) in grad.iter_mut().zip(s).zip(t).enumerate() {
+        let g_ce = ce_column(log_q1.at(sj), j == y);
+        let (term, g_kl) = kl_column(log_p.at(tj), log_q.at(sj), temperature);
+        kl += term;
+        *g = (1.0 - alpha) * g_ce + alpha * g_kl;
+    }
+    [-log_q1.at(s[y]), temperature * temperature * kl]
+}
+
+// d/dz_s of (1 - α) CE(y, z_s) + α T^2 KL(p_t || softmax(z_s / T))
+//     = (1 - α) (softmax(z_s) - onehot(y)) + α T (softmax(z_s / T) - p_t)
+//
+// The sum of the two derivatives above [`cross_entropy_forward`] and
+// [`softmax_kl_forward`], weighted as the engine weights the two losses.
+/// The fused distillation loss of Hinton et al. per row: `loss[2r] = CE(y, s) = -log
+/// softmax(s)[y]`, `loss[2r + 1] = T²·KL(softmax(t/T) ‖ softmax(s/T))`, and `grad` the
+/// derivative of `(1 - α)·ce + α·kl` with respect to `s` (`T = p.temperature > 0`,
+/// `α = p.alpha`). One pass per row reads it once and takes both student softmaxes.
+pub fn kd_loss_forward(
+    student: &[f32],
+    teacher: &[f32],
+    labels: &[u32],
+    loss: &mut [f32],
+    grad: &mut [f32],
+    p: &RowParams,
+) {
+    const OP: &str = "kd_loss_forward";
+    let matrices = [
+        ("student", student.len()),
+        ("teacher", teacher.len()),
+        ("grad", grad.len()),
+    ];
+    let (rows, cols) = checked_shape(OP, p, &matrices);
+    check_len(OP, "labels", labels.len(), rows);
+    check_len(OP, "loss", loss.len(), 2 * rows);
+    assert!(
+        p.temperature > 0.0,
+        "{OP}: temperature {} must be positive",
+        p.temperature
+    );
+    let run = |s: &[f32], t: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]| {
+        let rows = s.chunks_exact(cols).zip(t.chunks_exact(cols)).zip(labels);
+        let outs = loss.chunks_exact_mut(2).zip(grad.chunks_exact_mut(cols));
+        for (((s, t), &label), (loss, grad)) in rows.zip(outs) {
+            let y = label_index(OP, label, cols);
+            loss.copy_from_slice(&kd_loss_row(s, t, y, grad, p));
+        }
+    };
+    let block = rows_per_task(cols);
+    if rows <= block {
+        return run(student, teacher, labels, loss, grad);
+    }
+    student
+        .par_chunks(block * cols)
+        .zip(teacher.par_chunks(block * cols))
+        .zip(labels.par_chunks(block))
+        .zip(loss.par_chunks_mut(2 * block))
+        .zip(grad.par_chunks_mut(block * cols))
+        .for_each(|((((s, t), y), l), g)| run(s, t, y, l, g));
+}
+
+/// `out[r]` = the column of the largest value of row `r`, the first one on ties.
+/// NOTE: comparisons with NaN are false: a NaN is never picked over an earlier number,
+/// and a NaN in the first column is never replaced.
 pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) {
-    todo!("placeholder until the kernel lands")
+    let (rows, cols) = checked_shape("argmax_rows", p, &[("x", x.len())]);
+    check_len("argmax_rows", "out", out.len(), rows);
+    let run = |x: &[f32], out: &mut [u32]| {
+        for (x, o) in x.chunks_exact(cols).zip(out) {
+            let mut best = 0;
+            for (j, &v) in x.iter().enumerate().skip(1) {
+                // Strictly greater: an equal value later in the row does not win.
+                if v > x[best] {
+                    best = j;
+                }
+            }
+            *o = best as u32;
+        }
+    };
+    let block = rows_per_task(cols);
+    if rows <= block {
+        return run(x, out);
+    }
+    x.par_chunks(block * cols)
+        .zip(out.par_chunks_mut(block))
+        .for_each(|(x, o)| run(x, o));
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    // Naive f64 references, one row at a time and in several passes: divide by T, find
+    // the max, sum, take logs. Written apart from the kernels so that a shared mistake
+    // cannot hide.
+
+    fn f64s(x: &[f32]) -> Vec<f64> {
+        x.iter().map(|&v| v as f64).collect()
+    }
+
+    fn ref_log_softmax(x: &[f64], t: f64) -> Vec<f64> {
+        let z: Vec<f64> = x.iter().map(|v| v / t).collect();
+        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+        z.iter().map(|v| v - max - sum.ln()).collect()
+    }
+
+    fn ref_softmax(x: &[f64], t: f64) -> Vec<f64> {
+        ref_log_softmax(x, t).into_iter().map(f64::exp).collect()
+    }
+
+    fn ref_cross_entropy(z: &[f64], y: usize) -> f64 {
+        -ref_log_softmax(z, 1.0)[y]
+    }
+
+    /// `T²·KL(softmax(t/T) ‖ softmax(s/T))`, skipping the `p = 0` terms.
+    fn ref_softmax_kl(s: &[f64], t: &[f64], temp: f64) -> f64 {
+        let (log_q, log_p) = (ref_log_softmax(s, temp), ref_log_softmax(t, temp));
+        let kl: f64 = log_p
+            .iter()
+            .zip(&log_q)
+            .filter(|(lp, _)| lp.exp() > 0.0)
+            .map(|(lp, lq)| lp.exp() * (lp - lq))
+            .sum();
+        temp * temp * kl
+    }
+
+    /// Central differences of `f` at `x`: truncation error O(h²) ≈ 1e-10 in f64.
+    fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+        let h = 1e-5;
+        (0..x.len())
+            .map(|j| {
+                let (mut up, mut down) = (x.to_vec(), x.to_vec());
+                up[j] += h;
+                down[j] -= h;
+                (f(&up) - f(&down)) / (2.0 * h)
+            })
+            .collect()
+    }
+
+    /// `|got - want| <= tol · (scale + |want|)` for every element.
+    fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64, scale: f64) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let err = (g as f64 - w).abs();
+            assert!(
+                err <= tol * (scale + w.abs()),
+                "{what}[{i}]: got {g}, want {w}"
+            );
+        }
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[derive(Clone, Debug)]
+    struct Case {
+        rows: usize,
+        cols: usize,
+        student: Vec<f32>,
+        teacher: Vec<f32>,
+        labels: Vec<u32>,
+        temperature: f32,
+        alpha: f32,
+    }
+
+    impl Case {
+        fn params(&self) -> RowParams {
+            RowParams::new(self.rows, self.cols)
+                .with_temperature(self.temperature)
+                .with_alpha(self.alpha)
+        }
+        fn row(&self, x: &[f32], r: usize) -> Vec<f64> {
+            f64s(&x[r * self.cols..(r + 1) * self.cols])
+        }
+        fn cross_entropy(&self) -> (Vec<f32>, Vec<f32>) {
+            let (mut loss, mut grad) = (vec![0.0; self.rows], vec![0.0; self.student.len()]);
+            cross_entropy_forward(
+                &self.student,
+                &self.labels,
+                &mut loss,
+                &mut grad,
+                &self.params(),
+            );
+            (loss, grad)
+        }
+        fn softmax_kl(&self) -> (Vec<f32>, Vec<f32>) {
+            let (mut loss, mut grad) = (vec![0.0; self.rows], vec![0.0; self.student.len()]);
+            let (s, t) = (&self.student, &self.teacher);
+            softmax_kl_forward(s, t, &mut loss, &mut grad, &self.params());
+            (loss, grad)
+        }
+        fn kd_loss(&self) -> (Vec<f32>, Vec<f32>) {
+            let (mut loss, mut grad) = (vec![0.0; 2 * self.rows], vec![0.0; self.student.len()]);
+            let (s, t, y) = (&self.student, &self.teacher, &self.labels);
+            kd_loss_forward(s, t, y, &mut loss, &mut grad, &self.params());
+            (loss, grad)
+        }
+        fn log_softmax(&self) -> Vec<f32> {
+            let mut out = vec![0.0; self.student.len()];
+            log_softmax_forward(&self.student, &mut out, &self.params());
+            out
+        }
+    }
+
+    /// Batch 1 and small batches; one column, two, primes and anything up to 40. Logits
+    /// in (-5, 5) and T in [0.5, 8) keep every exponent within what f32 resolves well.
+    fn cases() -> impl Strategy<Value = Case> {
+        let rows = prop_oneof![Just(1usize), 1usize..9];
+        let cols = prop_oneof![
+            Just(1usize),
+            Just(2),
+            Just(3),
+            Just(7),
+            Just(13),
+            1usize..40
+        ];
+        (rows, cols).prop_flat_map(|(rows, cols)| {
+            let n = rows * cols;
+            let logits = || vec(-5f32..5.0, n);
+            let labels = vec(0..cols as u32, rows);
+            (logits(), logits(), labels, 0.5f32..8.0, 0f32..=1.0).prop_map(
+                move |(student, teacher, labels, temperature, alpha)| Case {
+                    rows,
+                    cols,
+                    student,
+                    teacher,
+                    labels,
+                    temperature,
+                    alpha,
+                },
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn log_softmax_forward_matches_reference(c in cases()) {
+            let out = c.log_softmax();
+            for r in 0..c.rows {
+                let want = ref_log_softmax(&c.row(&c.student, r), 1.0);
+                assert_close("log_softmax", &out[r * c.cols..][..c.cols], &want, 1e-5, 1.0);
+            }
+        }
+
+        // The teacher logits stand in for an upstream gradient.
+        #[test]
+        fn log_softmax_backward_matches_reference(c in cases()) {
+            let out = c.log_softmax();
+            let mut grad_x = vec![0.0; out.len()];
+            log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params());
+            for r in 0..c.rows {
+                let (x, g) = (c.row(&c.student, r), c.row(&c.teacher, r));
+                let sum: f64 = g.iter().sum();
+                let want: Vec<f64> =
+                    ref_softmax(&x, 1.0).iter().zip(&g).map(|(q, g)| g - q * sum).collect();
+                assert_close("grad_x", &grad_x[r * c.cols..][..c.cols], &want, 1e-5, 1.0);
+            }
+        }
+
+        // L(x) = Σ_i g_i log_softmax(x)_i, whose gradient the backward claims to be.
+        #[test]
+        fn log_softmax_backward_matches_finite_differences(c in cases()) {
+            let out = c.log_softmax();
+            let mut grad_x = vec![0.0; out.len()];
+            log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params());
+            for r in 0..c.rows {
+                let g = c.row(&c.teacher, r);
+                let loss = |x: &[f64]| {
+                    ref_log_softmax(x, 1.0).iter().zip(&g).map(|(l, g)| l * g).sum::<f64>()
+                };
+                let want = numeric_grad(&c.row(&c.student, r), loss);
+                assert_close("grad_x", &grad_x[r * c.cols..][..c.cols], &want, 1e-4, 1.0);
+            }
+        }
+
+        #[test]
+        fn cross_entropy_forward_matches_reference(c in cases()) {
+            let (loss, grad) = c.cross_entropy();
+            for r in 0..c.rows {
+                let (z, y) = (c.row(&c.student, r), c.labels[r] as usize);
+                assert_close("loss", &loss[r..r + 1], &[ref_cross_entropy(&z, y)], 1e-5, 1.0);
+                let mut want = ref_softmax(&z, 1.0);
+                want[y] -= 1.0;
+                assert_close("grad", &grad[r * c.cols..][..c.cols], &want, 1e-5, 1.0);
+            }
+        }
+
+        #[test]
+        fn cross_entropy_grad_matches_finite_differences(c in cases()) {
+            let (_, grad) = c.cross_entropy();
+            for r in 0..c.rows {
+                let y = c.labels[r] as usize;
+                let want = numeric_grad(&c.row(&c.student, r), |z| ref_cross_entropy(z, y));
+                assert_close("grad", &grad[r * c.cols..][..c.cols], &want, 1e-4, 1.0);
+            }
+        }
+
+        #[test]
+        fn softmax_kl_forward_matches_reference(c in cases()) {
+            let (loss, grad) = c.softmax_kl();
+            let temp = c.temperature as f64;
+            for r in 0..c.rows {
+                let (s, t) = (c.row(&c.student, r), c.row(&c.teacher, r));
+                let kl = ref_softmax_kl(&s, &t, temp);
+                assert_close("loss", &loss[r..r + 1], &[kl], 1e-5, temp * temp);
+                let (q, p) = (ref_softmax(&s, temp), ref_softmax(&t, temp));
+                let want: Vec<f64> = q.iter().zip(&p).map(|(q, p)| temp * (q - p)).collect();
+                assert_close("grad", &grad[r * c.cols..][..c.cols], &want, 1e-5, temp);
+            }
+        }
+
+        #[test]
+        fn softmax_kl_grad_matches_finite_differences(c in cases()) {
+            let (_, grad) = c.softmax_kl();
+            let temp = c.temperature as f64;
+            for r in 0..c.rows {
+                let t = c.row(&c.teacher, r);
+                let want = numeric_grad(&c.row(&c.student, r), |s| ref_softmax_kl(s, &t, temp));
+                assert_close("grad", &grad[r * c.cols..][..c.cols], &want, 1e-4, temp);
+            }
+        }
+
+        // Student and teacher logits both multiplied by T give the softmaxes of T = 1 at
+        // temperature T: the loss grows by T² and the gradient by T.
+        #[test]
+        fn softmax_kl_scales_with_t_squared(c in cases()) {
+            let temp = c.temperature;
+            let scaled = |x: &[f32]| x.iter().map(|v| v * temp).collect::<Vec<f32>>();
+            let base = Case { temperature: 1.0, ..c.clone() };
+            let hot = Case { student: scaled(&c.student), teacher: scaled(&c.teacher), ..c.clone() };
+            let ((loss1, grad1), (loss_t, grad_t)) = (base.softmax_kl(), hot.softmax_kl());
+            let t = temp as f64;
+            let want_loss: Vec<f64> = loss1.iter().map(|&l| t * t * l as f64).collect();
+            let want_grad: Vec<f64> = grad1.iter().map(|&g| t * g as f64).collect();
+            assert_close("loss", &loss_t, &want_loss, 1e-4, t * t);
+            assert_close("grad", &grad_t, &want_grad, 1e-4, t);
+        }
+
+        #[test]
+        fn kd_loss_forward_matches_reference(c in cases()) {
+            let (loss, grad) = c.kd_loss();
+            let (temp, alpha) = (c.temperature as f64, c.alpha as f64);
+            for r in 0..c.rows {
+                let (s, t, y) = (c.row(&c.student, r), c.row(&c.teacher, r), c.labels[r] as usize);
+                let (ce, kl) = (ref_cross_entropy(&s, y), ref_softmax_kl(&s, &t, temp));
+                assert_close("ce", &loss[2 * r..][..1], &[ce], 1e-5, 1.0);
+                assert_close("kl", &loss[2 * r + 1..][..1], &[kl], 1e-5, temp * temp);
+                let (q1, q, p) = (ref_softmax(&s, 1.0), ref_softmax(&s, temp), ref_softmax(&t, temp));
+                let want: Vec<f64> = (0..c.cols)
+                    .map(|j| {
+                        let g_ce = q1[j] - if j == y { 1.0 } else { 0.0 };
+                        (1.0 - alpha) * g_ce + alpha * temp * (q[j] - p[j])
+                    })
+                    .collect();
+                assert_close("grad", &grad[r * c.cols..][..c.cols], &want, 1e-5, temp);
+            }
+        }
+
+        #[test]
+        fn kd_loss_grad_matches_finite_differences(c in cases()) {
+            let (_, grad) = c.kd_loss();
+            let (temp, alpha) = (c.temperature as f64, c.alpha as f64);
+            for r in 0..c.rows {
+                let (t, y) = (c.row(&c.teacher, r), c.labels[r] as usize);
+                let loss = |s: &[f64]| {
+                    (1.0 - alpha) * ref_cross_entropy(s, y) + alpha * ref_softmax_kl(s, &t, temp)
+                };
+                let want = numeric_grad(&c.row(&c.student, r), loss);
+                assert_close("grad", &grad[r * c.cols..][..c.cols], &want, 1e-4, temp);
+            }
+        }
+
+        // With α = 0 the blend is 1·g_ce + 0·g_kl, which rounds to g_ce exactly.
+        #[test]
+        fn kd_loss_with_alpha_0_is_cross_entropy(c in cases()) {
+            let c = Case { alpha: 0.0, ..c };
+            let ((kd_loss, kd_grad), (ce_loss, ce_grad)) = (c.kd_loss(), c.cross_entropy());
+            let kd_ce: Vec<f32> = kd_loss.iter().step_by(2).copied().collect();
+            prop_assert_eq!(bits(&kd_ce), bits(&ce_loss));
+            prop_assert_eq!(bits(&kd_grad), bits(&ce_grad));
+        }
+
+        // With α = 1 the gradient and the KL are the softmax-KL's, whatever the labels.
+        #[test]
+        fn kd_loss_with_alpha_1_ignores_labels(c in cases()) {
+            let c = Case { alpha: 1.0, ..c };
+            let shifted = Case {
+                labels: c.labels.iter().map(|&y| (y + 1) % c.cols as u32).collect(),
+                ..c.clone()
+            };
+            let ((loss, grad), (loss2, grad2)) = (c.kd_loss(), shifted.kd_loss());
+            let (kl_loss, kl_grad) = c.softmax_kl();
+            let kl = |l: &[f32]| l.iter().skip(1).step_by(2).copied().collect::<Vec<f32>>();
+            prop_assert_eq!(bits(&kl(&loss)), bits(&kl_loss));
+            prop_assert_eq!(bits(&kl(&loss2)), bits(&kl_loss));
+            prop_assert_eq!(bits(&grad), bits(&kl_grad));
+            prop_assert_eq!(bits(&grad2), bits(&kl_grad));
+        }
+
+        // Values from {-2, ..., 2} so that most rows hold ties.
+        #[test]
+        fn argmax_rows_matches_reference(
+            (rows, cols, x) in (1usize..9, 1usize..20).prop_flat_map(|(rows, cols)| {
+                (Just(rows), Just(cols), vec((-2i32..3).prop_map(|v| v as f32), rows * cols))
+            })
+        ) {
+            let mut out = vec![0; rows];
+            argmax_rows(&x, &mut out, &RowParams::new(rows, cols));
+            for (r, &got) in out.iter().enumerate() {
+                let row = &x[r * cols..][..cols];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let first = row.iter().position(|&v| v == max).unwrap();
+                prop_assert_eq!(got as usize, first);
+            }
+        }
+    }
+
+    // logits [0, ln 3]: exp = [1, 3], sum 4, so softmax = [1/4, 3/4] and
+    // log_softmax = [-ln 4, ln 3 - ln 4].
+    #[test]
+    fn log_softmax_and_cross_entropy_by_hand() {
+        let p = RowParams::new(1, 2);
+        let x = [0.0, 3f32.ln()];
+        let mut out = [0.0; 2];
+        log_softmax_forward(&x, &mut out, &p);
+        assert_close("out", &out, &[-(4f64.ln()), (0.75f64).ln()], 1e-6, 1.0);
+
+        // Backward with grad_out [1, 0]: Σ g = 1, so grad_x = [1 - 1/4, 0 - 3/4].
+        let mut grad_x = [0.0; 2];
+        log_softmax_backward(&out, &[1.0, 0.0], &mut grad_x, &p);
+        assert_close("grad_x", &grad_x, &[0.75, -0.75], 1e-6, 1.0);
+
+        // Label 1: loss = -ln(3/4) = ln(4/3), grad = [1/4, 3/4 - 1].
+        // Label 0: loss = -ln(1/4) = ln 4,    grad = [1/4 - 1, 3/4].
+        let (mut loss, mut grad) = ([0.0; 2], [0.0; 4]);
+        let (x2, p2) = ([0.0, 3f32.ln(), 0.0, 3f32.ln()], RowParams::new(2, 2));
+        cross_entropy_forward(&x2, &[1, 0], &mut loss, &mut grad, &p2);
+        assert_close("loss", &loss, &[(4.0f64 / 3.0).ln(), 4f64.ln()], 1e-6, 1.0);
+        assert_close("grad", &grad, &[0.25, -0.25, -0.75, 0.75], 1e-6, 1.0);
+    }
+
+    // Teacher [0, 2 ln 3] at T = 2 is p = softmax([0, ln 3]) = [1/4, 3/4]; student [0, 0]
+    // is q = [1/2, 1/2] at any T.
+    // KL(p ‖ q) = 1/4 ln((1/4)/(1/2)) + 3/4 ln((3/4)/(1/2)) = -1/4 ln 2 + 3/4 ln(3/2)
+    //           ≈ 0.130812; loss = T² KL = 4 KL; grad = T (q - p) = 2 [1/4, -1/4].
+    #[test]
+    fn softmax_kl_by_hand() {
+        let kl = -0.25 * 2f64.ln() + 0.75 * 1.5f64.ln();
+        let (mut loss, mut grad) = ([0.0], [0.0; 2]);
+        let p = RowParams::new(1, 2).with_temperature(2.0);
+        let (s, t) = ([0.0, 0.0], [0.0, 2.0 * 3f32.ln()]);
+        softmax_kl_forward(&s, &t, &mut loss, &mut grad, &p);
+        assert_close("loss", &loss, &[4.0 * kl], 1e-6, 1.0);
+        assert_close("grad", &grad, &[0.5, -0.5], 1e-6, 1.0);
+
+        // A student equal to its teacher: KL = 0 exactly, since log p_j - log q_j = 0.
+        softmax_kl_forward(&[1.0, -3.0], &[1.0, -3.0], &mut loss, &mut grad, &p);
+        assert_eq!((loss, grad), ([0.0], [0.0; 2]));
+    }
+
+    // The rows of the two cases above, label 1, α = 1/2, T = 2:
+    // CE = -ln softmax([0, 0])_1 = ln 2, KL term = 4 · 0.130812;
+    // grad = 1/2 ([1/2, 1/2] - [0, 1]) + 1/2 · 2 ([1/2, 1/2] - [1/4, 3/4])
+    //      = [1/4, -1/4] + [1/4, -1/4] = [1/2, -1/2].
+    #[test]
+    fn kd_loss_by_hand() {
+        let kl = -0.25 * 2f64.ln() + 0.75 * 1.5f64.ln();
+        let (mut loss, mut grad) = ([0.0; 2], [0.0; 2]);
+        let p = RowParams::new(1, 2).with_temperature(2.0).with_alpha(0.5);
+        let (s, t) = ([0.0, 0.0], [0.0, 2.0 * 3f32.ln()]);
+        kd_loss_forward(&s, &t, &[1], &mut loss, &mut grad, &p);
+        assert_close("loss", &loss, &[2f64.ln(), 4.0 * kl], 1e-6, 1.0);
+        assert_close("grad", &grad, &[0.5, -0.5], 1e-6, 1.0);
+    }
+
+    #[test]
+    fn argmax_rows_by_hand() {
+        let mut out = [9; 3];
+        let x = [[1.0, 3.0, 3.0, 2.0], [-1.0; 4], [0.0, -5.0, 7.0, 7.5]];
+        argmax_rows(x.as_flattened(), &mut out, &RowParams::new(3, 4));
+        // The first of the tied 3s; a row all tied goes to column 0; a plain maximum.
+        assert_eq!(out, [1, 0, 3]);
+    }
+
+    // exp(88.8) already overflows f32, so logits near ±1e4 only survive in the shifted
+    // form. Rows sit at +1e4, at -1e4, or span both; the reference is taken in f64 on
+    // the same f32 logits moved back by the offset, where no shift is needed.
+    #[test]
+    fn softmax_kl_stays_finite_near_1e4() {
+        let s = [0.5, -1.25, 3.0, 0.0, 2.0, -2.0];
+        let t = [-0.75, 2.5, 1.0, 0.0, -3.0, 1.5];
+        for offset in [1e4f32, -1e4] {
+            let shift = |x: &[f32]| x.iter().map(|v| v + offset).collect::<Vec<f32>>();
+            let back = |x: &[f32]| {
+                x.iter()
+                    .map(|&v| v as f64 - offset as f64)
+                    .collect::<Vec<_>>()
+            };
+            let c = Case {
+                rows: 2,
+                cols: 3,
+                student: shift(&s),
+                teacher: shift(&t),
+                labels: vec![2, 0],
+                temperature: 2.0,
+                alpha: 0.25,
+            };
+            let (loss, grad) = c.softmax_kl();
+            let (kd, kd_grad) = c.kd_loss();
+            let (ce, _) = c.cross_entropy();
+            for r in 0..2 {
+                let (sr, tr) = (
+                    back(&c.student[r * 3..][..3]),
+                    back(&c.teacher[r * 3..][..3]),
+                );
+                let kl = ref_softmax_kl(&sr, &tr, 2.0);
+                let ce_ref = ref_cross_entropy(&sr, c.labels[r] as usize);
+                assert_close("kl", &loss[r..r + 1], &[kl], 1e-5, 4.0);
+                assert_close("kd kl", &kd[2 * r + 1..][..1], &[kl], 1e-5, 4.0);
+                assert_close("ce", &ce[r..r + 1], &[ce_ref], 1e-5, 1.0);
+                assert_close("kd ce", &kd[2 * r..][..1], &[ce_ref], 1e-5, 1.0);
+            }
+            assert!(grad.iter().chain(&kd_grad).all(|g| g.is_finite()));
+        }
+
+        // A row spanning both ends at T = 1: p ≈ [0, 1, 0] (exp(-2e4) underflows to 0 and
+        // its term is dropped), log q_1 = -2e4, so KL = 1 · (0 - (-2e4)) = 2e4 and the
+        // gradient is q - p = [1, -1, 0].
+        let (s, t) = ([1e4, -1e4, 0.0], [-1e4, 1e4, 5.0]);
+        let (mut loss, mut grad) = ([0.0], [0.0; 3]);
+        softmax_kl_forward(&s, &t, &mut loss, &mut grad, &RowParams::new(1, 3));
+        assert_close(
+            "loss",
+            &loss,
+            &[ref_softmax_kl(&f64s(&s), &f64s(&t), 1.0)],
+            1e-6,
+            1.0,
+        );
+        assert_close("loss", &loss, &[2e4], 1e-6, 1.0);
+        assert_close("grad", &grad, &[1.0, -1.0, 0.0], 1e-6, 1.0);
+    }
+
+    /// A case big enough for several rayon blocks: 2500 rows of 13 make two blocks of
+    /// 1260 rows (16384 / 13) and a short one.
+    fn big_case() -> Case {
+        let (rows, cols) = (2500, 13);
+        let mut rng = StdRng::seed_from_u64(17);
+        let mut logits = || {
+            (0..rows * cols)
+                .map(|_| rng.random_range(-6.0f32..6.0))
+                .collect()
+        };
+        let (student, teacher) = (logits(), logits());
+        let labels = (0..rows).map(|r| (r * 7 % cols) as u32).collect();
+        Case {
+            rows,
+            cols,
+            student,
+            teacher,
+            labels,
+            temperature: 3.0,
+            alpha: 0.7,
+        }
+    }
+
+    /// Every kernel's outputs over the whole case, flattened to bits.
+    fn all_outputs(c: &Case) -> Vec<Vec<u32>> {
+        let out = c.log_softmax();
+        let mut grad_x = vec![0.0; out.len()];
+        log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params());
+        let mut argmax = vec![0; c.rows];
+        argmax_rows(&c.student, &mut argmax, &c.params());
+        let (ce, ce_grad) = c.cross_entropy();
+        let (kl, kl_grad) = c.softmax_kl();
+        let (kd, kd_grad) = c.kd_loss();
+        let outs = [out, grad_x, ce, ce_grad, kl, kl_grad, kd, kd_grad];
+        let mut all: Vec<Vec<u32>> = outs.iter().map(|o| bits(o)).collect();
+        all.push(argmax);
+        all
+    }
+
+    #[test]
+    fn row_kernels_are_deterministic() {
+        let c = big_case();
+        assert_eq!(all_outputs(&c), all_outputs(&c));
+    }
+
+    // The parallel path over blocks gives each row exactly what the serial path gives
+    // that row on its own.
+    #[test]
+    fn row_kernels_blocks_match_rows_one_by_one() {
+        let c = big_case();
+        let whole = all_outputs(&c);
+        let mut by_row: Vec<Vec<u32>> = vec![Vec::new(); whole.len()];
+        for r in 0..c.rows {
+            let one = Case {
+                rows: 1,
+                student: c.student[r * c.cols..][..c.cols].to_vec(),
+                teacher: c.teacher[r * c.cols..][..c.cols].to_vec(),
+                labels: vec![c.labels[r]],
+                ..c.clone()
+            };
+            for (acc, part) in by_row.iter_mut().zip(all_outputs(&one)) {
+                acc.extend(part);
+            }
+        }
+        assert_eq!(whole, by_row);
+    }
+}

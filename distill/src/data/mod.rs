@@ -1,0 +1,286 @@
+//! MNIST: the IDX files on disk, verified against the official hashes, as `[0, 1]` pixels
+//! and digit labels, cut into seeded shuffled batches with optional jitter.
+//!
+//! `Mnist::load(dir)` = for each file, `read_file` (`NAME`, else `NAME.gz`, decompressed)
+//! -> `parse_idx_images` / `parse_idx_labels` -> `verify_sha256` -> `Dataset`. Each step
+//! is public so tests can feed it synthetic bytes that no official hash would accept.
+
+mod batch;
+mod download;
+mod idx;
+
+pub use batch::{epoch_order, jitter_shift, Batch, Batches, Batching, JITTER_MAX};
+pub use download::{download, save_verified, MIRRORS};
+pub use idx::{
+    find_file, gunzip, parse_idx_images, parse_idx_labels, read_file, sha256_hex, verify_sha256,
+};
+
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+
+pub const IMAGE_SIDE: usize = 28;
+pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+pub const NUM_CLASSES: usize = 10;
+
+/// Where `Dataset::from_parts` data "lives", for error messages.
+const IN_MEMORY: &str = "(in-memory dataset)";
+
+/// One of the four official files: its name without `.gz`, and the SHA-256 of its
+/// decompressed bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MnistFile {
+    pub name: &'static str,
+    pub sha256: &'static str,
+}
+
+pub const TRAIN_IMAGES: MnistFile = MnistFile {
+    name: "train-images-idx3-ubyte",
+    sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+};
+pub const TRAIN_LABELS: MnistFile = MnistFile {
+    name: "train-labels-idx1-ubyte",
+    sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+};
+pub const TEST_IMAGES: MnistFile = MnistFile {
+    name: "t10k-images-idx3-ubyte",
+    sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+};
+pub const TEST_LABELS: MnistFile = MnistFile {
+    name: "t10k-labels-idx1-ubyte",
+    sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+};
+pub const FILES: [MnistFile; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(
+        "MNIST file {file} (or {file}.gz) not found in {dir}; \
+         run `distill download --data {dir}` to fetch it"
+    )]
+    Missing { dir: PathBuf, file: String },
+    #[error("{file}: truncated: the header promises {expected} bytes, the file holds {actual}")]
+    Truncated {
+        file: String,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("{file}: bad magic number 0x{actual:08x}, expected 0x{expected:08x}")]
+    BadMagic {
+        file: String,
+        expected: u32,
+        actual: u32,
+    },
+    #[error("{file}: bad shape: {detail}")]
+    BadShape { file: String, detail: String },
+    #[error("{images_file} holds {images} images but {labels_file} holds {labels} labels")]
+    CountMismatch {
+        images_file: String,
+        images: usize,
+        labels_file: String,
+        labels: usize,
+    },
+    #[error("{file}: label {label} at index {index} is not a digit 0-9")]
+    BadLabel {
+        file: String,
+        index: usize,
+        label: u8,
+    },
+    #[error(
+        "{file}: SHA-256 of the decompressed data is {actual}, expected {expected} \
+         (corrupt, or not the official MNIST file)"
+    )]
+    HashMismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("could not download {file}: {detail}")]
+    Download { file: String, detail: String },
+    #[error("batch size must be at least 1")]
+    ZeroBatchSize,
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            file: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// The data directory: `--data DIR` if given, else `$MNIST_DIR` if set and non-empty,
+/// else `./data/mnist`.
+pub fn resolve_data_dir(cli: Option<&Path>) -> PathBuf {
+    if let Some(dir) = cli {
+        return dir.to_path_buf();
+    }
+    match std::env::var_os("MNIST_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("data/mnist"),
+    }
+}
+
+/// `n` images of `IMAGE_PIXELS` pixels in `[0, 1]` and their labels `0..10`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    // images: (n, 28, 28) row-major; labels: (n,)
+    images: Vec<f32>,
+    labels: Vec<u8>,
+}
+
+impl Dataset {
+    /// Parses an images and a labels IDX file (decompressed bytes; no hash check) and
+    /// checks that they agree on the count. `*_file` names them in errors.
+    pub fn from_idx(
+        images: &[u8],
+        images_file: &str,
+        labels: &[u8],
+        labels_file: &str,
+    ) -> Result<Self, DataError> {
+        let pixels = parse_idx_images(images, images_file)?;
+        let labels_vec = parse_idx_labels(labels, labels_file)?;
+        if pixels.len() / IMAGE_PIXELS != labels_vec.len() {
+            return Err(DataError::CountMismatch {
+                images_file: images_file.to_string(),
+                images: pixels.len() / IMAGE_PIXELS,
+                labels_file: labels_file.to_string(),
+                labels: labels_vec.len(),
+            });
+        }
+        Ok(Dataset {
+            images: pixels,
+            labels: labels_vec,
+        })
+    }
+
+    /// A dataset from pixels (`labels.len() * IMAGE_PIXELS` values in `[0, 1]`) and
+    /// labels `0..10`: for tests and synthetic data.
+    pub fn from_parts(images: Vec<f32>, labels: Vec<u8>) -> Result<Self, DataError> {
+        if images.len() != labels.len() * IMAGE_PIXELS {
+            return Err(DataError::BadShape {
+                file: IN_MEMORY.to_string(),
+                detail: format!(
+                    "{} pixels for {} labels, expected {} ({}x{} per image)",
+                    images.len(),
+                    labels.len(),
+                    labels.len() * IMAGE_PIXELS,
+                    IMAGE_SIDE,
+                    IMAGE_SIDE
+                ),
+            });
+        }
+        if let Some(index) = images.iter().position(|p| !(0.0..=1.0).contains(p)) {
+            return Err(DataError::BadShape {
+                file: IN_MEMORY.to_string(),
+                detail: format!("pixel {index} is {}, outside [0, 1]", images[index]),
+            });
+        }
+        if let Some(index) = labels.iter().position(|&l| l as usize >= NUM_CLASSES) {
+            let label = labels[index];
+            return Err(DataError::BadLabel {
+                file: IN_MEMORY.to_string(),
+                index,
+                label,
+            });
+        }
+        Ok(Dataset { images, labels })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// All pixels, `(len, 28, 28)` row-major.
+    pub fn images(&self) -> &[f32] {
+        &self.images
+    }
+
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// Image `i` as `IMAGE_PIXELS` values, or `None` past the end.
+    pub fn image(&self, i: usize) -> Option<&[f32]> {
+        self.images.get(i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS)
+    }
+
+    pub fn label(&self, i: usize) -> Option<u8> {
+        self.labels.get(i).copied()
+    }
+
+    /// How many examples carry each digit.
+    pub fn label_counts(&self) -> [usize; NUM_CLASSES] {
+        let mut counts = [0; NUM_CLASSES];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    /// A copy of the examples in `range`, clipped to the dataset: `subset(..1000)` is the
+    /// first 1000 (or fewer) examples, `subset(50_000..)` the tail.
+    pub fn subset(&self, range: impl RangeBounds<usize>) -> Dataset {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => self.len(),
+        };
+        let end = end.min(self.len());
+        let start = start.min(end);
+        Dataset {
+            images: self.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS].to_vec(),
+            labels: self.labels[start..end].to_vec(),
+        }
+    }
+}
+
+/// The two official splits.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    pub train: Dataset,
+    pub test: Dataset,
+}
+
+impl Mnist {
+    /// Loads and verifies the four files in `dir` (see `resolve_data_dir`).
+    pub fn load(dir: &Path) -> Result<Mnist, DataError> {
+        // The splits are independent: decompress and hash them on two threads.
+        let (train, test) = std::thread::scope(|s| {
+            let train = s.spawn(|| load_split(dir, TRAIN_IMAGES, TRAIN_LABELS));
+            let test = load_split(dir, TEST_IMAGES, TEST_LABELS);
+            (train.join(), test)
+        });
+        let train = train.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        Ok(Mnist { train, test: test? })
+    }
+}
+
+/// Reads, parses and verifies one images + labels pair.
+pub fn load_split(dir: &Path, images: MnistFile, labels: MnistFile) -> Result<Dataset, DataError> {
+    let (images_path, image_bytes) = read_file(dir, images.name)?;
+    let (labels_path, label_bytes) = read_file(dir, labels.name)?;
+    let (images_file, labels_file) = (
+        images_path.display().to_string(),
+        labels_path.display().to_string(),
+    );
+    // Parse before hashing: a truncated or mislabelled file gets the more telling error.
+    let data = Dataset::from_idx(&image_bytes, &images_file, &label_bytes, &labels_file)?;
+    verify_sha256(&images_file, &image_bytes, images.sha256)?;
+    verify_sha256(&labels_file, &label_bytes, labels.sha256)?;
+    Ok(data)
+}

@@ -1,0 +1,362 @@
+//! `distill`: train an MNIST teacher and student, distill one from the other, compare.
+
+use clap::{Args, Parser, Subcommand};
+use distill::data::{self, Mnist};
+use distill::optim::{OptimizerConfig, OptimizerKind};
+use distill::presets;
+use distill::progress::{say, ProgressMode};
+use distill::study::{self, StudyOptions};
+use distill::train::{self, Distillation, TrainOptions};
+use distill::{DistillError, Result};
+use engine::Device;
+use models::{checkpoint, Arch, Network};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "distill",
+    version,
+    about = "Knowledge distillation on MNIST, from WGSL kernels up"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train one network on MNIST with labels alone.
+    Train(TrainArgs),
+    /// Train a student from a frozen teacher's softened outputs and the labels.
+    Distill(DistillArgs),
+    /// The whole study: train the teacher, the student alone and the student distilled
+    /// from the teacher, then compare them (Markdown, JSON and an SVG plot).
+    Run(RunArgs),
+    /// Evaluate a checkpoint on the MNIST test set.
+    Eval(EvalArgs),
+    /// List the networks with their parameter counts and forward FLOPs per image.
+    Models,
+    /// Fetch the four MNIST files from public mirrors and verify their hashes.
+    Download {
+        /// Where to put them [default: $MNIST_DIR, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+/// The options every training run takes.
+#[derive(Args, Clone)]
+struct Common {
+    /// Epochs to train.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Examples per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// sgd (momentum 0.9), adam or adamw.
+    #[arg(long, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Weight decay (L2 for sgd and adam, decoupled for adamw).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// Seeds the initialisation, the batch order, dropout and jitter.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Random ±2-pixel shifts of the training images.
+    #[arg(long)]
+    jitter: bool,
+    /// auto (a hardware GPU if there is one, else the CPU), gpu (any adapter, software
+    /// ones included) or cpu.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// The MNIST folder [default: $MNIST_DIR, else ./data/mnist].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Continue from the checkpoint at --out if there is one.
+    #[arg(long)]
+    resume: bool,
+    /// Plain progress lines even on a terminal.
+    #[arg(long, conflicts_with = "quiet")]
+    plain: bool,
+    /// Print only the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// teacher-cnn, student-cnn, teacher-mlp or student-mlp.
+    #[arg(long)]
+    model: Arch,
+    /// The checkpoint to write after every epoch.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct DistillArgs {
+    /// The teacher's checkpoint.
+    #[arg(long)]
+    teacher: PathBuf,
+    /// The student network to train.
+    #[arg(long)]
+    student: Arch,
+    /// Softmax temperature of the distillation term.
+    #[arg(long = "T", default_value_t = 5.0)]
+    temperature: f32,
+    /// Weight of the distillation term; 1 - alpha weighs the labels' cross-entropy.
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f32,
+    /// The student's checkpoint to write after every epoch.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The study's recipe: `default` or `hinton-mnist` (see `--list-presets`).
+    #[arg(long, default_value = "default")]
+    preset: String,
+    /// Print the presets and exit.
+    #[arg(long)]
+    list_presets: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Override the preset's epochs (all three runs).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the preset's temperature.
+    #[arg(long = "T")]
+    temperature: Option<f32>,
+    /// Override the preset's distillation weight.
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Where the checkpoints and the comparison go [default: runs/PRESET-seedSEED].
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, conflicts_with = "quiet")]
+    plain: bool,
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => cmd_train(args),
+        Command::Distill(args) => cmd_distill(args),
+        Command::Run(args) => cmd_run(args),
+        Command::Eval(args) => cmd_eval(args),
+        Command::Models => {
+            cmd_models();
+            Ok(())
+        }
+        Command::Download { data } => Ok(data::download(&data::resolve_data_dir(data.as_deref()))?),
+    }
+}
+
+fn progress_mode(c: &Common) -> ProgressMode {
+    match (c.quiet, c.plain) {
+        (true, _) => ProgressMode::Quiet,
+        (_, true) => ProgressMode::Plain,
+        _ => ProgressMode::Auto,
+    }
+}
+
+/// Parses `--device` and says which device was chosen.
+fn select_device(flag: &str, mode: ProgressMode) -> Result<Device> {
+    let (device, note) = Device::select(flag)?;
+    say(mode, &note);
+    Ok(device)
+}
+
+fn options(arch: Arch, out: PathBuf, c: &Common) -> TrainOptions {
+    let mut optimizer = OptimizerConfig::new(c.optimizer, c.lr);
+    optimizer.weight_decay = c.weight_decay;
+    TrainOptions {
+        arch,
+        epochs: c.epochs,
+        batch_size: c.batch,
+        optimizer,
+        seed: c.seed,
+        jitter: c.jitter,
+        out,
+        resume: c.resume,
+        progress: progress_mode(c),
+    }
+}
+
+fn load_data(flag: Option<&Path>, mode: ProgressMode) -> Result<Mnist> {
+    let dir = data::resolve_data_dir(flag);
+    let mnist = Mnist::load(&dir)?;
+    say(
+        mode,
+        &format!(
+            "MNIST from {}: {} train, {} test",
+            dir.display(),
+            mnist.train.len(),
+            mnist.test.len()
+        ),
+    );
+    Ok(mnist)
+}
+
+fn cmd_train(args: TrainArgs) -> Result<()> {
+    let opts = options(args.model, args.out, &args.common);
+    let data = load_data(args.common.data.as_deref(), opts.progress)?;
+    let device = select_device(&args.common.device, opts.progress)?;
+    let report = train::train(&opts, &data, &device, None)?;
+    summary(&opts, &report);
+    Ok(())
+}
+
+fn cmd_distill(args: DistillArgs) -> Result<()> {
+    let opts = options(args.student, args.out, &args.common);
+    // Check the cheap things before loading anything.
+    Distillation::check(args.temperature, args.alpha)?;
+    let data = load_data(args.common.data.as_deref(), opts.progress)?;
+    let device = select_device(&args.common.device, opts.progress)?;
+    let (teacher, _) = checkpoint::load_network(&args.teacher, &device)?;
+    say(
+        opts.progress,
+        &format!(
+            "teacher: {} from {}",
+            teacher.arch(),
+            args.teacher.display()
+        ),
+    );
+    let kd = Distillation::new(teacher, args.temperature, args.alpha)?;
+    let report = train::train(&opts, &data, &device, Some(&kd))?;
+    summary(&opts, &report);
+    Ok(())
+}
+
+fn summary(opts: &TrainOptions, report: &train::TrainReport) {
+    let Some(test) = report.final_test() else {
+        println!(
+            "{}: all {} epochs were already done in {}",
+            opts.arch,
+            opts.epochs,
+            opts.out.display()
+        );
+        return;
+    };
+    println!(
+        "{}: test accuracy {:.2}% ({} errors of {}), trained {:.1}s, checkpoint {}, metrics {}",
+        opts.arch,
+        100.0 * test.accuracy,
+        test.errors,
+        test.total,
+        report.train_seconds,
+        opts.out.display(),
+        train::metrics_path(&opts.out).display()
+    );
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    if args.list_presets {
+        for p in presets::PRESETS {
+            println!("{:<14} {}", p.name, p.about);
+        }
+        return Ok(());
+    }
+    let mut preset = *presets::find(&args.preset).map_err(DistillError::Config)?;
+    preset.epochs = args.epochs.unwrap_or(preset.epochs);
+    preset.temperature = args.temperature.unwrap_or(preset.temperature);
+    preset.alpha = args.alpha.unwrap_or(preset.alpha);
+    Distillation::check(preset.temperature, preset.alpha)?;
+    if preset.epochs == 0 {
+        return Err(DistillError::Config("--epochs must be at least 1".into()));
+    }
+    let progress = match (args.quiet, args.plain) {
+        (true, _) => ProgressMode::Quiet,
+        (_, true) => ProgressMode::Plain,
+        _ => ProgressMode::Auto,
+    };
+    let out_dir = args
+        .out_dir
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", preset.name, args.seed)));
+    let data = load_data(args.data.as_deref(), progress)?;
+    let device = select_device(&args.device, progress)?;
+    let opts = StudyOptions {
+        preset,
+        seed: args.seed,
+        out_dir: out_dir.clone(),
+        progress,
+    };
+    let rows = study::run_study(&opts, &data, &device)?;
+    print!("{}", study::markdown(&preset, args.seed, &device, &rows));
+    println!(
+        "\nwritten: {0}/comparison.md, {0}/comparison.json, {0}/accuracy.svg",
+        out_dir.display()
+    );
+    Ok(())
+}
+
+fn cmd_eval(args: EvalArgs) -> Result<()> {
+    let data = load_data(args.data.as_deref(), ProgressMode::Auto)?;
+    let device = select_device(&args.device, ProgressMode::Auto)?;
+    let (network, ckpt) = checkpoint::load_network(&args.checkpoint, &device)?;
+    let e = train::evaluate(&network, &data.test, 1000)?;
+    let epoch = ckpt.metadata.get("epoch").map_or("?", String::as_str);
+    println!(
+        "{} (epoch {epoch}): test accuracy {:.2}% ({} errors of {}), loss {:.4}, {:.1} µs/image",
+        network.arch(),
+        100.0 * e.accuracy,
+        e.errors,
+        e.total,
+        e.loss,
+        1e6 * e.seconds / e.total.max(1) as f64
+    );
+    Ok(())
+}
+
+fn cmd_models() {
+    println!(
+        "{:<12} {:>12} {:>16}",
+        "model", "parameters", "forward FLOPs"
+    );
+    for arch in Arch::ALL {
+        match Network::new(arch, 0, &Device::Cpu) {
+            Ok(net) => println!(
+                "{:<12} {:>12} {:>16}",
+                arch.to_string(),
+                net.parameter_count(),
+                net.forward_flops_per_image()
+            ),
+            Err(e) => println!("{arch}: {e}"),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The studies `distill run` knows, as data: one row per preset, no code path of its own.
+
+use crate::optim::OptimizerKind;
+use models::Arch;
+
+/// Everything one `distill run` needs: the teacher, the student, and the recipe that
+/// all three runs (teacher, student alone, distilled student) share.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub teacher: Arch,
+    pub student: Arch,
+    /// Jitter the teacher's training images.
+    pub teacher_jitter: bool,
+    /// Jitter the training images of the two student runs (the transfer set).
+    pub student_jitter: bool,
+    pub temperature: f32,
+    pub alpha: f32,
+    pub epochs: usize,
+    pub batch: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f32,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "default",
+        about: "teacher-cnn and student-cnn, 3 epochs, Adam 1e-3, T = 5, alpha = 0.1",
+        teacher: Arch::TeacherCnn,
+        student: Arch::StudentCnn,
+        teacher_jitter: false,
+        student_jitter: false,
+        temperature: 5.0,
+        alpha: 0.1,
+        epochs: 3,
+        batch: 64,
+        optimizer: OptimizerKind::Adam,
+        lr: 1e-3,
+    },
+    Preset {
+        name: "hinton-mnist",
+        about: "Hinton et al. 2015, section 3: a dropout, jittered 1200-1200 MLP teacher; \
+                an 800-800 MLP student alone and distilled at T = 20 without jitter",
+        teacher: Arch::TeacherMlp,
+        student: Arch::StudentMlp,
+        teacher_jitter: true,
+        student_jitter: false,
+        temperature: 20.0,
+        // NOTE: the paper weights the hard-label term "considerably lower" than the soft one.
+        alpha: 0.9,
+        epochs: 20,
+        batch: 128,
+        optimizer: OptimizerKind::Adam,
+        lr: 1e-3,
+    },
+];
+
+/// The preset named `name`, or an error listing the known ones.
+pub fn find(name: &str) -> Result<&'static Preset, String> {
+    PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        format!(
+            "unknown preset `{name}` (expected one of: {})",
+            names.join(", ")
+        )
+    })
+}

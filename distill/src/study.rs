@@ -1,0 +1,291 @@
+//! `distill run`: the whole study in one command. Train the teacher, train the student
+//! alone, distill the student from the teacher with the same seed, epochs and
+//! optimizer, then compare the three as Markdown, JSON and an SVG plot.
+
+use crate::data::Mnist;
+use crate::error::{io, Result};
+use crate::optim::OptimizerConfig;
+use crate::presets::Preset;
+use crate::progress::{say, ProgressMode};
+use crate::train::{self, Distillation, TrainOptions, TrainReport};
+use engine::Device;
+use models::{Arch, Module};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub struct StudyOptions {
+    pub preset: Preset,
+    pub seed: u64,
+    pub out_dir: PathBuf,
+    pub progress: ProgressMode,
+}
+
+/// One row of the comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    pub run: &'static str,
+    pub arch: Arch,
+    pub parameters: usize,
+    pub test_accuracy: f64,
+    pub test_errors: usize,
+    pub train_seconds: f64,
+    pub inference_us_per_image: f64,
+    pub accuracy_per_epoch: Vec<f64>,
+}
+
+pub fn run_study(opts: &StudyOptions, data: &Mnist, device: &Device) -> Result<Vec<RunSummary>> {
+    let p = &opts.preset;
+    std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+    let train_opts = |arch: Arch, jitter: bool, file: &str| TrainOptions {
+        arch,
+        epochs: p.epochs,
+        batch_size: p.batch,
+        optimizer: OptimizerConfig::new(p.optimizer, p.lr),
+        seed: opts.seed,
+        jitter,
+        out: opts.out_dir.join(file),
+        resume: false,
+        progress: opts.progress,
+    };
+    let mut rows = Vec::new();
+    say(opts.progress, &format!("[1/3] teacher {}", p.teacher));
+    let teacher = train::train(
+        &train_opts(p.teacher, p.teacher_jitter, "teacher.safetensors"),
+        data,
+        device,
+        None,
+    )?;
+    rows.push(summarize("teacher", &teacher, data)?);
+    say(opts.progress, &format!("[2/3] {} alone", p.student));
+    let alone = train::train(
+        &train_opts(p.student, p.student_jitter, "student.safetensors"),
+        data,
+        device,
+        None,
+    )?;
+    rows.push(summarize("student alone", &alone, data)?);
+    say(
+        opts.progress,
+        &format!(
+            "[3/3] {} distilled at T = {}, alpha = {}",
+            p.student, p.temperature, p.alpha
+        ),
+    );
+    let kd = Distillation::new(teacher.network, p.temperature, p.alpha)?;
+    let distilled_opts = train_opts(p.student, p.student_jitter, "student-distilled.safetensors");
+    let distilled = train::train(&distilled_opts, data, device, Some(&kd))?;
+    rows.push(summarize("student distilled", &distilled, data)?);
+    write_report(&opts.out_dir, p, opts.seed, device, &rows)?;
+    Ok(rows)
+}
+
+fn summarize(run: &'static str, report: &TrainReport, data: &Mnist) -> Result<RunSummary> {
+    // Timed apart from training, at the evaluation batch size.
+    let eval = train::evaluate(&report.network, &data.test, 1000)?;
+    let parameters = report
+        .network
+        .parameters()
+        .iter()
+        .map(|(_, t)| t.numel())
+        .sum();
+    Ok(RunSummary {
+        run,
+        arch: report.network.arch(),
+        parameters,
+        test_accuracy: eval.accuracy,
+        test_errors: eval.errors,
+        train_seconds: report.epochs.iter().map(|m| m.epoch_seconds).sum(),
+        inference_us_per_image: 1e6 * eval.seconds / eval.total.max(1) as f64,
+        accuracy_per_epoch: report.epochs.iter().map(|m| m.test.accuracy).collect(),
+    })
+}
+
+/// `comparison.md`, `comparison.json` and `accuracy.svg` in `dir`, each written atomically.
+pub fn write_report(
+    dir: &Path,
+    p: &Preset,
+    seed: u64,
+    device: &Device,
+    rows: &[RunSummary],
+) -> Result<()> {
+    write_atomic(
+        &dir.join("comparison.md"),
+        markdown(p, seed, device, rows).as_bytes(),
+    )?;
+    let json = json!({
+        "preset": p.name,
+        "seed": seed,
+        "device": device.to_string(),
+        "epochs": p.epochs,
+        "batch": p.batch,
+        "optimizer": p.optimizer.name(),
+        "lr": p.lr,
+        "temperature": p.temperature,
+        "alpha": p.alpha,
+        "runs": rows.iter().map(|r| json!({
+            "run": r.run,
+            "model": r.arch.to_string(),
+            "parameters": r.parameters,
+            "test_accuracy": r.test_accuracy,
+            "test_errors": r.test_errors,
+            "train_seconds": r.train_seconds,
+            "inference_us_per_image": r.inference_us_per_image,
+            "accuracy_per_epoch": r.accuracy_per_epoch,
+        })).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
+    write_atomic(&dir.join("comparison.json"), text.as_bytes())?;
+    write_atomic(&dir.join("accuracy.svg"), svg_plot(rows).as_bytes())
+}
+
+pub fn markdown(p: &Preset, seed: u64, device: &Device, rows: &[RunSummary]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Preset `{}`, seed {seed}, {} epochs, batch {}, {} lr {}, T = {}, alpha = {}, on {device}.\n",
+        p.name, p.epochs, p.batch, p.optimizer, p.lr, p.temperature, p.alpha
+    );
+    let _ = writeln!(
+        s,
+        "| run | model | parameters | test accuracy | test errors | train time | inference |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} % | {} | {:.1} s | {:.1} µs/image |",
+            r.run,
+            r.arch,
+            r.parameters,
+            100.0 * r.test_accuracy,
+            r.test_errors,
+            r.train_seconds,
+            r.inference_us_per_image
+        );
+    }
+    s
+}
+
+/// Test accuracy per epoch, one line per run.
+pub fn svg_plot(rows: &[RunSummary]) -> String {
+    const COLORS: [&str; 3] = ["#1f77b4", "#d62728", "#2ca02c"];
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 70.0, 180.0, 30.0, 50.0);
+    let epochs = rows
+        .iter()
+        .map(|r| r.accuracy_per_epoch.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let all = rows
+        .iter()
+        .flat_map(|r| r.accuracy_per_epoch.iter().copied());
+    let lo = all.clone().fold(1.0f64, f64::min).min(0.99);
+    let lo = (lo * 100.0).floor() / 100.0;
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let x = |e: usize| {
+        left + if epochs == 1 {
+            pw / 2.0
+        } else {
+            pw * (e - 1) as f64 / (epochs - 1) as f64
+        }
+    };
+    let y = |a: f64| top + ph * (1.0 - (a - lo) / (1.0 - lo).max(1e-9));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="18" text-anchor="middle" font-size="14">Test accuracy per epoch</text>"#,
+        left + pw / 2.0
+    );
+    for i in 0..=5 {
+        let a = lo + (1.0 - lo) * i as f64 / 5.0;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{:.1} %</text>"##,
+            left + pw,
+            left - 6.0,
+            y(a) + 4.0,
+            100.0 * a,
+            y = y(a)
+        );
+    }
+    for e in 1..=epochs {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{e}</text>"#,
+            x(e),
+            top + ph + 18.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">epoch</text>"#,
+        left + pw / 2.0,
+        h - 8.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<String> = r
+            .accuracy_per_epoch
+            .iter()
+            .enumerate()
+            .map(|(e, a)| format!("{:.1},{:.1}", x(e + 1), y(*a)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            points.join(" ")
+        );
+        for p in &points {
+            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+            let _ = writeln!(s, r#"<circle cx="{px}" cy="{py}" r="3" fill="{color}"/>"#);
+        }
+        let ly = top + 20.0 + 20.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/><text x="{}" y="{}">{} ({})</text>"#,
+            w - right + 10.0,
+            w - right + 30.0,
+            w - right + 35.0,
+            ly + 4.0,
+            r.run,
+            r.arch
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Writes `path` through a temporary file in the same folder and a rename, so that a
+/// crash never leaves a half-written file in its place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io(path))
+}

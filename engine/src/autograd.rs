@@ -1,0 +1,268 @@
+//! Reverse-mode autograd: the record of each op, the backward walk, the gradient store,
+//! and the no-grad mode.
+//!
+//! Each recorded tensor keeps the [`Op`] that made it, and the op keeps its inputs and
+//! whatever its backward needs (`MaxPool2d` keeps the argmax, the losses keep their
+//! per-row gradients), so the graph is the tensors themselves. [`Tensor::backward`]
+//! orders that graph, then calls [`backward_op`], one exhaustive `match`: an op added to
+//! the enum does not compile until it has a backward.
+
+use crate::backend;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::storage::{IndexStorage, Storage};
+use crate::tensor::{Tensor, TensorId};
+use kernels::params::*;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+/// How a tensor was computed, with what its backward needs.
+pub enum Op {
+    /// `out = a · b`, or `a · bᵀ` when `trans_b` (a linear layer's `x · Wᵀ`).
+    Matmul {
+        a: Tensor,
+        b: Tensor,
+        trans_b: bool,
+    },
+    Conv2d {
+        x: Tensor,
+        weight: Tensor,
+        params: Conv2dParams,
+    },
+    /// `out[o, c, i] = x[o, c, i] + bias[c]`.
+    BiasAdd {
+        x: Tensor,
+        bias: Tensor,
+        params: AxisParams,
+    },
+    MaxPool2d {
+        input: Tensor,
+        argmax: IndexStorage,
+        params: Pool2dParams,
+    },
+    Relu {
+        x: Tensor,
+    },
+    Dropout {
+        x: Tensor,
+        mask: Storage,
+        params: DropoutParams,
+    },
+    Add {
+        a: Tensor,
+        b: Tensor,
+    },
+    Scale {
+        x: Tensor,
+        alpha: f32,
+    },
+    Reshape {
+        x: Tensor,
+    },
+    /// `out[o, i] = Σ_c x[o, c, i]`.
+    SumAxis {
+        x: Tensor,
+        params: AxisParams,
+    },
+    /// Saves its own output: the backward needs `softmax = exp(out)`.
+    LogSoftmax {
+        x: Tensor,
+        out: Storage,
+        params: RowParams,
+    },
+    /// The mean over rows of a row-wise loss whose per-row gradients the forward kernel
+    /// already computed (cross-entropy, softmax-KL, the fused distillation loss): the
+    /// backward only scales them by `upstream / rows`.
+    RowLoss {
+        logits: Tensor,
+        grad: Storage,
+        rows: usize,
+    },
+}
+
+impl Op {
+    /// The tensors this op read, in argument order.
+    pub fn inputs(&self) -> Vec<&Tensor> {
+        match self {
+            Op::Matmul { a, b, .. } | Op::Add { a, b } => vec![a, b],
+            Op::Conv2d { x, weight, .. } => vec![x, weight],
+            Op::BiasAdd { x, bias, .. } => vec![x, bias],
+            Op::MaxPool2d { input, .. } => vec![input],
+            Op::Relu { x }
+            | Op::Dropout { x, .. }
+            | Op::Scale { x, .. }
+            | Op::Reshape { x }
+            | Op::SumAxis { x, .. }
+            | Op::LogSoftmax { x, .. } => vec![x],
+            Op::RowLoss { logits, .. } => vec![logits],
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Matmul { .. } => "matmul",
+            Op::Conv2d { .. } => "conv2d",
+            Op::BiasAdd { .. } => "bias_add",
+            Op::MaxPool2d { .. } => "max_pool2d",
+            Op::Relu { .. } => "relu",
+            Op::Dropout { .. } => "dropout",
+            Op::Add { .. } => "add",
+            Op::Scale { .. } => "scale",
+            Op::Reshape { .. } => "reshape",
+            Op::SumAxis { .. } => "sum_axis",
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::RowLoss { .. } => "row_loss",
+        }
+    }
+}
+
+/// The gradient of each input of `op`, given the gradient `grad` of its output, as
+/// storages shaped like the inputs (in `Op::inputs` order).
+fn backward_op(op: &Op, grad: &Tensor) -> Result<Vec<Storage>> {
+    let g = &*grad.storage();
+    match op {
+        Op::Matmul { a, b, trans_b } => ops::matmul::matmul_backward(a, b, *trans_b, g),
+        Op::Conv2d { x, weight, params } => ops::conv2d::conv2d_backward(x, weight, params, g),
+        Op::BiasAdd { params, .. } => ops::conv2d::bias_add_backward(params, g),
+        Op::MaxPool2d { argmax, params, .. } => ops::pool::max_pool2d_backward(argmax, params, g),
+        Op::Relu { x } => ops::activation::relu_backward(x, g),
+        Op::Dropout { mask, params, .. } => ops::activation::dropout_backward(mask, params, g),
+        Op::Add { .. } => Ok(vec![g.duplicate()?, g.duplicate()?]),
+        Op::Scale { alpha, .. } => Ok(vec![backend::scale(g, *alpha)?]),
+        Op::Reshape { .. } => Ok(vec![g.duplicate()?]),
+        Op::SumAxis { params, .. } => Ok(vec![backend::sum_axis_backward(g, params)?]),
+        Op::LogSoftmax { out, params, .. } => ops::loss::log_softmax_backward(out, params, g),
+        Op::RowLoss {
+            grad: rows_grad,
+            rows,
+            ..
+        } => ops::loss::row_loss_backward(rows_grad, *rows, g),
+    }
+}
+
+/// Gradients of the leaves (parameters) a backward pass reached, keyed by tensor.
+#[derive(Default)]
+pub struct Gradients {
+    grads: HashMap<TensorId, Tensor>,
+}
+
+impl Gradients {
+    pub fn get(&self, tensor: &Tensor) -> Option<&Tensor> {
+        self.grads.get(&tensor.id())
+    }
+
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+}
+
+impl Tensor {
+    /// Backpropagates from this scalar (one-element) tensor: the gradient of every
+    /// trainable leaf it depends on.
+    pub fn backward(&self) -> Result<Gradients> {
+        if self.numel() != 1 {
+            return Err(Error::BadShape {
+                op: "backward",
+                shape: self.shape().to_vec(),
+                expected: "a one-element loss",
+            });
+        }
+        let seed = Tensor::from_vec(vec![1.0], self.shape(), self.device())?;
+        self.backward_with(seed)
+    }
+
+    /// Backpropagates `seed`, the gradient of some scalar with respect to this tensor.
+    pub fn backward_with(&self, seed: Tensor) -> Result<Gradients> {
+        if seed.shape() != self.shape() {
+            return Err(Error::ShapeMismatch {
+                op: "backward",
+                lhs: self.shape().to_vec(),
+                rhs: seed.shape().to_vec(),
+            });
+        }
+        let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
+        let mut leaves = Gradients::default();
+        pending.insert(self.id(), seed);
+        for node in topological_order(self).into_iter().rev() {
+            let Some(grad) = pending.remove(&node.id()) else {
+                continue;
+            };
+            let Some(op) = node.op() else {
+                leaves.grads.insert(node.id(), grad);
+                continue;
+            };
+            let input_grads = backward_op(op, &grad)?;
+            for (input, g) in op.inputs().into_iter().zip(input_grads) {
+                if input.requires_grad() {
+                    accumulate(&mut pending, input, g)?;
+                }
+            }
+        }
+        Ok(leaves)
+    }
+}
+
+fn accumulate(pending: &mut HashMap<TensorId, Tensor>, input: &Tensor, g: Storage) -> Result<()> {
+    match pending.get(&input.id()) {
+        Some(sum) => backend::axpy(&g, &mut sum.storage_mut(), 1.0),
+        None => {
+            let g = Tensor::from_storage(g, input.shape().to_vec(), input.device());
+            pending.insert(input.id(), g);
+            Ok(())
+        }
+    }
+}
+
+/// Every tensor that needs a gradient and that `root` depends on, inputs before users.
+fn topological_order(root: &Tensor) -> Vec<Tensor> {
+    // NOTE: iterative, so that a deep graph cannot overflow the stack.
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((node, inputs_done)) = stack.pop() {
+        if inputs_done {
+            order.push(node);
+            continue;
+        }
+        if !node.requires_grad() || !seen.insert(node.id()) {
+            continue;
+        }
+        stack.push((node.clone(), true));
+        if let Some(op) = node.op() {
+            for input in op.inputs() {
+                stack.push((input.clone(), false));
+            }
+        }
+    }
+    order
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// True unless a [`no_grad`] guard is alive on this thread.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Turns recording off on this thread until the guard drops: ops then build no graph
+/// (teacher inference, evaluation).
+pub fn no_grad() -> NoGradGuard {
+    let previous = GRAD_ENABLED.with(|g| g.replace(false));
+    NoGradGuard { previous }
+}
+
+pub struct NoGradGuard {
+    previous: bool,
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}

@@ -1,0 +1,204 @@
+//! Row-wise losses over logits `(rows, classes)`: log-softmax, cross-entropy, the
+//! softmax-KL distillation term and the fused distillation loss.
+//!
+//! Each loss runs one fused kernel that writes the per-row losses and the per-row
+//! gradients together; the op returns the mean over rows and saves those gradients, so
+//! the backward is a scale by `upstream / rows`.
+
+use crate::autograd::Op;
+use crate::backend;
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+use crate::tensor::{Labels, Tensor};
+use kernels::params::{AxisParams, MatmulParams, RowParams};
+
+/// The output of [`Tensor::kd_loss`].
+pub struct KdLoss {
+    /// `(1 - α)·CE + α·T²·KL`, averaged over the batch; backpropagate this.
+    pub loss: Tensor,
+    /// `[mean CE, mean T²·KL]`, for reporting (no gradient).
+    pub parts: Tensor,
+}
+
+impl Tensor {
+    fn rows_cols(&self, op: &'static str) -> Result<(usize, usize)> {
+        match self.shape() {
+            &[rows, cols] if rows > 0 && cols > 0 => Ok((rows, cols)),
+            shape => Err(Error::BadShape {
+                op,
+                shape: shape.to_vec(),
+                expected: "(rows, classes), both >= 1",
+            }),
+        }
+    }
+
+    fn check_labels(
+        &self,
+        op: &'static str,
+        labels: &Labels,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        if labels.len() != rows {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape().to_vec(),
+                rhs: vec![labels.len()],
+            });
+        }
+        if !labels.device().same(self.device()) {
+            return Err(Error::DeviceMismatch {
+                op,
+                lhs: self.device().to_string(),
+                rhs: labels.device().to_string(),
+            });
+        }
+        if labels.max() as usize >= cols {
+            return Err(Error::LabelOutOfRange {
+                op,
+                label: labels.max(),
+                classes: cols,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn log_softmax(&self) -> Result<Tensor> {
+        let (rows, cols) = self.rows_cols("log_softmax")?;
+        let p = RowParams::new(rows, cols);
+        let out = backend::log_softmax_forward(&self.storage(), &p)?;
+        let record = Op::LogSoftmax {
+            x: self.clone(),
+            out: out.duplicate()?,
+            params: p,
+        };
+        Ok(Tensor::from_op(
+            out,
+            vec![rows, cols],
+            self.device(),
+            record,
+        ))
+    }
+
+    /// Mean cross-entropy of `self` as logits against integer labels.
+    pub fn cross_entropy(&self, labels: &Labels) -> Result<Tensor> {
+        let (rows, cols) = self.rows_cols("cross_entropy")?;
+        self.check_labels("cross_entropy", labels, rows, cols)?;
+        let p = RowParams::new(rows, cols);
+        let (loss, grad) = backend::cross_entropy_forward(&self.storage(), labels.storage(), &p)?;
+        self.row_loss(&loss, grad, rows)
+    }
+
+    /// Mean over rows of `T²·KL(softmax(teacher/T) ‖ softmax(self/T))`. The teacher's
+    /// logits are a constant: no gradient flows into them.
+    pub fn softmax_kl(&self, teacher: &Tensor, temperature: f32) -> Result<Tensor> {
+        let (rows, cols) = self.check_kd_inputs("softmax_kl", teacher, temperature, 1.0)?;
+        let p = RowParams::new(rows, cols).with_temperature(temperature);
+        let (loss, grad) = backend::softmax_kl_forward(&self.storage(), &teacher.storage(), &p)?;
+        self.row_loss(&loss, grad, rows)
+    }
+
+    /// Hinton's distillation loss, `(1 - α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T))`
+    /// averaged over the batch, with `self` the student's logits `s` and `teacher` the
+    /// (constant) teacher logits `t`. One fused kernel pass per row.
+    pub fn kd_loss(
+        &self,
+        teacher: &Tensor,
+        labels: &Labels,
+        temperature: f32,
+        alpha: f32,
+    ) -> Result<KdLoss> {
+        let (rows, cols) = self.check_kd_inputs("kd_loss", teacher, temperature, alpha)?;
+        self.check_labels("kd_loss", labels, rows, cols)?;
+        let p = RowParams::new(rows, cols)
+            .with_temperature(temperature)
+            .with_alpha(alpha);
+        let (pairs, grad) =
+            backend::kd_loss_forward(&self.storage(), &teacher.storage(), labels.storage(), &p)?;
+        // (rows, 2) -> [Σ CE, Σ T²·KL]
+        let sums = backend::sum_axis(&pairs, &AxisParams::new(1, rows, 2))?;
+        let parts = backend::scale(&sums, 1.0 / rows as f32)?;
+        // NOTE: the weighted sum as a (1, 2)·(2, 1) product keeps it on the device.
+        let weights = Storage::from_vec(vec![1.0 - alpha, alpha], self.device())?;
+        let total = backend::matmul(&parts, &weights, &MatmulParams::new(1, 1, 2))?;
+        let record = Op::RowLoss {
+            logits: self.clone(),
+            grad,
+            rows,
+        };
+        Ok(KdLoss {
+            loss: Tensor::from_op(total, vec![], self.device(), record),
+            parts: Tensor::from_storage(parts, vec![2], self.device()),
+        })
+    }
+
+    fn check_kd_inputs(
+        &self,
+        op: &'static str,
+        teacher: &Tensor,
+        t: f32,
+        alpha: f32,
+    ) -> Result<(usize, usize)> {
+        self.check_same_device(op, teacher)?;
+        let (rows, cols) = self.rows_cols(op)?;
+        if teacher.shape() != self.shape() {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape().to_vec(),
+                rhs: teacher.shape().to_vec(),
+            });
+        }
+        if !(t > 0.0 && t.is_finite()) {
+            return Err(Error::BadArgument {
+                op,
+                message: format!("temperature must be > 0 and finite, got {t}"),
+            });
+        }
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(Error::BadArgument {
+                op,
+                message: format!("alpha must be in [0, 1], got {alpha}"),
+            });
+        }
+        Ok((rows, cols))
+    }
+
+    /// The scalar mean of per-row losses, recording their per-row gradients.
+    fn row_loss(&self, loss: &Storage, grad: Storage, rows: usize) -> Result<Tensor> {
+        let sum = backend::sum_axis(loss, &AxisParams::new(1, rows, 1))?;
+        let mean = backend::scale(&sum, 1.0 / rows as f32)?;
+        let record = Op::RowLoss {
+            logits: self.clone(),
+            grad,
+            rows,
+        };
+        Ok(Tensor::from_op(mean, vec![], self.device(), record))
+    }
+
+    /// The index of the largest logit of each row (first on ties); reads back.
+    pub fn argmax_rows(&self) -> Result<Vec<u32>> {
+        let (rows, cols) = self.rows_cols("argmax_rows")?;
+        backend::argmax_rows(&self.storage(), &RowParams::new(rows, cols))?.to_vec()
+    }
+}
+
+// d/dx of log_softmax: dx = g - softmax(x) · Σ_j g_j, with softmax = exp(out)
+pub(crate) fn log_softmax_backward(
+    out: &Storage,
+    p: &RowParams,
+    g: &Storage,
+) -> Result<Vec<Storage>> {
+    Ok(vec![backend::log_softmax_backward(out, g, p)?])
+}
+
+// loss = (1/rows) Σ_r loss_r, so d loss / d logits_r = upstream · grad_r / rows,
+// with grad_r = d loss_r / d logits_r from the forward kernel.
+pub(crate) fn row_loss_backward(
+    rows_grad: &Storage,
+    rows: usize,
+    g: &Storage,
+) -> Result<Vec<Storage>> {
+    let upstream = backend::sum_axis_backward(g, &AxisParams::new(1, rows_grad.len(), 1))?;
+    let scaled = backend::mul(rows_grad, &upstream)?;
+    Ok(vec![backend::scale(&scaled, 1.0 / rows as f32)?])
+}

@@ -1,0 +1,163 @@
+//! Hand-derived cases through the engine, the errors it names, and no-grad mode.
+
+use engine::{no_grad, Device, Error, Labels, Tensor};
+
+fn t(data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::parameter(data.to_vec(), shape, &Device::Cpu).unwrap()
+}
+
+fn close(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{a:?} != {b:?}");
+    }
+}
+
+#[test]
+fn matmul_by_hand() {
+    // [[1,2],[3,4]]·[[5,6],[7,8]] = [[1·5+2·7, 1·6+2·8], [3·5+4·7, 3·6+4·8]] = [[19,22],[43,50]]
+    let (a, b) = (t(&[1., 2., 3., 4.], &[2, 2]), t(&[5., 6., 7., 8.], &[2, 2]));
+    let c = a.matmul(&b).unwrap();
+    close(&c.to_vec().unwrap(), &[19., 22., 43., 50.]);
+    // d sum(c) / da = ones · bᵀ = row sums of b per column of a: [[11,15],[11,15]];
+    // d sum(c) / db = aᵀ · ones = column sums of a repeated: [[4,4],[6,6]].
+    let grads = c.sum().unwrap().backward().unwrap();
+    close(
+        &grads.get(&a).unwrap().to_vec().unwrap(),
+        &[11., 15., 11., 15.],
+    );
+    close(&grads.get(&b).unwrap().to_vec().unwrap(), &[4., 4., 6., 6.]);
+}
+
+#[test]
+fn cross_entropy_by_hand() {
+    // logits [0, ln 3]: softmax = [1/4, 3/4]; label 1: loss = -ln(3/4) ≈ 0.287682;
+    // d loss / d logits = softmax - onehot = [1/4, -1/4].
+    let x = t(&[0.0, 3f32.ln()], &[1, 2]);
+    let y = Labels::new(&[1], &Device::Cpu).unwrap();
+    let loss = x.cross_entropy(&y).unwrap();
+    close(&[loss.to_scalar().unwrap()], &[-(0.75f32).ln()]);
+    let grads = loss.backward().unwrap();
+    close(&grads.get(&x).unwrap().to_vec().unwrap(), &[0.25, -0.25]);
+}
+
+#[test]
+fn gradients_accumulate_over_reuse() {
+    // y = x + x = 2x: dy/dx = 2 for each element.
+    let x = t(&[1., -2., 3.], &[3]);
+    let grads = x.add(&x).unwrap().sum().unwrap().backward().unwrap();
+    close(&grads.get(&x).unwrap().to_vec().unwrap(), &[2., 2., 2.]);
+}
+
+#[test]
+fn softmax_kl_with_huge_logits_stays_finite() {
+    let s = t(&[1e4, -1e4, 0.0, 9999.0], &[2, 2]);
+    let teacher = Tensor::from_vec(vec![-1e4, 1e4, 1e4, 0.0], &[2, 2], &Device::Cpu).unwrap();
+    let loss = s.softmax_kl(&teacher, 2.0).unwrap();
+    assert!(loss.to_scalar().unwrap().is_finite());
+    let grads = loss.backward().unwrap();
+    assert!(grads
+        .get(&s)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|g| g.is_finite()));
+}
+
+#[test]
+fn shape_errors_name_the_op_and_shapes() {
+    let x = t(&vec![0.0; 64 * 784], &[64, 784]);
+    let w = t(&vec![0.0; 10 * 128], &[10, 128]);
+    let err = x.matmul(&w).unwrap_err();
+    assert_eq!(
+        err,
+        Error::ShapeMismatch {
+            op: "matmul",
+            lhs: vec![64, 784],
+            rhs: vec![10, 128]
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "matmul: shapes do not fit: lhs [64, 784], rhs [10, 128]"
+    );
+    let img = t(&[0.0; 4], &[1, 1, 2, 2]);
+    let kernel = t(&[0.0; 9], &[1, 1, 3, 3]);
+    assert!(matches!(
+        img.conv2d(&kernel, 1, 0),
+        Err(Error::ShapeMismatch { op: "conv2d", .. })
+    ));
+    assert!(matches!(
+        img.max_pool2d(3, 1),
+        Err(Error::BadShape {
+            op: "max_pool2d",
+            ..
+        })
+    ));
+    assert!(matches!(
+        img.bias_add(&t(&[0.0; 2], &[2])),
+        Err(Error::ShapeMismatch { op: "bias_add", .. })
+    ));
+    assert!(matches!(
+        Tensor::from_vec(vec![1.0; 3], &[2, 2], &Device::Cpu),
+        Err(Error::DataLength { .. })
+    ));
+}
+
+#[test]
+fn loss_arguments_are_checked() {
+    let s = t(&[0.0; 4], &[2, 2]);
+    let teacher = Tensor::zeros(&[2, 2], &Device::Cpu).unwrap();
+    let y = Labels::new(&[0, 1], &Device::Cpu).unwrap();
+    for bad_t in [0.0, -1.0, f32::NAN] {
+        let err = s.kd_loss(&teacher, &y, bad_t, 0.5).err().unwrap();
+        assert!(err.to_string().contains("temperature must be > 0"), "{err}");
+    }
+    let err = s.kd_loss(&teacher, &y, 2.0, 1.5).err().unwrap();
+    assert!(err.to_string().contains("alpha must be in [0, 1]"), "{err}");
+    let wide = Tensor::zeros(&[2, 3], &Device::Cpu).unwrap();
+    assert!(matches!(
+        s.kd_loss(&wide, &y, 2.0, 0.5).err().unwrap(),
+        Error::ShapeMismatch { op: "kd_loss", .. }
+    ));
+    let bad_labels = Labels::new(&[0, 7], &Device::Cpu).unwrap();
+    assert_eq!(
+        s.cross_entropy(&bad_labels).unwrap_err(),
+        Error::LabelOutOfRange {
+            op: "cross_entropy",
+            label: 7,
+            classes: 2
+        }
+    );
+    let short = Labels::new(&[0], &Device::Cpu).unwrap();
+    assert!(matches!(
+        s.cross_entropy(&short),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}
+
+#[test]
+fn no_grad_records_nothing() {
+    let w = t(&[1., 2., 3., 4.], &[2, 2]);
+    let y = {
+        let _guard = no_grad();
+        w.matmul(&w).unwrap().relu().unwrap()
+    };
+    assert!(y.op().is_none() && !y.requires_grad());
+    // Recording is back on once the guard drops.
+    assert!(w.matmul(&w).unwrap().requires_grad());
+    assert!(matches!(
+        y.sum().unwrap().backward().map(|g| g.len()),
+        Ok(0)
+    ));
+}
+
+#[test]
+fn backward_needs_a_scalar() {
+    let x = t(&[1., 2.], &[2]);
+    assert!(matches!(
+        x.relu().unwrap().backward(),
+        Err(Error::BadShape { op: "backward", .. })
+    ));
+}

@@ -1,0 +1,336 @@
+//! The device, its queue, the pending command encoder, and the only sync point: `read`.
+
+use super::buffer::{BufferPool, GpuBuffer};
+use super::pipeline::{Compiled, KernelId, PipelineCache};
+use super::GpuError;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Which adapters [`GpuContext::new`] may pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// Hardware only: a discrete GPU, else an integrated one; `Err` if only a software
+    /// rasterizer (llvmpipe) is found, since the CPU kernels beat it by far.
+    Auto,
+    /// Any adapter, software included: for tests on machines without a GPU.
+    Any,
+}
+
+/// A wgpu device with its queue, pipeline cache, buffer pool and pending work.
+pub struct GpuContext {
+    info: wgpu::AdapterInfo,
+    pub(crate) device: wgpu::Device,
+    queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    pipelines: PipelineCache,
+    pool: BufferPool,
+    pending: Mutex<Pending>,
+    /// One slot per dispatch of a submit; see [`super::launch`].
+    pub(crate) uniforms: wgpu::Buffer,
+    pub(crate) uniform_slot: u64,
+    /// The first error wgpu reported outside an error scope, returned by the next `read`.
+    error: Arc<Mutex<Option<String>>>,
+    dispatch_limit: AtomicU32,
+}
+
+/// Work recorded since the last submit.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub encoder: Option<wgpu::CommandEncoder>,
+    /// The params of each recorded dispatch, one uniform slot each.
+    pub uniform_bytes: Vec<u8>,
+    pub dispatches: u64,
+}
+
+impl GpuContext {
+    /// Opens the best adapter allowed by `choice`; `Err(NoAdapter)` names what was found.
+    pub fn new(choice: AdapterChoice) -> Result<Arc<GpuContext>, GpuError> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let adapter = pick_adapter(&wgpu::Instance::new(desc), choice)?;
+        // All the adapter allows: big storage bindings on big GPUs.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("kernels::gpu"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| GpuError::RequestDevice(format!("{}: {e}", adapter.get_info().name)))?;
+        let error = Arc::new(Mutex::new(None));
+        let sink = error.clone();
+        // NOTE: wgpu's default handler panics; keep the first error for the next read.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        let uniform_slot = super::launch::uniform_slot_bytes(&limits);
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernels::gpu params ring"),
+            size: uniform_slot * super::launch::MAX_PENDING,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Arc::new(GpuContext {
+            info: adapter.get_info(),
+            dispatch_limit: AtomicU32::new(limits.max_compute_workgroups_per_dimension),
+            pool: BufferPool::new(limits.max_buffer_size),
+            pipelines: PipelineCache::default(),
+            pending: Mutex::default(),
+            device,
+            queue,
+            limits,
+            uniforms,
+            uniform_slot,
+            error,
+        }))
+    }
+
+    /// The adapter's name and backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`.
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// True for a software rasterizer (`DeviceType::Cpu`, e.g. llvmpipe).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// A new buffer holding `data`.
+    pub fn upload(self: &Arc<Self>, data: &[f32]) -> GpuBuffer {
+        self.upload_bytes(bytemuck::cast_slice(data), data.len())
+    }
+
+    /// A new buffer holding `data` (labels, argmax indices).
+    pub fn upload_u32(self: &Arc<Self>, data: &[u32]) -> GpuBuffer {
+        self.upload_bytes(bytemuck::cast_slice(data), data.len())
+    }
+
+    fn upload_bytes(self: &Arc<Self>, bytes: &[u8], len: usize) -> GpuBuffer {
+        // NOTE: write_buffer lands before every command of the next submit, so commands
+        // still recorded against a pooled buffer must be submitted before it is refilled.
+        self.flush();
+        let buffer = self.pool.take(&self.device, 4 * len.max(1) as u64);
+        if !bytes.is_empty() {
+            self.queue.write_buffer(&buffer, 0, bytes);
+        }
+        GpuBuffer::new(self.clone(), buffer, len)
+    }
+
+    /// A new buffer of `len` zero words (`0.0` or `0u32`).
+    pub fn zeros(self: &Arc<Self>, len: usize) -> GpuBuffer {
+        let buffer = self.pool.take(&self.device, 4 * len.max(1) as u64);
+        self.encode(|enc| enc.clear_buffer(&buffer, 0, None));
+        GpuBuffer::new(self.clone(), buffer, len)
+    }
+
+    /// Records `buf[..len] = 0`.
+    pub(crate) fn clear(&self, buf: &GpuBuffer, len: usize) -> Result<(), GpuError> {
+        super::launch::check_args(self, "clear", &[super::launch::w("buf", buf, len)])?;
+        if len > 0 {
+            self.encode(|enc| enc.clear_buffer(buf.raw(), 0, Some(4 * len as u64)));
+        }
+        Ok(())
+    }
+
+    /// A buffer of `len` words with unspecified contents, for partial results.
+    pub(crate) fn scratch(self: &Arc<Self>, len: usize) -> GpuBuffer {
+        let buffer = self.pool.take(&self.device, 4 * len.max(1) as u64);
+        GpuBuffer::new(self.clone(), buffer, len)
+    }
+
+    /// Records `dst[..src.len()] = src`; `dst` must be at least as long.
+    pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer) -> Result<(), GpuError> {
+        let (len, needed) = (dst.len(), src.len());
+        if len < needed {
+            return Err(GpuError::BufferTooSmall {
+                op: "copy",
+                arg: "dst",
+                len,
+                needed,
+            });
+        }
+        if !std::ptr::eq(src, dst) {
+            self.copy_words(src, dst, needed);
+        }
+        Ok(())
+    }
+
+    /// Records `dst[..words] = src[..words]`; the caller checked both lengths.
+    pub(crate) fn copy_words(&self, src: &GpuBuffer, dst: &GpuBuffer, words: usize) {
+        if words > 0 {
+            let bytes = 4 * words as u64;
+            self.encode(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes));
+        }
+    }
+
+    /// Submits the recorded work, waits for it, and returns the buffer's values.
+    pub fn read(&self, buf: &GpuBuffer) -> Result<Vec<f32>, GpuError> {
+        self.read_words(buf)
+    }
+
+    /// [`GpuContext::read`] for `u32` buffers.
+    pub fn read_u32(&self, buf: &GpuBuffer) -> Result<Vec<u32>, GpuError> {
+        self.read_words(buf)
+    }
+
+    /// Submits the recorded work without waiting for it.
+    pub fn flush(&self) {
+        self.submit_locked(&mut self.lock_pending());
+    }
+
+    /// Frees the buffers kept for reuse (live buffers are untouched).
+    pub fn trim_pool(&self) {
+        self.pool.clear();
+    }
+
+    /// NOTE: for tests only: split dispatches at `n` workgroups per dimension instead of
+    /// the adapter's limit, to exercise the 2-D split on small shapes.
+    #[doc(hidden)]
+    pub fn set_dispatch_limit(&self, n: u32) {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        self.dispatch_limit
+            .store(n.clamp(1, max), Ordering::Relaxed);
+    }
+
+    pub(crate) fn dispatch_limit(&self) -> u32 {
+        self.dispatch_limit.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn pool(&self) -> &BufferPool {
+        &self.pool
+    }
+
+    pub(crate) fn pipeline(&self, id: KernelId) -> Result<Arc<Compiled>, GpuError> {
+        self.pipelines.get(&self.device, id)
+    }
+
+    pub(crate) fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records into the pending encoder (created on demand).
+    fn encode(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = self.lock_pending();
+        f(pending.encoder.get_or_insert_with(|| self.new_encoder()));
+    }
+
+    pub(crate) fn new_encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&Default::default())
+    }
+
+    /// Writes the dispatches' params into the uniform ring, then submits their commands.
+    pub(crate) fn submit_locked(&self, pending: &mut Pending) {
+        let Some(encoder) = pending.encoder.take() else {
+            return;
+        };
+        if !pending.uniform_bytes.is_empty() {
+            self.queue
+                .write_buffer(&self.uniforms, 0, &pending.uniform_bytes);
+        }
+        self.queue.submit([encoder.finish()]);
+        pending.uniform_bytes.clear();
+        pending.dispatches = 0;
+    }
+
+    fn read_words<T: bytemuck::Pod>(&self, buf: &GpuBuffer) -> Result<Vec<T>, GpuError> {
+        if buf.is_empty() {
+            return self.take_error().map(|_| Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernels::gpu readback"),
+            size: buf.bytes(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut pending = self.lock_pending();
+            let enc = pending.encoder.get_or_insert_with(|| self.new_encoder());
+            enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, buf.bytes());
+            self.submit_locked(&mut pending);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(format!("waiting for the device: {e}")))?;
+        self.take_error()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Readback(format!("mapping {buf:?}: {e}"))),
+            Err(_) => return Err(GpuError::Readback(format!("mapping {buf:?}: no callback"))),
+        }
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Readback(format!("mapping {buf:?}: {e}")))?;
+        let out = bytemuck::pod_collect_to_vec(&view[..]);
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Returns (and clears) the first error wgpu reported since the last read.
+    fn take_error(&self) -> Result<(), GpuError> {
+        let mut slot = self.error.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.take() {
+            Some(msg) => Err(GpuError::Device(msg)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuContext({})", self.adapter_name())
+    }
+}
+
+/// The best adapter allowed by `choice`: by device type, then Vulkan/Metal/DX12 before GL.
+fn pick_adapter(
+    instance: &wgpu::Instance,
+    choice: AdapterChoice,
+) -> Result<wgpu::Adapter, GpuError> {
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    if adapters.is_empty() {
+        return Err(GpuError::NoAdapter(
+            "wgpu found no adapter: no Vulkan, Metal or DX12 driver could be loaded \
+             (on Debian, `apt-get install mesa-vulkan-drivers libvulkan1` gives a software one)"
+                .into(),
+        ));
+    }
+    let rank = |a: &wgpu::Adapter| {
+        let info = a.get_info();
+        let kind = match (info.device_type, choice) {
+            (wgpu::DeviceType::DiscreteGpu, _) => 0,
+            (wgpu::DeviceType::IntegratedGpu, _) => 1,
+            (_, AdapterChoice::Auto) => return None,
+            (wgpu::DeviceType::VirtualGpu, _) => 2,
+            (wgpu::DeviceType::Other, _) => 3,
+            (wgpu::DeviceType::Cpu, _) => 4,
+        };
+        Some((kind, info.backend == wgpu::Backend::Gl))
+    };
+    let names: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({:?}, {:?})",
+                a.get_info().name,
+                a.get_info().device_type,
+                a.get_info().backend
+            )
+        })
+        .collect();
+    adapters
+        .into_iter()
+        .filter_map(|a| Some((rank(&a)?, a)))
+        .min_by_key(|(r, _)| *r)
+        .map(|(_, a)| a)
+        .ok_or_else(|| {
+            GpuError::NoAdapter(format!(
+                "no hardware GPU, only {}; AdapterChoice::Any would use it, slowly",
+                names.join(", ")
+            ))
+        })
+}

@@ -1,0 +1,146 @@
+//! The WGSL kernels, launched through wgpu: the GPU twin of [`crate::cpu`].
+//!
+//! ```text
+//! AdapterChoice::{Auto, Any}     Auto: hardware only (discrete, then integrated) or Err;
+//!                                Any: software adapters (llvmpipe) too, for tests
+//! GpuContext::new(choice)        -> Result<Arc<GpuContext>, GpuError>
+//!   .adapter_name() .is_software()
+//!   .upload(&[f32]) .upload_u32(&[u32]) .zeros(len)   -> GpuBuffer (len in 4-byte words)
+//!   .read(&buf) .read_u32(&buf)  -> Result<Vec<_>, GpuError>   the only point that waits
+//!   .flush()                     submit recorded work without waiting
+//!   .copy(&src, &dst)            recorded, like every launcher
+//! GpuBuffer                      .len(); on drop its wgpu::Buffer goes back to the pool
+//! KernelId                       one variant per wgsl/<name>.wgsl; KernelId::ALL, .name()
+//! matmul(ctx, a, b, c, &p) ...   one launcher per kernel, same names and argument order
+//!                                as kernels::cpu; outputs are passed by & (the GPU writes)
+//! ```
+//!
+//! Launchers check buffer lengths against the params, then *record* a dispatch into the
+//! context's pending command encoder and return: nothing waits until [`GpuContext::read`].
+//! The pending work is submitted every `MAX_PENDING` (256) dispatches or on `read` /
+//! `flush`. Each dispatch gets its own slot of a uniform ring for its params, because
+//! `queue.write_buffer` lands before *all* the commands of the next submit.
+//!
+//! Every shader binds its params struct (from [`crate::params`], the same bytes) at
+//! `@binding(0)` and its buffers from `@binding(1)` in argument order, so shapes never
+//! enter shader text and each pipeline is compiled once, on first use.
+
+mod activation;
+mod buffer;
+mod context;
+mod conv2d;
+mod elementwise;
+mod launch;
+mod matmul;
+mod optim;
+mod pipeline;
+mod pool;
+mod softmax;
+
+pub use activation::*;
+pub use buffer::GpuBuffer;
+pub use context::{AdapterChoice, GpuContext};
+pub use conv2d::*;
+pub use elementwise::*;
+pub use matmul::*;
+pub use optim::*;
+pub use pipeline::KernelId;
+pub use pool::*;
+pub use softmax::*;
+
+use std::fmt;
+
+/// What can go wrong on the GPU side; every variant names the op and the sizes involved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuError {
+    /// No adapter of the kind asked for (or no Vulkan/Metal/DX12 driver at all).
+    NoAdapter(String),
+    /// The adapter refused to open a device.
+    RequestDevice(String),
+    /// A buffer is shorter than the params say the op reads or writes.
+    BufferTooSmall {
+        op: &'static str,
+        arg: &'static str,
+        len: usize,
+        needed: usize,
+    },
+    /// A buffer exceeds what the adapter can bind to one shader.
+    TooLarge {
+        op: &'static str,
+        arg: &'static str,
+        bytes: u64,
+        limit: u64,
+    },
+    /// A dispatch needs more workgroups than even a 2-D split can launch.
+    TooManyWorkgroups {
+        op: &'static str,
+        workgroups: u64,
+        limit: u64,
+    },
+    /// A buffer was created by another context.
+    ForeignBuffer { op: &'static str, arg: &'static str },
+    /// The same buffer was passed as an output and as another argument of one dispatch.
+    Aliased {
+        op: &'static str,
+        a: &'static str,
+        b: &'static str,
+    },
+    /// Mapping a buffer for reading, or waiting for the device, failed.
+    Readback(String),
+    /// wgpu reported a validation or out-of-memory error for recorded work.
+    Device(String),
+}
+
+impl fmt::Display for GpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuError::NoAdapter(msg) => write!(f, "no GPU adapter: {msg}"),
+            GpuError::RequestDevice(msg) => write!(f, "GPU device request failed: {msg}"),
+            GpuError::BufferTooSmall {
+                op,
+                arg,
+                len,
+                needed,
+            } => {
+                write!(
+                    f,
+                    "{op}: buffer `{arg}` holds {len} values, the params need {needed}"
+                )
+            }
+            GpuError::TooLarge {
+                op,
+                arg,
+                bytes,
+                limit,
+            } => {
+                write!(
+                    f,
+                    "{op}: `{arg}` needs {bytes} bytes, the adapter allows {limit}"
+                )
+            }
+            GpuError::TooManyWorkgroups {
+                op,
+                workgroups,
+                limit,
+            } => {
+                write!(
+                    f,
+                    "{op}: needs {workgroups} workgroups, at most {limit} can be launched"
+                )
+            }
+            GpuError::ForeignBuffer { op, arg } => {
+                write!(f, "{op}: buffer `{arg}` belongs to another GPU context")
+            }
+            GpuError::Aliased { op, a, b } => {
+                write!(
+                    f,
+                    "{op}: `{a}` and `{b}` are the same buffer; outputs must be distinct"
+                )
+            }
+            GpuError::Readback(msg) => write!(f, "GPU readback failed: {msg}"),
+            GpuError::Device(msg) => write!(f, "GPU error: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for GpuError {}

@@ -1,0 +1,562 @@
+//! CPU == GPU: every WGSL kernel against its rayon twin on the same random inputs, on
+//! small generated shapes that are not multiples of any tile (batch 1, 1×1 images, m, n,
+//! k like 1, 7, 33, 65), plus the GPU plumbing: split dispatches, batched submits,
+//! buffer reuse and errors.
+//!
+//! Tolerance: `|gpu - cpu| <= TOL · max(1, max |cpu|)` over each output, as sums run in
+//! another order on the GPU; masks, argmax and other integer outputs must match exactly.
+//!
+//! Run with `KD_REQUIRE_GPU=1` to fail instead of skipping where there is no adapter
+//! (`apt-get install mesa-vulkan-drivers libvulkan1` gives a software one).
+#![cfg(feature = "gpu")]
+
+use kernels::cpu;
+use kernels::gpu::{self, AdapterChoice, GpuBuffer, GpuContext, GpuError};
+use kernels::params::*;
+use proptest::prelude::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::sync::{Arc, OnceLock};
+
+const TOL: f32 = 1e-4;
+
+/// The shared GPU context, or `None` after a loud skip message (a panic with
+/// `KD_REQUIRE_GPU=1`).
+fn gpu() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, GpuError>> = OnceLock::new();
+    match CTX.get_or_init(|| GpuContext::new(AdapterChoice::Any)) {
+        Ok(ctx) => Some(ctx.clone()),
+        Err(e) if std::env::var("KD_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("KD_REQUIRE_GPU=1 but no GPU: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n*** SKIPPED: no GPU adapter ({e}); set KD_REQUIRE_GPU=1 to fail instead ***\n"
+            );
+            None
+        }
+    }
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 16,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// `len` values uniform in `[-scale, scale)` from `seed`.
+fn data(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= TOL * scale,
+            "{what}[{i}]: gpu {g}, cpu {w} (scale {scale})"
+        );
+    }
+}
+
+fn read(ctx: &GpuContext, buf: &GpuBuffer) -> Vec<f32> {
+    ctx.read(buf).expect("read back")
+}
+
+// ---- matmul and conv2d -------------------------------------------------------------
+
+fn dim() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(1usize), Just(7), Just(33), Just(65), 1usize..70]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn matmul_matches_cpu(m in dim(), n in dim(), k in dim(), ta: bool, tb: bool, acc: bool, seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        let mut p = MatmulParams::new(m, n, k);
+        (p.trans_a, p.trans_b, p.accumulate) = (ta as u32, tb as u32, acc as u32);
+        let (a, b, c0) = (data(seed, m * k, 1.0), data(seed + 1, k * n, 1.0), data(seed + 2, m * n, 1.0));
+        let mut want = c0.clone();
+        cpu::matmul(&a, &b, &mut want, &p);
+        let (ga, gb, gc) = (ctx.upload(&a), ctx.upload(&b), ctx.upload(&c0));
+        gpu::matmul(&ctx, &ga, &gb, &gc, &p).unwrap();
+        assert_close(&format!("matmul {p:?}"), &read(&ctx, &gc), &want);
+    }
+}
+
+/// A long `k` under few output tiles is split into pieces of 256 summed by `sum_axis`
+/// (with the old `c` as slice 0 when accumulating): 3 to 5 pieces here.
+#[test]
+fn matmul_split_k_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    for (i, (m, n, k)) in [(7, 9, 700), (1, 1, 300), (65, 33, 1100)]
+        .into_iter()
+        .enumerate()
+    {
+        for flags in 0..8u32 {
+            let mut p = MatmulParams::new(m, n, k);
+            (p.trans_a, p.trans_b, p.accumulate) = (flags & 1, (flags >> 1) & 1, flags >> 2);
+            let seed = 10 * i as u64 + flags as u64;
+            let (a, b) = (data(seed, m * k, 1.0), data(seed + 1, k * n, 1.0));
+            // c longer than m * n: only its first m * n values take part.
+            let c0 = data(seed + 2, m * n + 3, 1.0);
+            let mut want = c0.clone();
+            cpu::matmul(&a, &b, &mut want[..m * n], &p);
+            let (ga, gb, gc) = (ctx.upload(&a), ctx.upload(&b), ctx.upload(&c0));
+            gpu::matmul(&ctx, &ga, &gb, &gc, &p).unwrap();
+            assert_close(&format!("matmul {p:?}"), &read(&ctx, &gc), &want);
+        }
+    }
+}
+
+fn conv_params() -> impl Strategy<Value = Conv2dParams> {
+    (
+        1usize..3,
+        1usize..4,
+        1usize..10,
+        1usize..10,
+        1usize..5,
+        1usize..4,
+        1usize..4,
+        1usize..3,
+        0usize..2,
+    )
+        .prop_filter_map("kernel fits", |(n, ci, h, w, co, kh, kw, s, pad)| {
+            Conv2dParams::new(n, ci, h, w, co, kh, kw, s, pad)
+        })
+}
+
+/// Runs the three conv kernels on both sides and compares them.
+fn check_conv(ctx: &Arc<GpuContext>, p: &Conv2dParams, seed: u64) {
+    let (x, wt, g) = (
+        data(seed, p.input_len(), 1.0),
+        data(seed + 1, p.weight_len(), 1.0),
+        data(seed + 2, p.output_len(), 1.0),
+    );
+    let (mut out, mut gx, mut gw) = (
+        vec![0.0; p.output_len()],
+        vec![0.0; p.input_len()],
+        vec![0.0; p.weight_len()],
+    );
+    cpu::conv2d_forward(&x, &wt, &mut out, p);
+    cpu::conv2d_backward_input(&g, &wt, &mut gx, p);
+    cpu::conv2d_backward_weight(&x, &g, &mut gw, p);
+    let (bx, bw, bg) = (ctx.upload(&x), ctx.upload(&wt), ctx.upload(&g));
+    // Garbage in the outputs: every kernel must overwrite them.
+    let (bo, bgx, bgw) = (
+        ctx.upload(&data(7, out.len(), 9.0)),
+        ctx.upload(&data(8, gx.len(), 9.0)),
+        ctx.upload(&data(9, gw.len(), 9.0)),
+    );
+    gpu::conv2d_forward(ctx, &bx, &bw, &bo, p).unwrap();
+    gpu::conv2d_backward_input(ctx, &bg, &bw, &bgx, p).unwrap();
+    gpu::conv2d_backward_weight(ctx, &bx, &bg, &bgw, p).unwrap();
+    assert_close(&format!("conv2d_forward {p:?}"), &read(ctx, &bo), &out);
+    assert_close(
+        &format!("conv2d_backward_input {p:?}"),
+        &read(ctx, &bgx),
+        &gx,
+    );
+    assert_close(
+        &format!("conv2d_backward_weight {p:?}"),
+        &read(ctx, &bgw),
+        &gw,
+    );
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn conv2d_matches_cpu(p in conv_params(), seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        check_conv(&ctx, &p, seed);
+    }
+}
+
+/// `n · h_out · w_out = 3 · 24 · 24 = 1728 > 1024`: the weight gradient is summed from
+/// two partials; and a strided, padded MNIST-like layer.
+#[test]
+fn conv2d_split_reduction_and_mnist_shapes() {
+    let Some(ctx) = gpu() else { return };
+    check_conv(
+        &ctx,
+        &Conv2dParams::new(3, 2, 24, 24, 3, 3, 3, 1, 1).unwrap(),
+        1,
+    );
+    check_conv(
+        &ctx,
+        &Conv2dParams::new(2, 1, 28, 28, 4, 5, 5, 2, 2).unwrap(),
+        2,
+    );
+    check_conv(
+        &ctx,
+        &Conv2dParams::new(1, 1, 1, 1, 1, 1, 1, 1, 0).unwrap(),
+        3,
+    );
+}
+
+// ---- elementwise, bias, sums -------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn elementwise_match_cpu(len in 1usize..3000, alpha in -2.0f32..2.0, seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        let (a, b) = (data(seed, len, 1.0), data(seed + 1, len, 1.0));
+        let (ga, gb, out) = (ctx.upload(&a), ctx.upload(&b), ctx.zeros(len));
+        let p = ElementwiseParams::with_alpha(len, alpha);
+        let mut want = vec![0.0; len];
+        type Binary = (fn(&[f32], &[f32], &mut [f32], &ElementwiseParams),
+            fn(&GpuContext, &GpuBuffer, &GpuBuffer, &GpuBuffer, &ElementwiseParams) -> Result<(), GpuError>);
+        let binary: [(&str, Binary); 2] = [("add", (cpu::add, gpu::add)), ("mul", (cpu::mul, gpu::mul))];
+        for (name, (c, g)) in binary {
+            c(&a, &b, &mut want, &p);
+            g(&ctx, &ga, &gb, &out, &p).unwrap();
+            assert_close(name, &read(&ctx, &out), &want);
+        }
+        cpu::scale(&a, &mut want, &p);
+        gpu::scale(&ctx, &ga, &out, &p).unwrap();
+        assert_close("scale", &read(&ctx, &out), &want);
+        let mut y = b.clone();
+        cpu::axpy(&a, &mut y, &p);
+        gpu::axpy(&ctx, &ga, &gb, &p).unwrap();
+        assert_close("axpy", &read(&ctx, &gb), &y);
+    }
+
+    #[test]
+    fn bias_and_sum_axis_match_cpu(outer in 1usize..5, channels in 1usize..70, inner in 1usize..40, seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        let p = AxisParams::new(outer, channels, inner);
+        let (x, bias, g) = (data(seed, p.len(), 1.0), data(seed + 1, channels, 1.0), data(seed + 2, outer * inner, 1.0));
+        let (mut out, mut gb, mut sum, mut gx) =
+            (vec![0.0; p.len()], vec![0.0; channels], vec![0.0; outer * inner], vec![0.0; p.len()]);
+        cpu::bias_forward(&x, &bias, &mut out, &p);
+        cpu::bias_backward(&x, &mut gb, &p);
+        cpu::sum_axis(&x, &mut sum, &p);
+        cpu::sum_axis_backward(&g, &mut gx, &p);
+        let (bx, bbias, bg) = (ctx.upload(&x), ctx.upload(&bias), ctx.upload(&g));
+        let (bout, bgb, bsum, bgx) = (ctx.zeros(p.len()), ctx.zeros(channels), ctx.zeros(outer * inner), ctx.zeros(p.len()));
+        gpu::bias_forward(&ctx, &bx, &bbias, &bout, &p).unwrap();
+        gpu::bias_backward(&ctx, &bx, &bgb, &p).unwrap();
+        gpu::sum_axis(&ctx, &bx, &bsum, &p).unwrap();
+        gpu::sum_axis_backward(&ctx, &bg, &bgx, &p).unwrap();
+        assert_close("bias_forward", &read(&ctx, &bout), &out);
+        assert_close("bias_backward", &read(&ctx, &bgb), &gb);
+        assert_close("sum_axis", &read(&ctx, &bsum), &sum);
+        assert_close("sum_axis_backward", &read(&ctx, &bgx), &gx);
+    }
+}
+
+// ---- activations -------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn relu_and_dropout_match_cpu(len in 1usize..3000, p_drop in 0.0f32..0.9, seed: u32) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        // Some exact zeros, where relu'(0) = 0 must hold on both sides.
+        let x: Vec<f32> = data(seed as u64, len, 1.0).into_iter().enumerate()
+            .map(|(i, v)| if i % 7 == 0 { 0.0 } else { v }).collect();
+        let g = data(seed as u64 + 1, len, 1.0);
+        let pe = ElementwiseParams::new(len);
+        let (mut out, mut gx) = (vec![0.0; len], vec![0.0; len]);
+        let (bx, bg, bout, bgx) = (ctx.upload(&x), ctx.upload(&g), ctx.zeros(len), ctx.zeros(len));
+        cpu::relu_forward(&x, &mut out, &pe);
+        cpu::relu_backward(&x, &g, &mut gx, &pe);
+        gpu::relu_forward(&ctx, &bx, &bout, &pe).unwrap();
+        gpu::relu_backward(&ctx, &bx, &bg, &bgx, &pe).unwrap();
+        prop_assert_eq!(read(&ctx, &bout), out);
+        prop_assert_eq!(read(&ctx, &bgx), gx);
+
+        let pd = DropoutParams::new(len, p_drop, seed);
+        let (mut out, mut mask, mut gx) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        cpu::dropout_forward(&x, &mut out, &mut mask, &pd);
+        cpu::dropout_backward(&g, &mask, &mut gx, &pd);
+        let bmask = ctx.zeros(len);
+        gpu::dropout_forward(&ctx, &bx, &bout, &bmask, &pd).unwrap();
+        gpu::dropout_backward(&ctx, &bg, &bmask, &bgx, &pd).unwrap();
+        prop_assert_eq!(read(&ctx, &bmask), mask, "the same mask bit for bit");
+        prop_assert_eq!(read(&ctx, &bout), out);
+        prop_assert_eq!(read(&ctx, &bgx), gx);
+    }
+}
+
+// ---- pooling -----------------------------------------------------------------------
+
+fn pool_params() -> impl Strategy<Value = Pool2dParams> {
+    (
+        1usize..3,
+        1usize..4,
+        1usize..12,
+        1usize..12,
+        1usize..4,
+        1usize..4,
+    )
+        .prop_filter_map("window fits", |(n, c, h, w, k, s)| {
+            Pool2dParams::new(n, c, h, w, k, s)
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `ties` draws values from {0, 1, 2} so that windows tie often: the first wins.
+    #[test]
+    fn max_pool2d_matches_cpu(p in pool_params(), ties: bool, seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        let mut x = data(seed, p.input_len(), 1.0);
+        if ties {
+            x.iter_mut().for_each(|v| *v = (*v * 1.5 + 1.5).floor());
+        }
+        let g = data(seed + 1, p.output_len(), 1.0);
+        let (mut out, mut arg, mut gx) = (vec![0.0; p.output_len()], vec![0u32; p.output_len()], vec![0.0; p.input_len()]);
+        cpu::max_pool2d_forward(&x, &mut out, &mut arg, &p);
+        cpu::max_pool2d_backward(&g, &arg, &mut gx, &p);
+        let (bx, bg, bout, barg, bgx) =
+            (ctx.upload(&x), ctx.upload(&g), ctx.zeros(out.len()), ctx.zeros(arg.len()), ctx.upload(&data(5, gx.len(), 9.0)));
+        gpu::max_pool2d_forward(&ctx, &bx, &bout, &barg, &p).unwrap();
+        gpu::max_pool2d_backward(&ctx, &bg, &barg, &bgx, &p).unwrap();
+        prop_assert_eq!(read(&ctx, &bout), out);
+        prop_assert_eq!(ctx.read_u32(&barg).unwrap(), arg);
+        assert_close(&format!("max_pool2d_backward {p:?}"), &read(&ctx, &bgx), &gx);
+    }
+}
+
+// ---- row kernels -------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn row_kernels_match_cpu(rows in 1usize..100, cols in 1usize..20, t in 1.0f32..5.0, alpha in 0.0f32..1.0, seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        let p = RowParams::new(rows, cols).with_temperature(t).with_alpha(alpha);
+        let len = rows * cols;
+        let (s, te, g) = (data(seed, len, 5.0), data(seed + 1, len, 5.0), data(seed + 2, len, 1.0));
+        let mut rng = StdRng::seed_from_u64(seed);
+        let labels: Vec<u32> = (0..rows).map(|_| rng.random_range(0..cols as u32)).collect();
+        let (bs, bt, bg, bl) = (ctx.upload(&s), ctx.upload(&te), ctx.upload(&g), ctx.upload_u32(&labels));
+        let (bout, bgrad, bloss, bloss2, barg) = (ctx.zeros(len), ctx.zeros(len), ctx.zeros(rows), ctx.zeros(2 * rows), ctx.zeros(rows));
+        let (mut out, mut grad, mut loss, mut loss2, mut arg) = (vec![0.0; len], vec![0.0; len], vec![0.0; rows], vec![0.0; 2 * rows], vec![0u32; rows]);
+
+        cpu::log_softmax_forward(&s, &mut out, &p);
+        gpu::log_softmax_forward(&ctx, &bs, &bout, &p).unwrap();
+        assert_close("log_softmax_forward", &read(&ctx, &bout), &out);
+        cpu::log_softmax_backward(&out, &g, &mut grad, &p);
+        gpu::log_softmax_backward(&ctx, &bout, &bg, &bgrad, &p).unwrap();
+        assert_close("log_softmax_backward", &read(&ctx, &bgrad), &grad);
+
+        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut grad, &p);
+        gpu::cross_entropy_forward(&ctx, &bs, &bl, &bloss, &bgrad, &p).unwrap();
+        assert_close("cross_entropy_forward loss", &read(&ctx, &bloss), &loss);
+        assert_close("cross_entropy_forward grad", &read(&ctx, &bgrad), &grad);
+
+        cpu::softmax_kl_forward(&s, &te, &mut loss, &mut grad, &p);
+        gpu::softmax_kl_forward(&ctx, &bs, &bt, &bloss, &bgrad, &p).unwrap();
+        assert_close("softmax_kl_forward loss", &read(&ctx, &bloss), &loss);
+        assert_close("softmax_kl_forward grad", &read(&ctx, &bgrad), &grad);
+
+        cpu::kd_loss_forward(&s, &te, &labels, &mut loss2, &mut grad, &p);
+        gpu::kd_loss_forward(&ctx, &bs, &bt, &bl, &bloss2, &bgrad, &p).unwrap();
+        assert_close("kd_loss_forward loss", &read(&ctx, &bloss2), &loss2);
+        assert_close("kd_loss_forward grad", &read(&ctx, &bgrad), &grad);
+
+        cpu::argmax_rows(&s, &mut arg, &p);
+        gpu::argmax_rows(&ctx, &bs, &barg, &p).unwrap();
+        prop_assert_eq!(ctx.read_u32(&barg).unwrap(), arg);
+    }
+}
+
+// ---- optimizers --------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn optimizers_match_cpu(len in 1usize..3000, momentum in prop_oneof![Just(0.0f32), 0.0f32..0.99],
+                            wd in prop_oneof![Just(0.0f32), 0.0f32..0.1], decoupled: bool, t in 1u64..20, seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        let (x, g, s1) = (data(seed, len, 1.0), data(seed + 1, len, 1.0), data(seed + 2, len, 0.1));
+        let s2: Vec<f32> = data(seed + 3, len, 0.1).iter().map(|v| v * v).collect();
+        let ps = SgdParams { len: len as u32, lr: 0.05, momentum, weight_decay: wd };
+        let (mut cx, mut cv) = (x.clone(), s1.clone());
+        cpu::sgd_step(&mut cx, &g, &mut cv, &ps);
+        let (bx, bg, bv) = (ctx.upload(&x), ctx.upload(&g), ctx.upload(&s1));
+        gpu::sgd_step(&ctx, &bx, &bg, &bv, &ps).unwrap();
+        assert_close("sgd_step param", &read(&ctx, &bx), &cx);
+        assert_close("sgd_step velocity", &read(&ctx, &bv), &cv);
+
+        let pa = AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, wd, decoupled, t);
+        let (mut cx, mut cm, mut cv) = (x.clone(), s1.clone(), s2.clone());
+        cpu::adam_step(&mut cx, &g, &mut cm, &mut cv, &pa);
+        let (bx, bm, bv) = (ctx.upload(&x), ctx.upload(&s1), ctx.upload(&s2));
+        gpu::adam_step(&ctx, &bx, &bg, &bm, &bv, &pa).unwrap();
+        assert_close("adam_step param", &read(&ctx, &bx), &cx);
+        assert_close("adam_step m", &read(&ctx, &bm), &cm);
+        assert_close("adam_step v", &read(&ctx, &bv), &cv);
+    }
+}
+
+// ---- plumbing ----------------------------------------------------------------------
+
+/// With the split threshold lowered to 6 workgroups per dimension every kernel family
+/// runs on a 2-D grid (the shaders' `wg.x + wg.y · num_workgroups.x`), and still agrees.
+#[test]
+fn split_dispatches_agree_with_cpu() {
+    let Some(_) = gpu() else { return };
+    // A context of its own, so that the knob does not touch the other tests.
+    let ctx = GpuContext::new(AdapterChoice::Any).unwrap();
+    ctx.set_dispatch_limit(6);
+    let p = MatmulParams::new(130, 150, 9);
+    let (a, b) = (data(1, 130 * 9, 1.0), data(2, 9 * 150, 1.0));
+    let mut want = vec![0.0; 130 * 150];
+    cpu::matmul(&a, &b, &mut want, &p);
+    let gc = ctx.zeros(want.len());
+    gpu::matmul(&ctx, &ctx.upload(&a), &ctx.upload(&b), &gc, &p).unwrap();
+    assert_close("matmul (9 tiles on a 5 x 2 grid)", &read(&ctx, &gc), &want);
+
+    let len = 2500; // 10 workgroups of 256 -> a 5 x 2 grid
+    let (x, y) = (data(3, len, 1.0), data(4, len, 1.0));
+    let pe = ElementwiseParams::new(len);
+    let mut want = vec![0.0; len];
+    cpu::add(&x, &y, &mut want, &pe);
+    let out = ctx.zeros(len);
+    gpu::add(&ctx, &ctx.upload(&x), &ctx.upload(&y), &out, &pe).unwrap();
+    assert_close("add", &read(&ctx, &out), &want);
+
+    let pa = AxisParams::new(2, 11, 5); // 11 channels -> 11 workgroups
+    let mut want = vec![0.0; 11];
+    cpu::bias_backward(&data(5, pa.len(), 1.0), &mut want, &pa);
+    let gb = ctx.zeros(11);
+    gpu::bias_backward(&ctx, &ctx.upload(&data(5, pa.len(), 1.0)), &gb, &pa).unwrap();
+    assert_close("bias_backward", &read(&ctx, &gb), &want);
+
+    let pr = RowParams::new(700, 3); // 11 workgroups of 64 rows
+    let s = data(6, 2100, 3.0);
+    let mut want = vec![0u32; 700];
+    cpu::argmax_rows(&s, &mut want, &pr);
+    let arg = ctx.zeros(700);
+    gpu::argmax_rows(&ctx, &ctx.upload(&s), &arg, &pr).unwrap();
+    assert_eq!(ctx.read_u32(&arg).unwrap(), want, "argmax_rows");
+
+    // Two partials of the weight gradient times 1 tile: 2 workgroups; and the sum.
+    check_conv(
+        &ctx,
+        &Conv2dParams::new(3, 2, 24, 24, 3, 3, 3, 1, 1).unwrap(),
+        4,
+    );
+}
+
+/// A real dispatch past the 65,535-workgroup limit of one dimension: one workgroup per
+/// channel, 70,000 channels of one value each (cheap even on llvmpipe).
+#[test]
+fn more_than_65535_workgroups() {
+    let Some(ctx) = gpu() else { return };
+    let p = AxisParams::new(2, 70_000, 1);
+    let g = data(11, p.len(), 1.0);
+    let mut want = vec![0.0; 70_000];
+    cpu::bias_backward(&g, &mut want, &p);
+    let gb = ctx.zeros(70_000);
+    gpu::bias_backward(&ctx, &ctx.upload(&g), &gb, &p).unwrap();
+    assert_close(
+        "bias_backward over 70,000 workgroups",
+        &read(&ctx, &gb),
+        &want,
+    );
+}
+
+/// 600 dispatches recorded before one read cross the per-submit uniform ring twice:
+/// each must still see its own params.
+#[test]
+fn many_dispatches_before_one_read() {
+    let Some(ctx) = gpu() else { return };
+    let (x, y) = (ctx.upload(&[1.0, 2.0, 3.0]), ctx.zeros(3));
+    for i in 0..600 {
+        gpu::axpy(
+            &ctx,
+            &x,
+            &y,
+            &ElementwiseParams::with_alpha(3, (i % 3) as f32),
+        )
+        .unwrap();
+    }
+    // Σ alpha = 200 · (0 + 1 + 2) = 600.
+    assert_eq!(read(&ctx, &y), [600.0, 1200.0, 1800.0]);
+}
+
+/// A buffer dropped while a recorded kernel still reads it goes back to the pool; an
+/// upload that reuses it must not overwrite what that kernel reads.
+#[test]
+fn pooled_buffers_are_refilled_after_earlier_readers() {
+    let Some(ctx) = gpu() else { return };
+    let out = ctx.zeros(4);
+    {
+        let tmp = ctx.upload(&[1.0, 2.0, 3.0, 4.0]);
+        gpu::scale(&ctx, &tmp, &out, &ElementwiseParams::with_alpha(4, 2.0)).unwrap();
+    }
+    let reused = ctx.upload(&[-7.0; 4]);
+    assert_eq!(read(&ctx, &out), [2.0, 4.0, 6.0, 8.0]);
+    assert_eq!(read(&ctx, &reused), [-7.0; 4]);
+    ctx.copy(&out, &reused).unwrap();
+    assert_eq!(read(&ctx, &reused), [2.0, 4.0, 6.0, 8.0]);
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let Some(ctx) = gpu() else { return };
+    let (a, short) = (ctx.zeros(6), ctx.zeros(5));
+    let p = MatmulParams::new(2, 3, 3);
+    let err = gpu::matmul(&ctx, &a, &short, &ctx.zeros(6), &p).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GpuError::BufferTooSmall {
+                op: "matmul",
+                arg: "b",
+                len: 5,
+                needed: 9
+            }
+        ),
+        "{err}"
+    );
+    let pe = ElementwiseParams::new(6);
+    let err = gpu::add(&ctx, &a, &a, &a, &pe).unwrap_err();
+    assert!(matches!(err, GpuError::Aliased { op: "add", .. }), "{err}");
+    // Reading the same buffer twice is fine.
+    gpu::add(&ctx, &a, &a, &ctx.zeros(6), &pe).unwrap();
+    assert!(ctx.read(&a).is_ok());
+    println!(
+        "adapter: {} (software: {})",
+        ctx.adapter_name(),
+        ctx.is_software()
+    );
+}
+
+#[test]
+fn empty_shapes_do_nothing_and_read_back_empty() {
+    let Some(ctx) = gpu() else { return };
+    let e = ctx.zeros(0);
+    gpu::add(&ctx, &e, &e, &ctx.zeros(0), &ElementwiseParams::new(0)).unwrap();
+    assert_eq!(read(&ctx, &e), Vec::<f32>::new());
+    // k = 0: c = 0 (an empty sum), as the CPU kernel.
+    let c = ctx.upload(&[5.0; 4]);
+    gpu::matmul(&ctx, &e, &e, &c, &MatmulParams::new(2, 2, 0)).unwrap();
+    assert_eq!(read(&ctx, &c), [0.0; 4]);
+}
+
+/// The engine shares contexts and buffers between threads.
+#[test]
+fn context_and_buffers_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<GpuContext>();
+    check::<GpuBuffer>();
+    check::<GpuError>();
+}

@@ -1,0 +1,23 @@
+// x, out: (len)
+// out = alpha * x
+
+struct ElementwiseParams {
+    len: u32,
+    alpha: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ElementwiseParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // The grid may be split in two dimensions past 65,535 workgroups: see launch.rs.
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.len) {
+        return;
+    }
+    out[i] = p.alpha * x[i];
+}

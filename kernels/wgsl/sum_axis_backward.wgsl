@@ -1,0 +1,24 @@
+// grad_out: (outer, inner)  grad_x: (outer, channels, inner)
+// out[o, i] = sum_c x[o, c, i]  =>  dL/dx[o, c, i] = dL/dout[o, i]
+
+struct AxisParams {
+    outer: u32,
+    channels: u32,
+    inner: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: AxisParams;
+@group(0) @binding(1) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad_x: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // The grid may be split in two dimensions past 65,535 workgroups: see launch.rs.
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.outer * p.channels * p.inner) {
+        return;
+    }
+    let o = i / (p.channels * p.inner);
+    grad_x[i] = grad_out[o * p.inner + i % p.inner];
+}

@@ -1,0 +1,532 @@
+//! Checkpoints: safetensors files holding a network's `state_dict`, optionally its
+//! optimizer state, and metadata.
+//!
+//! Layout: every tensor F32, little-endian, under its PyTorch `state_dict` name
+//! (`conv1.weight: (out, in, kh, kw)`, `fc1.weight: (out, in)`, `fc1.bias: (out)`),
+//! so `safetensors.torch.load_file` gives a dict that a PyTorch module of the same
+//! architecture loads as is. Optimizer state sits beside it under [`EXTRA_PREFIX`]
+//! (`optim.fc1.weight.m`). `__metadata__` holds string pairs: `format` =
+//! [`FORMAT`], `arch` (an [`Arch`] name), `epoch`, `seed` (decimal integers),
+//! `metrics` (a JSON document), and whatever else the caller adds.
+
+use crate::module::Module;
+use crate::network::{Arch, Network};
+use engine::{Device, Tensor};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The value of the `format` metadata key.
+pub const FORMAT: &str = "kd-stack/1";
+
+/// Tensors whose names start with this are state saved beside the parameters
+/// (optimizer moments, ...); any other name must be a parameter of the network.
+pub const EXTRA_PREFIX: &str = "optim.";
+
+/// The metadata keys every checkpoint holds; `save` writes `format` and `arch` itself
+/// and takes the others from the caller.
+pub const REQUIRED_KEYS: [&str; 5] = ["format", "arch", "epoch", "seed", "metrics"];
+
+/// A checkpoint file read into memory.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The file it was read from; errors name it.
+    pub path: PathBuf,
+    pub arch: Arch,
+    /// All of `__metadata__`, the required keys included.
+    pub metadata: BTreeMap<String, String>,
+    /// `(name, shape, values)`: the parameters in `state_dict` order, then the extra
+    /// tensors by name.
+    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl Checkpoint {
+    /// The shape and values of the tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<(&[usize], &[f32])> {
+        self.tensors
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, shape, values)| (shape.as_slice(), values.as_slice()))
+    }
+
+    /// The tensors saved beside the parameters (names under [`EXTRA_PREFIX`]).
+    pub fn extra(&self) -> impl Iterator<Item = &(String, Vec<usize>, Vec<f32>)> {
+        self.tensors
+            .iter()
+            .filter(|(name, _, _)| name.starts_with(EXTRA_PREFIX))
+    }
+
+    pub fn epoch(&self) -> Option<u64> {
+        self.metadata.get("epoch")?.parse().ok()
+    }
+
+    pub fn seed(&self) -> Option<u64> {
+        self.metadata.get("seed")?.parse().ok()
+    }
+
+    /// The `metrics` JSON document, as text.
+    pub fn metrics(&self) -> Option<&str> {
+        self.metadata.get("metrics").map(String::as_str)
+    }
+}
+
+/// What went wrong with a checkpoint file; every variant but `Engine` names the file.
+#[derive(Debug)]
+pub enum CheckpointError {
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not a safetensors file: truncated, corrupt, or something else entirely.
+    NotSafetensors {
+        path: PathBuf,
+        detail: String,
+    },
+    MissingMetadata {
+        path: PathBuf,
+        key: String,
+    },
+    /// A metadata value of the wrong form (`epoch` not an integer, `metrics` not JSON,
+    /// another `format`), or one the caller passed that contradicts the network.
+    BadMetadata {
+        path: PathBuf,
+        key: String,
+        detail: String,
+    },
+    UnknownArch {
+        path: PathBuf,
+        name: String,
+    },
+    WrongArch {
+        path: PathBuf,
+        expected: Arch,
+        found: Arch,
+    },
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+    },
+    /// A tensor that is neither a parameter of the architecture nor extra state.
+    UnexpectedTensor {
+        path: PathBuf,
+        name: String,
+    },
+    /// Two tensors given to `save` under the same name.
+    DuplicateTensor {
+        path: PathBuf,
+        name: String,
+    },
+    WrongDtype {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    Engine(engine::Error),
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use CheckpointError as E;
+        let file = |path: &PathBuf| format!("checkpoint {}", path.display());
+        match self {
+            E::Io { path, source } => write!(f, "{}: {source}", file(path)),
+            E::NotSafetensors { path, detail } => {
+                write!(f, "{}: not a valid safetensors file: {detail}", file(path))
+            }
+            E::MissingMetadata { path, key } => {
+                write!(f, "{}: metadata key `{key}` is missing", file(path))
+            }
+            E::BadMetadata { path, key, detail } => {
+                write!(f, "{}: metadata key `{key}`: {detail}", file(path))
+            }
+            E::UnknownArch { path, name } => {
+                let valid: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
+                write!(
+                    f,
+                    "{}: unknown architecture `{name}`; expected one of: {}",
+                    file(path),
+                    valid.join(", ")
+                )
+            }
+            E::WrongArch {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{}: holds a {found} network, expected {expected}",
+                file(path)
+            ),
+            E::MissingTensor { path, name } => {
+                write!(f, "{}: missing tensor `{name}`", file(path))
+            }
+            E::UnexpectedTensor { path, name } => write!(
+                f,
+                "{}: unexpected tensor `{name}` (not a parameter, nor extra state under \
+                 `{EXTRA_PREFIX}`)",
+                file(path)
+            ),
+            E::DuplicateTensor { path, name } => {
+                write!(f, "{}: tensor `{name}` given twice", file(path))
+            }
+            E::WrongDtype { path, name, dtype } => write!(
+                f,
+                "{}: tensor `{name}` has dtype {dtype}, expected F32",
+                file(path)
+            ),
+            E::ShapeMismatch {
+                path,
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{}: tensor `{name}` has shape {found:?}, expected {expected:?}",
+                file(path)
+            ),
+            E::Engine(e) => write!(f, "checkpoint: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CheckpointError::Io { source, .. } => Some(source),
+            CheckpointError::Engine(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<engine::Error> for CheckpointError {
+    fn from(e: engine::Error) -> Self {
+        CheckpointError::Engine(e)
+    }
+}
+
+/// Writes `network`'s parameters, the `extra` tensors (names under [`EXTRA_PREFIX`])
+/// and the metadata to `path`, atomically: the bytes go to `<path>.tmp-<pid>` in the
+/// same directory, are synced, and the temporary file is renamed over `path`, so a
+/// failed or interrupted save leaves any existing `path` as it was.
+///
+/// `metadata` must hold `epoch`, `seed` (integers) and `metrics` (JSON); `format` and
+/// `arch` are written here (the caller may pass them only with the same values).
+pub fn save(
+    path: &Path,
+    network: &Network,
+    metadata: &BTreeMap<String, String>,
+    extra: &[(String, Tensor)],
+) -> Result<(), CheckpointError> {
+    let mut header = metadata.clone();
+    for (key, value) in [("format", FORMAT), ("arch", network.arch().name())] {
+        match header.insert(key.to_string(), value.to_string()) {
+            Some(given) if given != value => {
+                return Err(CheckpointError::BadMetadata {
+                    path: path.to_path_buf(),
+                    key: key.to_string(),
+                    detail: format!("given `{given}`, but this checkpoint is `{value}`"),
+                })
+            }
+            _ => {}
+        }
+    }
+    check_metadata(path, &header)?;
+
+    // Check every name before reading any values back from the device.
+    let parameters = network.parameters();
+    let mut seen = HashSet::new();
+    for (name, _) in parameters.iter().chain(extra) {
+        if !seen.insert(name.as_str()) {
+            return Err(CheckpointError::DuplicateTensor {
+                path: path.to_path_buf(),
+                name: name.clone(),
+            });
+        }
+    }
+    if let Some((name, _)) = extra
+        .iter()
+        .find(|(name, _)| !name.starts_with(EXTRA_PREFIX))
+    {
+        return Err(CheckpointError::UnexpectedTensor {
+            path: path.to_path_buf(),
+            name: name.clone(),
+        });
+    }
+    let mut tensors = Vec::with_capacity(parameters.len() + extra.len());
+    for (name, tensor) in parameters.iter().chain(extra) {
+        let bytes: Vec<u8> = tensor
+            .to_vec()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        tensors.push((name.as_str(), tensor.shape().to_vec(), bytes));
+    }
+
+    let not_safetensors = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| Ok((*name, TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(not_safetensors)?;
+    let bytes = safetensors::serialize(views, Some(header.into_iter().collect()))
+        .map_err(not_safetensors)?;
+    write_atomically(path, &bytes)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path names no file",
+        ))
+    })?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+
+    let written = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // NOTE: fails harmlessly when `tmp` was never created (or is not ours to
+        // remove, e.g. a directory); the error to report is the first one.
+        let _ = fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    // Make the rename itself durable. NOTE: some filesystems cannot sync a directory;
+    // the file is in place either way, so that is not an error.
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Reads and validates a checkpoint: a safetensors file with the required metadata, a
+/// known architecture, F32 tensors, every parameter of that architecture with its
+/// shape, and no other tensors but extra state.
+pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let not_safetensors = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let arch = check_metadata(path, &metadata)?;
+
+    // Parameters in state_dict order, then the rest by name, so that every check below
+    // reports the same tensor first whatever the file's order.
+    let expected = arch.parameter_shapes();
+    let order: HashMap<&str, usize> = expected
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.as_str(), i))
+        .collect();
+    let rank = |name: &str| order.get(name).copied().unwrap_or(usize::MAX);
+    let file = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+    let mut views = file.tensors();
+    views.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    let mut tensors = Vec::with_capacity(views.len());
+    for (name, view) in views {
+        if view.dtype() != Dtype::F32 {
+            return Err(CheckpointError::WrongDtype {
+                path: path.to_path_buf(),
+                name,
+                dtype: view.dtype().to_string(),
+            });
+        }
+        // NOTE: the data need not be 4-byte aligned in the file, so no cast in place.
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.push((name, view.shape().to_vec(), values));
+    }
+    check_tensors(path, &expected, &tensors)?;
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        arch,
+        metadata,
+        tensors,
+    })
+}
+
+/// Reads the checkpoint at `path` and builds its network on `device` from it.
+pub fn load_network(
+    path: &Path,
+    device: &Device,
+) -> Result<(Network, Checkpoint), CheckpointError> {
+    let ckpt = read(path)?;
+    let network = Network::new(ckpt.arch, 0, device)?;
+    load_into(&network, &ckpt)?;
+    Ok((network, ckpt))
+}
+
+/// As [`load_network`], failing with `WrongArch` unless the file holds `expected`.
+pub fn load_network_as(
+    path: &Path,
+    expected: Arch,
+    device: &Device,
+) -> Result<(Network, Checkpoint), CheckpointError> {
+    let ckpt = read(path)?;
+    check_arch(&ckpt, expected)?;
+    let network = Network::new(ckpt.arch, 0, device)?;
+    load_into(&network, &ckpt)?;
+    Ok((network, ckpt))
+}
+
+/// Overwrites `network`'s parameters in place with the checkpoint's. Checks everything
+/// first (architecture, names, shapes), so on error the network is unchanged.
+pub fn load_into(network: &Network, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    check_arch(ckpt, network.arch())?;
+    let parameters = network.parameters();
+    let expected: Vec<(String, Vec<usize>)> = parameters
+        .iter()
+        .map(|(name, t)| (name.clone(), t.shape().to_vec()))
+        .collect();
+    check_tensors(&ckpt.path, &expected, &ckpt.tensors)?;
+    for (name, tensor) in &parameters {
+        // Present by check_tensors.
+        if let Some((_, values)) = ckpt.tensor(name) {
+            tensor.assign(values.to_vec())?;
+        }
+    }
+    Ok(())
+}
+
+fn check_arch(ckpt: &Checkpoint, expected: Arch) -> Result<(), CheckpointError> {
+    if ckpt.arch == expected {
+        Ok(())
+    } else {
+        Err(CheckpointError::WrongArch {
+            path: ckpt.path.clone(),
+            expected,
+            found: ckpt.arch,
+        })
+    }
+}
+
+/// The required keys are there and well formed; returns the architecture.
+fn check_metadata(
+    path: &Path,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Arch, CheckpointError> {
+    let get = |key: &str| {
+        metadata
+            .get(key)
+            .ok_or_else(|| CheckpointError::MissingMetadata {
+                path: path.to_path_buf(),
+                key: key.to_string(),
+            })
+    };
+    let bad = |key: &str, detail: String| CheckpointError::BadMetadata {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        detail,
+    };
+    let format = get("format")?;
+    if format != FORMAT {
+        return Err(bad(
+            "format",
+            format!("expected `{FORMAT}`, found `{format}`"),
+        ));
+    }
+    let name = get("arch")?;
+    let arch = name
+        .parse::<Arch>()
+        .map_err(|_| CheckpointError::UnknownArch {
+            path: path.to_path_buf(),
+            name: name.clone(),
+        })?;
+    for key in ["epoch", "seed"] {
+        let value = get(key)?;
+        if value.parse::<u64>().is_err() {
+            return Err(bad(key, format!("expected an integer, found `{value}`")));
+        }
+    }
+    let metrics = get("metrics")?;
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(metrics) {
+        return Err(bad("metrics", format!("not JSON ({e})")));
+    }
+    Ok(arch)
+}
+
+/// Every expected parameter is present with its shape; nothing else but extra state.
+fn check_tensors(
+    path: &Path,
+    expected: &[(String, Vec<usize>)],
+    found: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<(), CheckpointError> {
+    let shapes: HashMap<&str, &[usize]> = found
+        .iter()
+        .map(|(name, shape, _)| (name.as_str(), shape.as_slice()))
+        .collect();
+    for (name, shape) in expected {
+        match shapes.get(name.as_str()) {
+            None => {
+                return Err(CheckpointError::MissingTensor {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                })
+            }
+            Some(&found) if found != shape.as_slice() => {
+                return Err(CheckpointError::ShapeMismatch {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    found: found.to_vec(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    let known: HashSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
+    if let Some((name, _, _)) = found
+        .iter()
+        .find(|(name, _, _)| !known.contains(name.as_str()) && !name.starts_with(EXTRA_PREFIX))
+    {
+        return Err(CheckpointError::UnexpectedTensor {
+            path: path.to_path_buf(),
+            name: name.clone(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Helpers shared by the cross-crate tests: seeded inputs and the finite-difference
+//! gradient check.
+#![allow(dead_code)]
+
+use engine::{Device, Result, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// `len` values uniform in `[-1, 1)`.
+pub fn uniform(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// `len` distinct values, at least `gap` apart, in random order, centred on zero: no
+/// ties for max-pool and no value within `gap / 2` of ReLU's kink at zero.
+pub fn distinct(rng: &mut StdRng, len: usize, gap: f32) -> Vec<f32> {
+    let mut values: Vec<f32> = (0..len)
+        .map(|i| (i as f32 - (len / 2) as f32 + 0.5) * gap)
+        .collect();
+    for i in (1..len).rev() {
+        let j = rng.random_range(0..=i);
+        values.swap(i, j);
+    }
+    values
+}
+
+/// Checks the gradients that `backward` gives for `f` against centred finite differences
+/// of the scalar `<f(inputs), r>`, with `r` a fixed random projection of the output.
+/// Every element of every input is checked (keep the shapes small).
+pub fn gradcheck(
+    name: &str,
+    inputs: &[(Vec<f32>, Vec<usize>)],
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+    eps: f32,
+    tol: f32,
+) {
+    let cpu = Device::Cpu;
+    let params = |values: &[(Vec<f32>, Vec<usize>)]| -> Vec<Tensor> {
+        values
+            .iter()
+            .map(|(v, s)| Tensor::parameter(v.clone(), s, &cpu).unwrap())
+            .collect()
+    };
+    let tensors = params(inputs);
+    let out = f(&tensors).unwrap();
+    let r = uniform(&mut rng(99), out.numel());
+    let seed = Tensor::from_vec(r.clone(), out.shape(), &cpu).unwrap();
+    let grads = out.backward_with(seed).unwrap();
+    let project = |values: &[(Vec<f32>, Vec<usize>)]| -> f64 {
+        let out = f(&params(values)).unwrap().to_vec().unwrap();
+        out.iter().zip(&r).map(|(o, r)| *o as f64 * *r as f64).sum()
+    };
+    for (i, tensor) in tensors.iter().enumerate() {
+        let analytic = grads
+            .get(tensor)
+            .unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
+        let analytic = analytic.to_vec().unwrap();
+        for j in 0..inputs[i].0.len() {
+            let mut plus = inputs.to_vec();
+            plus[i].0[j] += eps;
+            let mut minus = inputs.to_vec();
+            minus[i].0[j] -= eps;
+            let numeric = ((project(&plus) - project(&minus)) / (2.0 * eps as f64)) as f32;
+            let a = analytic[j];
+            let bound = tol * (1.0 + a.abs().max(numeric.abs()));
+            assert!(
+                (a - numeric).abs() <= bound,
+                "{name}: input {i} element {j}: analytic {a}, numeric {numeric} (shape {:?})",
+                inputs[i].1
+            );
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Finite-difference gradient checks through the engine, one test per differentiable
+//! op, on proptest-generated shapes. Inputs stay away from kinks (ReLU at 0) and ties
+//! (max-pool windows) so that the numeric derivative exists.
+
+mod common;
+
+use common::{distinct, gradcheck, rng, uniform};
+use engine::{Labels, Tensor};
+use proptest::prelude::*;
+
+const EPS: f32 = 1e-2;
+const TOL: f32 = 2e-2;
+
+fn labels(seed: u64, rows: usize, classes: usize) -> Labels {
+    use rand::Rng;
+    let mut r = rng(seed);
+    let l: Vec<u32> = (0..rows)
+        .map(|_| r.random_range(0..classes as u32))
+        .collect();
+    Labels::new(&l, &engine::Device::Cpu).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn gradcheck_matmul(m in 1usize..6, k in 1usize..7, n in 1usize..6, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, m * k), vec![m, k]), (uniform(&mut r, k * n), vec![k, n])];
+        gradcheck("matmul", &inputs, |t| t[0].matmul(&t[1]), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_matmul_t(m in 1usize..6, k in 1usize..7, n in 1usize..6, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, m * k), vec![m, k]), (uniform(&mut r, n * k), vec![n, k])];
+        gradcheck("matmul_t", &inputs, |t| t[0].matmul_t(&t[1]), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_conv2d(
+        n in 1usize..3, c_in in 1usize..3, c_out in 1usize..4, h in 1usize..7, w in 1usize..7,
+        k in 1usize..4, stride in 1usize..3, pad in 0usize..2, seed in 0u64..1000,
+    ) {
+        prop_assume!(k <= h + 2 * pad && k <= w + 2 * pad);
+        let mut r = rng(seed);
+        let inputs = [
+            (uniform(&mut r, n * c_in * h * w), vec![n, c_in, h, w]),
+            (uniform(&mut r, c_out * c_in * k * k), vec![c_out, c_in, k, k]),
+        ];
+        gradcheck("conv2d", &inputs, |t| t[0].conv2d(&t[1], stride, pad), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_bias(n in 1usize..4, c in 1usize..5, inner in 1usize..6, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, n * c * inner), vec![n, c, inner]), (uniform(&mut r, c), vec![c])];
+        gradcheck("bias", &inputs, |t| t[0].bias_add(&t[1]), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_max_pool2d(
+        n in 1usize..3, c in 1usize..3, h in 2usize..8, w in 2usize..8,
+        kernel in 1usize..4, stride in 1usize..3, seed in 0u64..1000,
+    ) {
+        prop_assume!(kernel <= h && kernel <= w);
+        let mut r = rng(seed);
+        // Values 0.1 apart and eps = 1e-2: no perturbation changes a window's winner.
+        let inputs = [(distinct(&mut r, n * c * h * w, 0.1), vec![n, c, h, w])];
+        gradcheck("max_pool2d", &inputs, |t| t[0].max_pool2d(kernel, stride), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_relu(len in 1usize..40, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(distinct(&mut r, len, 0.05), vec![len])];
+        gradcheck("relu", &inputs, |t| t[0].relu(), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_dropout(len in 1usize..40, seed in 0u32..1000) {
+        let mut r = rng(seed as u64);
+        let inputs = [(uniform(&mut r, len), vec![len])];
+        gradcheck("dropout", &inputs, |t| t[0].dropout(0.5, seed), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_add_scale_reshape_sum(rows in 1usize..5, cols in 1usize..5, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, rows * cols), vec![rows, cols]), (uniform(&mut r, rows * cols), vec![rows, cols])];
+        gradcheck("add_scale_reshape_sum", &inputs, |t| {
+            t[0].add(&t[1])?.scale(-1.5)?.reshape(&[cols, rows])?.sum_axis(0)?.mean()
+        }, EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_log_softmax(rows in 1usize..5, cols in 1usize..8, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, rows * cols), vec![rows, cols])];
+        gradcheck("log_softmax", &inputs, |t| t[0].log_softmax(), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_cross_entropy(rows in 1usize..6, cols in 1usize..8, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, rows * cols), vec![rows, cols])];
+        let y = labels(seed, rows, cols);
+        gradcheck("cross_entropy", &inputs, |t| t[0].cross_entropy(&y), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_softmax_kl(rows in 1usize..6, cols in 1usize..8, t in 0.5f32..8.0, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, rows * cols), vec![rows, cols])];
+        let teacher = Tensor::from_vec(uniform(&mut r, rows * cols).iter().map(|v| v * 4.0).collect(), &[rows, cols], &engine::Device::Cpu).unwrap();
+        gradcheck("softmax_kl", &inputs, |x| x[0].softmax_kl(&teacher, t), EPS, TOL);
+    }
+
+    #[test]
+    fn gradcheck_kd_loss(rows in 1usize..6, cols in 2usize..8, t in 0.5f32..8.0, alpha in 0.0f32..=1.0, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, rows * cols), vec![rows, cols])];
+        let teacher = Tensor::from_vec(uniform(&mut r, rows * cols).iter().map(|v| v * 4.0).collect(), &[rows, cols], &engine::Device::Cpu).unwrap();
+        let y = labels(seed, rows, cols);
+        gradcheck("kd_loss", &inputs, |x| Ok(x[0].kd_loss(&teacher, &y, t, alpha)?.loss), EPS, TOL);
+    }
+}
+
+/// A small conv network end to end: conv, bias, relu, pool, flatten, linear, CE. Fixed
+/// seeds rather than proptest: random inputs may sit near a ReLU kink or a pool tie, and
+/// a fixed seed that passes once passes every time.
+#[test]
+fn gradcheck_conv_network() {
+    for (seed, n) in [(0u64, 1usize), (1, 2), (2, 3)] {
+        let mut r = rng(seed);
+        let inputs = [
+            (uniform(&mut r, n * 6 * 6), vec![n, 1, 6, 6]),
+            (uniform(&mut r, 3 * 9), vec![3, 1, 3, 3]),
+            (uniform(&mut r, 3), vec![3]),
+            (uniform(&mut r, 4 * 12), vec![4, 12]),
+        ];
+        let y = labels(seed, n, 4);
+        gradcheck(
+            "conv_network",
+            &inputs,
+            |t| {
+                let h = t[0]
+                    .conv2d(&t[1], 1, 0)?
+                    .bias_add(&t[2])?
+                    .relu()?
+                    .max_pool2d(2, 2)?;
+                h.flatten()?.matmul_t(&t[3])?.cross_entropy(&y)
+            },
+            1e-3,
+            5e-2,
+        );
+    }
+}
