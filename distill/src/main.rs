@@ -163,6 +163,12 @@ struct EvalArgs {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // NOTE: Mesa's device-select Vulkan layer prints "XDG_RUNTIME_DIR is invalid" on
+        // headless machines; the program ranks the adapters itself, so the layer has
+        // nothing to add. Set before any thread exists.
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -235,8 +241,9 @@ fn load_data(flag: Option<&Path>, mode: ProgressMode) -> Result<Mnist> {
 
 fn cmd_train(args: TrainArgs) -> Result<()> {
     let opts = options(args.model, args.out, &args.common);
-    let data = load_data(args.common.data.as_deref(), opts.progress)?;
+    train::validate(&opts)?;
     let device = select_device(&args.common.device, opts.progress)?;
+    let data = load_data(args.common.data.as_deref(), opts.progress)?;
     let report = train::train(&opts, &data, &device, None)?;
     summary(&opts, &report);
     Ok(())
@@ -246,8 +253,9 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
     let opts = options(args.student, args.out, &args.common);
     // Check the cheap things before loading anything.
     Distillation::check(args.temperature, args.alpha)?;
-    let data = load_data(args.common.data.as_deref(), opts.progress)?;
+    train::validate(&opts)?;
     let device = select_device(&args.common.device, opts.progress)?;
+    let data = load_data(args.common.data.as_deref(), opts.progress)?;
     let (teacher, _) = checkpoint::load_network(&args.teacher, &device)?;
     say(
         opts.progress,
@@ -308,8 +316,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let out_dir = args
         .out_dir
         .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", preset.name, args.seed)));
-    let data = load_data(args.data.as_deref(), progress)?;
     let device = select_device(&args.device, progress)?;
+    let data = load_data(args.data.as_deref(), progress)?;
     let opts = StudyOptions {
         preset,
         seed: args.seed,
@@ -326,8 +334,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {
-    let data = load_data(args.data.as_deref(), ProgressMode::Auto)?;
     let device = select_device(&args.device, ProgressMode::Auto)?;
+    let data = load_data(args.data.as_deref(), ProgressMode::Auto)?;
     let (network, ckpt) = checkpoint::load_network(&args.checkpoint, &device)?;
     let e = train::evaluate(&network, &data.test, 1000)?;
     let epoch = ckpt.metadata.get("epoch").map_or("?", String::as_str);

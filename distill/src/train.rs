@@ -38,6 +38,9 @@ pub struct Distillation {
     pub teacher: Network,
     pub temperature: f32,
     pub alpha: f32,
+    /// Compute the teacher's logits once for the whole training set when the images
+    /// are not augmented (on by default; off runs the teacher on every batch).
+    pub cache_teacher: bool,
 }
 
 impl Distillation {
@@ -47,6 +50,7 @@ impl Distillation {
             teacher,
             temperature,
             alpha,
+            cache_teacher: true,
         })
     }
 
@@ -144,7 +148,7 @@ pub fn train(
     let teacher = match kd {
         // NOTE: without augmentation the teacher sees the same image every epoch, so its
         // logits are computed once instead of once per batch per epoch.
-        Some(kd) if !opts.jitter => {
+        Some(kd) if !opts.jitter && kd.cache_teacher => {
             say(
                 opts.progress,
                 "computing the teacher's logits for the training set once",
@@ -236,7 +240,8 @@ pub fn train(
     })
 }
 
-fn validate(opts: &TrainOptions) -> Result<()> {
+/// Checks the options that need nothing loaded, so that a bad flag fails at once.
+pub fn validate(opts: &TrainOptions) -> Result<()> {
     if opts.epochs == 0 {
         return Err(DistillError::Config("--epochs must be at least 1".into()));
     }

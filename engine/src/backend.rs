@@ -1,11 +1,20 @@
-//! One function per kernel: allocate the outputs on the operands' device and run the
-//! CPU kernel or record the GPU launch. The ops above validate shapes and devices first,
-//! so a kernel here never sees a length that does not match its params.
+//! One function per kernel: allocate the outputs on the operands' device, then run the
+//! CPU kernel or record the GPU launch (which returns at once: only a read waits). The
+//! ops above validate shapes and devices first, so a kernel here never sees a length
+//! that does not match its params, nor operands on two devices.
 
-use crate::error::Result;
-use crate::storage::{IndexStorage, Storage};
-use kernels::cpu;
+use crate::error::{Error, Result};
+use crate::storage::{gpu_error, IndexStorage, Storage};
 use kernels::params::*;
+use kernels::{cpu, gpu};
+
+fn mixed(op: &'static str) -> Error {
+    Error::DeviceMismatch {
+        op,
+        lhs: "cpu".into(),
+        rhs: "gpu".into(),
+    }
+}
 
 pub(crate) fn matmul(a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
     let len = (p.m * p.n) as usize;
@@ -15,6 +24,12 @@ pub(crate) fn matmul(a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Stora
             cpu::matmul(a, b, &mut c, p);
             Ok(Storage::Cpu(c))
         }
+        (Storage::Gpu(a), Storage::Gpu(b)) => {
+            let c = a.context().zeros(len);
+            gpu::matmul(a.context(), a, b, &c, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(c))
+        }
+        _ => Err(mixed("matmul")),
     }
 }
 
@@ -25,6 +40,12 @@ pub(crate) fn conv2d_forward(x: &Storage, w: &Storage, p: &Conv2dParams) -> Resu
             cpu::conv2d_forward(x, w, &mut out, p);
             Ok(Storage::Cpu(out))
         }
+        (Storage::Gpu(x), Storage::Gpu(w)) => {
+            let out = x.context().zeros(p.output_len());
+            gpu::conv2d_forward(x.context(), x, w, &out, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
+        }
+        _ => Err(mixed("conv2d")),
     }
 }
 
@@ -35,6 +56,12 @@ pub(crate) fn conv2d_backward_input(g: &Storage, w: &Storage, p: &Conv2dParams) 
             cpu::conv2d_backward_input(g, w, &mut gx, p);
             Ok(Storage::Cpu(gx))
         }
+        (Storage::Gpu(g), Storage::Gpu(w)) => {
+            let gx = g.context().zeros(p.input_len());
+            gpu::conv2d_backward_input(g.context(), g, w, &gx, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gx))
+        }
+        _ => Err(mixed("conv2d_backward_input")),
     }
 }
 
@@ -49,6 +76,12 @@ pub(crate) fn conv2d_backward_weight(
             cpu::conv2d_backward_weight(x, g, &mut gw, p);
             Ok(Storage::Cpu(gw))
         }
+        (Storage::Gpu(x), Storage::Gpu(g)) => {
+            let gw = x.context().zeros(p.weight_len());
+            gpu::conv2d_backward_weight(x.context(), x, g, &gw, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gw))
+        }
+        _ => Err(mixed("conv2d_backward_weight")),
     }
 }
 
@@ -59,26 +92,43 @@ pub(crate) fn bias_forward(x: &Storage, bias: &Storage, p: &AxisParams) -> Resul
             cpu::bias_forward(x, bias, &mut out, p);
             Ok(Storage::Cpu(out))
         }
+        (Storage::Gpu(x), Storage::Gpu(bias)) => {
+            let out = x.context().zeros(p.len());
+            gpu::bias_forward(x.context(), x, bias, &out, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
+        }
+        _ => Err(mixed("bias_add")),
     }
 }
 
 pub(crate) fn bias_backward(g: &Storage, p: &AxisParams) -> Result<Storage> {
+    let len = p.channels as usize;
     match g {
         Storage::Cpu(g) => {
-            let mut gb = vec![0.0; p.channels as usize];
+            let mut gb = vec![0.0; len];
             cpu::bias_backward(g, &mut gb, p);
             Ok(Storage::Cpu(gb))
+        }
+        Storage::Gpu(g) => {
+            let gb = g.context().zeros(len);
+            gpu::bias_backward(g.context(), g, &gb, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gb))
         }
     }
 }
 
 pub(crate) fn max_pool2d_forward(x: &Storage, p: &Pool2dParams) -> Result<(Storage, IndexStorage)> {
+    let len = p.output_len();
     match x {
         Storage::Cpu(x) => {
-            let mut out = vec![0.0; p.output_len()];
-            let mut argmax = vec![0; p.output_len()];
+            let (mut out, mut argmax) = (vec![0.0; len], vec![0; len]);
             cpu::max_pool2d_forward(x, &mut out, &mut argmax, p);
             Ok((Storage::Cpu(out), IndexStorage::Cpu(argmax)))
+        }
+        Storage::Gpu(x) => {
+            let (out, argmax) = (x.context().zeros(len), x.context().zeros(len));
+            gpu::max_pool2d_forward(x.context(), x, &out, &argmax, p).map_err(gpu_error)?;
+            Ok((Storage::Gpu(out), IndexStorage::Gpu(argmax)))
         }
     }
 }
@@ -94,6 +144,12 @@ pub(crate) fn max_pool2d_backward(
             cpu::max_pool2d_backward(g, argmax, &mut gx, p);
             Ok(Storage::Cpu(gx))
         }
+        (Storage::Gpu(g), IndexStorage::Gpu(argmax)) => {
+            let gx = g.context().zeros(p.input_len());
+            gpu::max_pool2d_backward(g.context(), g, argmax, &gx, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gx))
+        }
+        _ => Err(mixed("max_pool2d")),
     }
 }
 
@@ -103,6 +159,11 @@ pub(crate) fn relu_forward(x: &Storage, p: &ElementwiseParams) -> Result<Storage
             let mut out = vec![0.0; x.len()];
             cpu::relu_forward(x, &mut out, p);
             Ok(Storage::Cpu(out))
+        }
+        Storage::Gpu(x) => {
+            let out = x.context().zeros(x.len());
+            gpu::relu_forward(x.context(), x, &out, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
         }
     }
 }
@@ -114,6 +175,12 @@ pub(crate) fn relu_backward(x: &Storage, g: &Storage, p: &ElementwiseParams) -> 
             cpu::relu_backward(x, g, &mut gx, p);
             Ok(Storage::Cpu(gx))
         }
+        (Storage::Gpu(x), Storage::Gpu(g)) => {
+            let gx = x.context().zeros(x.len());
+            gpu::relu_backward(x.context(), x, g, &gx, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gx))
+        }
+        _ => Err(mixed("relu")),
     }
 }
 
@@ -121,10 +188,14 @@ pub(crate) fn relu_backward(x: &Storage, g: &Storage, p: &ElementwiseParams) -> 
 pub(crate) fn dropout_forward(x: &Storage, p: &DropoutParams) -> Result<(Storage, Storage)> {
     match x {
         Storage::Cpu(x) => {
-            let mut out = vec![0.0; x.len()];
-            let mut mask = vec![0.0; x.len()];
+            let (mut out, mut mask) = (vec![0.0; x.len()], vec![0.0; x.len()]);
             cpu::dropout_forward(x, &mut out, &mut mask, p);
             Ok((Storage::Cpu(out), Storage::Cpu(mask)))
+        }
+        Storage::Gpu(x) => {
+            let (out, mask) = (x.context().zeros(x.len()), x.context().zeros(x.len()));
+            gpu::dropout_forward(x.context(), x, &out, &mask, p).map_err(gpu_error)?;
+            Ok((Storage::Gpu(out), Storage::Gpu(mask)))
         }
     }
 }
@@ -136,55 +207,90 @@ pub(crate) fn dropout_backward(g: &Storage, mask: &Storage, p: &DropoutParams) -
             cpu::dropout_backward(g, mask, &mut gx, p);
             Ok(Storage::Cpu(gx))
         }
+        (Storage::Gpu(g), Storage::Gpu(mask)) => {
+            let gx = g.context().zeros(g.len());
+            gpu::dropout_backward(g.context(), g, mask, &gx, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gx))
+        }
+        _ => Err(mixed("dropout")),
     }
 }
 
 pub(crate) fn add(a: &Storage, b: &Storage) -> Result<Storage> {
+    let p = ElementwiseParams::new(a.len());
     match (a, b) {
         (Storage::Cpu(a), Storage::Cpu(b)) => {
             let mut out = vec![0.0; a.len()];
-            cpu::add(a, b, &mut out, &ElementwiseParams::new(a.len()));
+            cpu::add(a, b, &mut out, &p);
             Ok(Storage::Cpu(out))
         }
+        (Storage::Gpu(a), Storage::Gpu(b)) => {
+            let out = a.context().zeros(a.len());
+            gpu::add(a.context(), a, b, &out, &p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
+        }
+        _ => Err(mixed("add")),
     }
 }
 
 pub(crate) fn mul(a: &Storage, b: &Storage) -> Result<Storage> {
+    let p = ElementwiseParams::new(a.len());
     match (a, b) {
         (Storage::Cpu(a), Storage::Cpu(b)) => {
             let mut out = vec![0.0; a.len()];
-            cpu::mul(a, b, &mut out, &ElementwiseParams::new(a.len()));
+            cpu::mul(a, b, &mut out, &p);
             Ok(Storage::Cpu(out))
         }
+        (Storage::Gpu(a), Storage::Gpu(b)) => {
+            let out = a.context().zeros(a.len());
+            gpu::mul(a.context(), a, b, &out, &p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
+        }
+        _ => Err(mixed("mul")),
     }
 }
 
 pub(crate) fn scale(x: &Storage, alpha: f32) -> Result<Storage> {
+    let p = ElementwiseParams::with_alpha(x.len(), alpha);
     match x {
         Storage::Cpu(x) => {
             let mut out = vec![0.0; x.len()];
-            cpu::scale(x, &mut out, &ElementwiseParams::with_alpha(x.len(), alpha));
+            cpu::scale(x, &mut out, &p);
             Ok(Storage::Cpu(out))
+        }
+        Storage::Gpu(x) => {
+            let out = x.context().zeros(x.len());
+            gpu::scale(x.context(), x, &out, &p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
         }
     }
 }
 
 /// `y += alpha · x`, in place: how gradients accumulate.
 pub(crate) fn axpy(x: &Storage, y: &mut Storage, alpha: f32) -> Result<()> {
+    let p = ElementwiseParams::with_alpha(x.len(), alpha);
     match (x, y) {
         (Storage::Cpu(x), Storage::Cpu(y)) => {
-            cpu::axpy(x, y, &ElementwiseParams::with_alpha(x.len(), alpha));
+            cpu::axpy(x, y, &p);
             Ok(())
         }
+        (Storage::Gpu(x), Storage::Gpu(y)) => gpu::axpy(x.context(), x, y, &p).map_err(gpu_error),
+        _ => Err(mixed("axpy")),
     }
 }
 
 pub(crate) fn sum_axis(x: &Storage, p: &AxisParams) -> Result<Storage> {
+    let len = (p.outer * p.inner) as usize;
     match x {
         Storage::Cpu(x) => {
-            let mut out = vec![0.0; (p.outer * p.inner) as usize];
+            let mut out = vec![0.0; len];
             cpu::sum_axis(x, &mut out, p);
             Ok(Storage::Cpu(out))
+        }
+        Storage::Gpu(x) => {
+            let out = x.context().zeros(len);
+            gpu::sum_axis(x.context(), x, &out, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
         }
     }
 }
@@ -196,6 +302,11 @@ pub(crate) fn sum_axis_backward(g: &Storage, p: &AxisParams) -> Result<Storage> 
             cpu::sum_axis_backward(g, &mut gx, p);
             Ok(Storage::Cpu(gx))
         }
+        Storage::Gpu(g) => {
+            let gx = g.context().zeros(p.len());
+            gpu::sum_axis_backward(g.context(), g, &gx, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gx))
+        }
     }
 }
 
@@ -205,6 +316,11 @@ pub(crate) fn log_softmax_forward(x: &Storage, p: &RowParams) -> Result<Storage>
             let mut out = vec![0.0; x.len()];
             cpu::log_softmax_forward(x, &mut out, p);
             Ok(Storage::Cpu(out))
+        }
+        Storage::Gpu(x) => {
+            let out = x.context().zeros(x.len());
+            gpu::log_softmax_forward(x.context(), x, &out, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(out))
         }
     }
 }
@@ -216,6 +332,12 @@ pub(crate) fn log_softmax_backward(out: &Storage, g: &Storage, p: &RowParams) ->
             cpu::log_softmax_backward(out, g, &mut gx, p);
             Ok(Storage::Cpu(gx))
         }
+        (Storage::Gpu(out), Storage::Gpu(g)) => {
+            let gx = out.context().zeros(out.len());
+            gpu::log_softmax_backward(out.context(), out, g, &gx, p).map_err(gpu_error)?;
+            Ok(Storage::Gpu(gx))
+        }
+        _ => Err(mixed("log_softmax")),
     }
 }
 
@@ -225,13 +347,20 @@ pub(crate) fn cross_entropy_forward(
     labels: &IndexStorage,
     p: &RowParams,
 ) -> Result<(Storage, Storage)> {
+    let rows = p.rows as usize;
     match (logits, labels) {
         (Storage::Cpu(logits), IndexStorage::Cpu(labels)) => {
-            let mut loss = vec![0.0; p.rows as usize];
-            let mut grad = vec![0.0; logits.len()];
+            let (mut loss, mut grad) = (vec![0.0; rows], vec![0.0; logits.len()]);
             cpu::cross_entropy_forward(logits, labels, &mut loss, &mut grad, p);
             Ok((Storage::Cpu(loss), Storage::Cpu(grad)))
         }
+        (Storage::Gpu(logits), IndexStorage::Gpu(labels)) => {
+            let ctx = logits.context();
+            let (loss, grad) = (ctx.zeros(rows), ctx.zeros(logits.len()));
+            gpu::cross_entropy_forward(ctx, logits, labels, &loss, &grad, p).map_err(gpu_error)?;
+            Ok((Storage::Gpu(loss), Storage::Gpu(grad)))
+        }
+        _ => Err(mixed("cross_entropy")),
     }
 }
 
@@ -241,13 +370,19 @@ pub(crate) fn softmax_kl_forward(
     t: &Storage,
     p: &RowParams,
 ) -> Result<(Storage, Storage)> {
+    let rows = p.rows as usize;
     match (s, t) {
         (Storage::Cpu(s), Storage::Cpu(t)) => {
-            let mut loss = vec![0.0; p.rows as usize];
-            let mut grad = vec![0.0; s.len()];
+            let (mut loss, mut grad) = (vec![0.0; rows], vec![0.0; s.len()]);
             cpu::softmax_kl_forward(s, t, &mut loss, &mut grad, p);
             Ok((Storage::Cpu(loss), Storage::Cpu(grad)))
         }
+        (Storage::Gpu(s), Storage::Gpu(t)) => {
+            let (loss, grad) = (s.context().zeros(rows), s.context().zeros(s.len()));
+            gpu::softmax_kl_forward(s.context(), s, t, &loss, &grad, p).map_err(gpu_error)?;
+            Ok((Storage::Gpu(loss), Storage::Gpu(grad)))
+        }
+        _ => Err(mixed("softmax_kl")),
     }
 }
 
@@ -258,22 +393,34 @@ pub(crate) fn kd_loss_forward(
     labels: &IndexStorage,
     p: &RowParams,
 ) -> Result<(Storage, Storage)> {
+    let rows = p.rows as usize;
     match (s, t, labels) {
         (Storage::Cpu(s), Storage::Cpu(t), IndexStorage::Cpu(labels)) => {
-            let mut loss = vec![0.0; 2 * p.rows as usize];
-            let mut grad = vec![0.0; s.len()];
+            let (mut loss, mut grad) = (vec![0.0; 2 * rows], vec![0.0; s.len()]);
             cpu::kd_loss_forward(s, t, labels, &mut loss, &mut grad, p);
             Ok((Storage::Cpu(loss), Storage::Cpu(grad)))
         }
+        (Storage::Gpu(s), Storage::Gpu(t), IndexStorage::Gpu(labels)) => {
+            let (loss, grad) = (s.context().zeros(2 * rows), s.context().zeros(s.len()));
+            gpu::kd_loss_forward(s.context(), s, t, labels, &loss, &grad, p).map_err(gpu_error)?;
+            Ok((Storage::Gpu(loss), Storage::Gpu(grad)))
+        }
+        _ => Err(mixed("kd_loss")),
     }
 }
 
 pub(crate) fn argmax_rows(x: &Storage, p: &RowParams) -> Result<IndexStorage> {
+    let rows = p.rows as usize;
     match x {
         Storage::Cpu(x) => {
-            let mut out = vec![0; p.rows as usize];
+            let mut out = vec![0; rows];
             cpu::argmax_rows(x, &mut out, p);
             Ok(IndexStorage::Cpu(out))
+        }
+        Storage::Gpu(x) => {
+            let out = x.context().zeros(rows);
+            gpu::argmax_rows(x.context(), x, &out, p).map_err(gpu_error)?;
+            Ok(IndexStorage::Gpu(out))
         }
     }
 }
@@ -289,6 +436,10 @@ pub(crate) fn sgd_step(
             cpu::sgd_step(param, grad, velocity, p);
             Ok(())
         }
+        (Storage::Gpu(param), Storage::Gpu(grad), Storage::Gpu(velocity)) => {
+            gpu::sgd_step(param.context(), param, grad, velocity, p).map_err(gpu_error)
+        }
+        _ => Err(mixed("sgd_step")),
     }
 }
 
@@ -304,5 +455,9 @@ pub(crate) fn adam_step(
             cpu::adam_step(param, grad, m, v, p);
             Ok(())
         }
+        (Storage::Gpu(param), Storage::Gpu(grad), Storage::Gpu(m), Storage::Gpu(v)) => {
+            gpu::adam_step(param.context(), param, grad, m, v, p).map_err(gpu_error)
+        }
+        _ => Err(mixed("adam_step")),
     }
 }

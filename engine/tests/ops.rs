@@ -161,3 +161,45 @@ fn backward_needs_a_scalar() {
         Err(Error::BadShape { op: "backward", .. })
     ));
 }
+
+#[test]
+fn kd_loss_two_classes_by_hand() {
+    // Student logits s = [0, ln 3], teacher t = [0, 0], label 1, T = 1, alpha = 1/2.
+    // softmax(s) = [1/4, 3/4]; softmax(t) = [1/2, 1/2].
+    // CE = -ln(3/4); KL(p_t || q_s) = 1/2 ln((1/2)/(1/4)) + 1/2 ln((1/2)/(3/4)) = 1/2 ln(4/3).
+    // loss = 1/2·CE + 1/2·1²·KL.
+    // grad = 1/2·(q - onehot) + 1/2·1·(q - p) = 1/2·[1/4, -1/4] + 1/2·[-1/4, 1/4] = [0, 0].
+    let s = t(&[0.0, 3f32.ln()], &[1, 2]);
+    let teacher = Tensor::zeros(&[1, 2], &Device::Cpu).unwrap();
+    let y = Labels::new(&[1], &Device::Cpu).unwrap();
+    let out = s.kd_loss(&teacher, &y, 1.0, 0.5).unwrap();
+    let ce = -(0.75f32).ln();
+    let kl = 0.5 * (4.0f32 / 3.0).ln();
+    close(&out.parts.to_vec().unwrap(), &[ce, kl]);
+    close(&[out.loss.to_scalar().unwrap()], &[0.5 * ce + 0.5 * kl]);
+    let grads = out.loss.backward().unwrap();
+    close(&grads.get(&s).unwrap().to_vec().unwrap(), &[0.0, 0.0]);
+}
+
+#[test]
+fn t_squared_keeps_the_gradient_scale_for_large_t() {
+    // For large T, T·(softmax(s/T) - softmax(t/T)) -> (s - t - mean(s - t)) / classes,
+    // whatever T is: the T² factor keeps the soft term's gradient scale fixed.
+    let grad_at = |temperature: f32| {
+        let s = t(&[1.0, -2.0, 0.5, 3.0], &[1, 4]);
+        let teacher = Tensor::from_vec(vec![2.0, 0.0, -1.0, 1.0], &[1, 4], &Device::Cpu).unwrap();
+        let loss = s.softmax_kl(&teacher, temperature).unwrap();
+        loss.backward().unwrap().get(&s).unwrap().to_vec().unwrap()
+    };
+    let (g50, g100) = (grad_at(50.0), grad_at(100.0));
+    // s - t = [-1, -2, 1.5, 2], mean 0.125 -> limit [-1.125, -2.125, 1.375, 1.875] / 4.
+    let limit = [-1.125f32 / 4.0, -2.125 / 4.0, 1.375 / 4.0, 1.875 / 4.0];
+    for ((a, b), l) in g50.iter().zip(&g100).zip(limit) {
+        // The distance to the limit shrinks as 1/T.
+        assert!((a - l).abs() < 0.05 * l.abs(), "{g50:?} vs limit {limit:?}");
+        assert!(
+            (b - l).abs() < 0.025 * l.abs(),
+            "{g100:?} vs limit {limit:?}"
+        );
+    }
+}

@@ -29,9 +29,7 @@ fn gpu() -> Option<Arc<GpuContext>> {
             panic!("KD_REQUIRE_GPU=1 but no GPU: {e}")
         }
         Err(e) => {
-            eprintln!(
-                "\n*** SKIPPED: no GPU adapter ({e}); set KD_REQUIRE_GPU=1 to fail instead ***\n"
-            );
+            eprintln!("\n*** SKIPPED: {e}; set KD_REQUIRE_GPU=1 to fail instead ***\n");
             None
         }
     }

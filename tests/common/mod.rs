@@ -38,7 +38,19 @@ pub fn gradcheck(
     eps: f32,
     tol: f32,
 ) {
-    let cpu = Device::Cpu;
+    gradcheck_on(&Device::Cpu, name, inputs, f, eps, tol)
+}
+
+/// [`gradcheck`] with every tensor on `device`.
+pub fn gradcheck_on(
+    device: &Device,
+    name: &str,
+    inputs: &[(Vec<f32>, Vec<usize>)],
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+    eps: f32,
+    tol: f32,
+) {
+    let cpu = device.clone();
     let params = |values: &[(Vec<f32>, Vec<usize>)]| -> Vec<Tensor> {
         values
             .iter()
@@ -59,13 +71,12 @@ pub fn gradcheck(
             .get(tensor)
             .unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
         let analytic = analytic.to_vec().unwrap();
-        for j in 0..inputs[i].0.len() {
+        for (j, &a) in analytic.iter().enumerate() {
             let mut plus = inputs.to_vec();
             plus[i].0[j] += eps;
             let mut minus = inputs.to_vec();
             minus[i].0[j] -= eps;
             let numeric = ((project(&plus) - project(&minus)) / (2.0 * eps as f64)) as f32;
-            let a = analytic[j];
             let bound = tol * (1.0 + a.abs().max(numeric.abs()));
             assert!(
                 (a - numeric).abs() <= bound,
@@ -74,4 +85,23 @@ pub fn gradcheck(
             );
         }
     }
+}
+
+/// The GPU device for GPU tests (any adapter, the software driver included), or `None`
+/// after a loud skip message. With `KD_REQUIRE_GPU=1` (set in CI) a missing adapter
+/// fails the test instead.
+pub fn gpu() -> Option<Device> {
+    static DEVICE: std::sync::OnceLock<Option<Device>> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| match Device::select("gpu") {
+            Ok((device, _)) => Some(device),
+            Err(e) => {
+                if std::env::var("KD_REQUIRE_GPU").as_deref() == Ok("1") {
+                    panic!("KD_REQUIRE_GPU=1 but no GPU adapter: {e}");
+                }
+                eprintln!("*** SKIPPED: no GPU adapter ({e}); install mesa-vulkan-drivers and libvulkan1, or set KD_REQUIRE_GPU=1 to fail instead ***");
+                None
+            }
+        })
+        .clone()
 }

@@ -21,26 +21,38 @@ use super::matmul::matmul;
 use crate::params::*;
 use rayon::prelude::*;
 use std::cell::Cell;
+use std::thread::LocalKey;
 
 thread_local! {
-    /// One scratch buffer per thread, grown to the largest run seen and then reused.
+    /// One buffer per thread for a run's cols, grown to the largest run seen and then
+    /// reused.
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// The calling thread's buffer for partial weight gradients.
+    static PARTIALS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Runs `f` on a scratch buffer of `len` floats (contents unspecified).
+/// Runs `f` on a buffer of `len` floats from `key` (contents unspecified).
 ///
 /// NOTE: the buffer is taken out of the thread-local, not borrowed: while a matmul
 /// inside `f` waits on rayon, this thread may steal another run's task, which then
 /// finds the cell empty and makes its own buffer instead of aliasing this one.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buf = SCRATCH.take();
+fn with_buffer<R>(
+    key: &'static LocalKey<Cell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut buf = key.take();
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
     let result = f(&mut buf[..len]);
-    let other = SCRATCH.take();
-    SCRATCH.set(if other.len() > buf.len() { other } else { buf });
+    let other = key.take();
+    key.set(if other.len() > buf.len() { other } else { buf });
     result
+}
+
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_buffer(&SCRATCH, len, f)
 }
 
 /// Floats of scratch a run may use (its cols and its stacked output): 1 MiB, about
@@ -343,30 +355,31 @@ pub fn conv2d_backward_weight(
     let group = runs.div_ceil(MAX_PARTIALS) * plan.run; // samples per group
     let groups = (p.n as usize).div_ceil(group);
     // The first group writes straight into grad_weight; the others get a partial each.
-    let mut partials = vec![0.0f32; (groups - 1) * grad_weight.len()];
-    let mut targets = vec![&mut grad_weight[..]];
-    targets.extend(partials.chunks_mut(p.weight_len()));
-    let inputs = x
-        .par_chunks(group * plan.x_len)
-        .zip(grad_out.par_chunks(group * plan.out_len));
-    targets
-        .into_par_iter()
-        .zip(inputs)
-        .for_each(|(target, (x_group, g_group))| {
-            let runs = x_group
-                .chunks(plan.run * plan.x_len)
-                .zip(g_group.chunks(plan.run * plan.out_len));
-            for (i, (x_run, g_run)) in runs.enumerate() {
-                weight_grad_of_run(x_run, g_run, target, i > 0, &plan, p);
-            }
-        });
-    for partial in partials.chunks(p.weight_len()) {
-        par_chunked(grad_weight, |start, grad| {
-            for (g, &v) in grad.iter_mut().zip(&partial[start..]) {
-                *g += v;
-            }
-        });
-    }
+    with_buffer(&PARTIALS, (groups - 1) * p.weight_len(), |partials| {
+        let mut targets = vec![&mut grad_weight[..]];
+        targets.extend(partials.chunks_mut(p.weight_len()));
+        let inputs = x
+            .par_chunks(group * plan.x_len)
+            .zip(grad_out.par_chunks(group * plan.out_len));
+        targets
+            .into_par_iter()
+            .zip(inputs)
+            .for_each(|(target, (x_group, g_group))| {
+                let runs = x_group
+                    .chunks(plan.run * plan.x_len)
+                    .zip(g_group.chunks(plan.run * plan.out_len));
+                for (i, (x_run, g_run)) in runs.enumerate() {
+                    weight_grad_of_run(x_run, g_run, target, i > 0, &plan, p);
+                }
+            });
+        for partial in partials.chunks(p.weight_len()) {
+            par_chunked(grad_weight, |start, grad| {
+                for (g, &v) in grad.iter_mut().zip(&partial[start..]) {
+                    *g += v;
+                }
+            });
+        }
+    });
 }
 
 /// `grad_weight (+)= g_run · colsᵀ` for one run.
@@ -415,40 +428,38 @@ mod tests {
         Conv2dParams::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]).unwrap()
     }
 
-    /// Calls `f(n, co, ci, oy, ox, ki, kj, iy, ix)` for every multiply-add of the
-    /// convolution whose input lies inside the image: the naive loop every reference
-    /// below is built from.
-    fn for_each_tap(p: &Conv2dParams, mut f: impl FnMut([usize; 5], usize, usize)) {
-        let u = |v: u32| v as usize;
-        for n in 0..u(p.n) {
-            for co in 0..u(p.c_out) {
-                for oy in 0..u(p.h_out) {
-                    for ox in 0..u(p.w_out) {
-                        for ci in 0..u(p.c_in) {
-                            for ki in 0..u(p.kh) {
-                                for kj in 0..u(p.kw) {
-                                    let iy = (oy * u(p.stride) + ki) as isize - u(p.pad) as isize;
-                                    let ix = (ox * u(p.stride) + kj) as isize - u(p.pad) as isize;
-                                    if iy < 0
-                                        || ix < 0
-                                        || iy >= u(p.h) as isize
-                                        || ix >= u(p.w) as isize
-                                    {
-                                        continue;
-                                    }
-                                    let (iy, ix) = (iy as usize, ix as usize);
-                                    let out =
-                                        ((n * u(p.c_out) + co) * u(p.h_out) + oy) * u(p.w_out) + ox;
-                                    let x = ((n * u(p.c_in) + ci) * u(p.h) + iy) * u(p.w) + ix;
-                                    let w = ((co * u(p.c_in) + ci) * u(p.kh) + ki) * u(p.kw) + kj;
-                                    f([n, co, ci, oy, ox], out, x * p.weight_len() + w);
-                                }
-                            }
-                        }
-                    }
+    /// Calls `f(out, x, w)` with the flat indices of every multiply-add
+    /// `out[out] += w[w] · x[x]` of the convolution whose input lies inside the image:
+    /// the naive loop every reference below is built from.
+    fn for_each_tap(p: &Conv2dParams, mut f: impl FnMut(usize, usize, usize)) {
+        let [n, c_in, h, w, c_out, kh, kw, s, pad, h_out, w_out] = [
+            p.n, p.c_in, p.h, p.w, p.c_out, p.kh, p.kw, p.stride, p.pad, p.h_out, p.w_out,
+        ]
+        .map(|v| v as isize);
+        for (b, co, oy, ox) in grid4(n, c_out, h_out, w_out) {
+            for (ci, ki, kj, _) in grid4(c_in, kh, kw, 1) {
+                let (iy, ix) = (oy * s + ki - pad, ox * s + kj - pad);
+                if iy < 0 || ix < 0 || iy >= h || ix >= w {
+                    continue; // the zero padding adds nothing
                 }
+                let out = ((b * c_out + co) * h_out + oy) * w_out + ox;
+                let x = ((b * c_in + ci) * h + iy) * w + ix;
+                let weight = ((co * c_in + ci) * kh + ki) * kw + kj;
+                f(out as usize, x as usize, weight as usize);
             }
         }
+    }
+
+    /// Every `(a, b, c, d)` below `(na, nb, nc, nd)`, in row-major order.
+    fn grid4(
+        na: isize,
+        nb: isize,
+        nc: isize,
+        nd: isize,
+    ) -> impl Iterator<Item = (isize, isize, isize, isize)> {
+        (0..na).flat_map(move |a| {
+            (0..nb).flat_map(move |b| (0..nc).flat_map(move |c| (0..nd).map(move |d| (a, b, c, d))))
+        })
     }
 
     // Each tap does out += w·x, so it adds g·w to dL/dx and g·x to dL/dw.
@@ -458,8 +469,7 @@ mod tests {
             vec![0.0; x.len()],
             vec![0.0; w.len()],
         );
-        for_each_tap(p, |_, o, xw| {
-            let (xi, wi) = (xw / p.weight_len(), xw % p.weight_len());
+        for_each_tap(p, |o, xi, wi| {
             out[o] += w[wi] as f64 * x[xi] as f64;
             gx[xi] += g[o] as f64 * w[wi] as f64;
             gw[wi] += g[o] as f64 * x[xi] as f64;

@@ -113,22 +113,25 @@ fn zip_with(
     });
 }
 
-/// Calls `f(start, row, col, segment)` for the pieces of a flat chunk of an
-/// `(outer, channels, inner)` tensor that lie within one `(outer, channel)` row: `start`
-/// is the segment's flat index, `row = o * channels + c`, `col` its first column.
+/// Calls `f(start, row, col, segment)` for the pieces of a flat chunk of a row-major
+/// `(rows, width)` array that lie within one row: `start` is the segment's flat index,
+/// `col` its first column.
 fn for_row_segments(
     chunk: &mut [f32],
     start: usize,
-    inner: usize,
+    width: usize,
     mut f: impl FnMut(usize, usize, usize, &mut [f32]),
 ) {
-    let (mut flat, mut rest) = (start, chunk);
+    // One division per chunk, not per segment: rows of 1 make a segment per element.
+    if chunk.is_empty() {
+        return; // NOTE: an empty tensor may have a zero `width`
+    }
+    let (mut flat, mut row, mut col, mut rest) = (start, start / width, start % width, chunk);
     while !rest.is_empty() {
-        let (row, col) = (flat / inner, flat % inner);
-        let (segment, tail) = rest.split_at_mut((inner - col).min(rest.len()));
+        let (segment, tail) = rest.split_at_mut((width - col).min(rest.len()));
         let n = segment.len();
         f(flat, row, col, segment);
-        (flat, rest) = (flat + n, tail);
+        (flat, row, col, rest) = (flat + n, row + 1, 0, tail);
     }
 }
 
@@ -141,6 +144,15 @@ pub fn bias_forward(x: &[f32], bias: &[f32], out: &mut [f32], p: &AxisParams) {
         "bias_forward: {p:?}"
     );
     par_chunked(out, |start, chunk| {
+        if inner == 1 {
+            // A linear layer's (outer, channels): add `bias` along each row.
+            for_row_segments(chunk, start, channels, |flat, _, c, out| {
+                for ((o, &x), &b) in out.iter_mut().zip(&x[flat..]).zip(&bias[c..]) {
+                    *o = x + b;
+                }
+            });
+            return;
+        }
         for_row_segments(chunk, start, inner, |flat, row, _, out| {
             let b = bias[row % channels];
             for (o, &x) in out.iter_mut().zip(&x[flat..]) {
@@ -231,6 +243,13 @@ pub fn sum_axis_backward(grad_out: &[f32], grad_x: &mut [f32], p: &AxisParams) {
         "sum_axis_backward: {p:?}"
     );
     par_chunked(grad_x, |start, chunk| {
+        if inner == 1 {
+            // Rows of `channels` copies of one value.
+            for_row_segments(chunk, start, channels, |_, o, _, grad_x| {
+                grad_x.fill(grad_out[o])
+            });
+            return;
+        }
         for_row_segments(chunk, start, inner, |_, row, col, grad_x| {
             let o = row / channels;
             grad_x.copy_from_slice(&grad_out[o * inner + col..][..grad_x.len()]);
@@ -310,28 +329,69 @@ mod tests {
             ones in 0..8u32, seed in any::<u64>(),
         ) {
             // Bit i of `ones` collapses one axis to 1: inner = 1 is a linear layer's bias.
-            let [outer, channels, inner] = [outer, channels, inner]
-                .into_iter().enumerate().map(|(i, v)| if ones >> i & 1 == 1 { 1 } else { v })
-                .collect::<Vec<_>>().try_into().unwrap();
+            let one = |i: u32, v: usize| if ones >> i & 1 == 1 { 1 } else { v };
+            check_axis_kernels(&AxisParams::new(one(0, outer), one(1, channels), one(2, inner)), seed);
+        }
+    }
+
+    #[test]
+    fn axis_kernels_match_reference_on_large_shapes() {
+        // Several chunks with rows of 1 (a linear layer's bias over a big batch), one
+        // outer row wider than a chunk, and a conv output.
+        for (i, [outer, channels, inner]) in
+            [[700, 37, 1], [3, 7000, 1], [1, 3, 9000], [64, 32, 676]]
+                .into_iter()
+                .enumerate()
+        {
+            check_axis_kernels(&AxisParams::new(outer, channels, inner), i as u64);
+        }
+    }
+
+    fn check_axis_kernels(p: &AxisParams, seed: u64) {
+        let (outer, channels, inner) = (p.outer as usize, p.channels as usize, p.inner as usize);
+        let (x, bias) = (random(p.len(), seed), random(channels, seed + 1));
+        let g = random(outer * inner, seed + 2);
+        let (mut out, mut grad_x) = (vec![f32::NAN; p.len()], vec![f32::NAN; p.len()]);
+        let (mut grad_bias, mut sums) = (vec![f32::NAN; channels], vec![f32::NAN; outer * inner]);
+        bias_forward(&x, &bias, &mut out, p);
+        bias_backward(&x, &mut grad_bias, p);
+        sum_axis(&x, &mut sums, p);
+        sum_axis_backward(&g, &mut grad_x, p);
+        let (mut want_bias, mut want_sums) = (vec![0.0f64; channels], vec![0.0f64; outer * inner]);
+        for (flat, &x) in x.iter().enumerate() {
+            let (o, c, i) = (
+                flat / (channels * inner),
+                flat / inner % channels,
+                flat % inner,
+            );
+            assert_eq!(out[flat], x + bias[c], "bias_forward {p:?} at {flat}");
+            assert_eq!(
+                grad_x[flat],
+                g[o * inner + i],
+                "sum_axis_backward {p:?} at {flat}"
+            );
+            want_bias[c] += x as f64;
+            want_sums[o * inner + i] += x as f64;
+        }
+        assert_sums_close(&grad_bias, &want_bias, outer * inner);
+        assert_sums_close(&sums, &want_sums, channels);
+    }
+
+    #[test]
+    fn empty_inputs_leave_nothing_to_do() {
+        let p = ElementwiseParams::with_alpha(0, 2.0);
+        add(&[], &[], &mut [], &p);
+        axpy(&[], &mut [], &p);
+        for [outer, channels, inner] in [[0, 3, 4], [2, 0, 4], [2, 3, 0]] {
             let p = AxisParams::new(outer, channels, inner);
-            let (x, bias) = (random(p.len(), seed), random(channels, seed + 1));
-            let g = random(outer * inner, seed + 2);
-            let at = |o: usize, c: usize, i: usize| (o * channels + c) * inner + i;
-            let (mut out, mut grad_x) = (vec![f32::NAN; p.len()], vec![f32::NAN; p.len()]);
-            let (mut grad_bias, mut sums) = (vec![f32::NAN; channels], vec![f32::NAN; outer * inner]);
-            bias_forward(&x, &bias, &mut out, &p);
-            bias_backward(&x, &mut grad_bias, &p);
-            sum_axis(&x, &mut sums, &p);
-            sum_axis_backward(&g, &mut grad_x, &p);
-            let (mut want_bias, mut want_sums) = (vec![0.0f64; channels], vec![0.0f64; outer * inner]);
-            for (o, c, i) in (0..outer).flat_map(|o| (0..channels).flat_map(move |c| (0..inner).map(move |i| (o, c, i)))) {
-                prop_assert_eq!(out[at(o, c, i)], x[at(o, c, i)] + bias[c]);
-                prop_assert_eq!(grad_x[at(o, c, i)], g[o * inner + i]);
-                want_bias[c] += x[at(o, c, i)] as f64;
-                want_sums[o * inner + i] += x[at(o, c, i)] as f64;
-            }
-            assert_sums_close(&grad_bias, &want_bias, outer * inner);
-            assert_sums_close(&sums, &want_sums, channels);
+            bias_forward(&[], &vec![1.0; channels], &mut [], &p);
+            sum_axis_backward(&vec![1.0; outer * inner], &mut [], &p);
+            let mut grad_bias = vec![9.0; channels];
+            bias_backward(&[], &mut grad_bias, &p);
+            assert!(grad_bias.iter().all(|&g| g == 0.0));
+            let mut sums = vec![9.0; outer * inner];
+            sum_axis(&[], &mut sums, &p);
+            assert!(sums.iter().all(|&s| s == 0.0));
         }
     }
 

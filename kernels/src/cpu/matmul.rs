@@ -16,8 +16,8 @@
 //!
 //! Micro-kernels: 16 × 16 on AVX-512F (sixteen 16-wide accumulators), 6 × 16 on
 //! AVX2 + FMA, and a portable 4 × 8 one left to the auto-vectoriser elsewhere. Products
-//! of up to `DIRECT_MAX_MACS` multiply-adds skip all of this for a plain loop, and up to
-//! `PARALLEL_MIN_MACS` stay on the calling thread.
+//! of up to `DIRECT_MAX_MACS` multiply-adds skip all of this for a plain loop, and those
+//! below `PARALLEL_MIN_MACS` stay on the calling thread.
 
 use crate::params::*;
 use bytemuck::{Pod, Zeroable};
@@ -70,7 +70,7 @@ fn matmul_on(isa: Isa, a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
         }
         return;
     }
-    if m * n * k <= DIRECT_MAX_MACS {
+    if g.macs() <= DIRECT_MAX_MACS {
         return g.direct(c);
     }
     isa.run(&g, c)
@@ -176,6 +176,11 @@ impl<'a> Gemm<'a> {
         }
     }
 
+    /// Multiply-adds, saturated: `m·n·k` of three `u32`s can overflow even 64 bits.
+    fn macs(&self) -> usize {
+        self.m.saturating_mul(self.n).saturating_mul(self.k)
+    }
+
     /// The triple loop, for products too small to repay packing.
     fn direct(&self, c: &mut [f32]) {
         let (m, n, k) = (self.m, self.n, self.k);
@@ -213,14 +218,14 @@ impl<'a> Gemm<'a> {
     /// # Safety
     /// `kernel` must be an `MR × NR` [`MicroKernel`] whose target features the CPU has.
     unsafe fn blocked<const MR: usize, const NR: usize>(&self, kernel: MicroKernel, c: &mut [f32]) {
-        let parallel = self.m * self.n * self.k >= PARALLEL_MIN_MACS;
+        let parallel = self.macs() >= PARALLEL_MIN_MACS;
         let threads = if parallel {
             rayon::current_num_threads()
         } else {
             1
         };
         let (row_slivers, col_slivers) = (self.m.div_ceil(MR), self.n.div_ceil(NR));
-        let grid = TileGrid::new(row_slivers, col_slivers, MC_MAX / MR, NC_MAX / NR, threads);
+        let grid = TileGrid::new(row_slivers, col_slivers, (MR, NR), threads);
         let a_len = grid.rows_per_tile * MR * self.kc_step();
         let b_len = grid.cols_per_tile * NR * self.kc_step();
         let c_ptr = SharedMut(c.as_mut_ptr());
@@ -417,27 +422,33 @@ struct TileGrid {
 }
 
 impl TileGrid {
-    /// Tiles of at most `max_rows × max_cols` slivers, cut finer until there are at
-    /// least three per thread, so that work stealing can even out a noisy machine.
+    /// Tiles of at most `MC_MAX × NC_MAX` values, for slivers of `mr × nr` values.
+    ///
+    /// Tiles are cut finer (across their longer side) until every thread has one, then on
+    /// to three per thread so that work stealing can even out a noisy machine, but only
+    /// while they stay `MIN_TILE` values a side: every cut of the rows packs `b` once
+    /// more, every cut of the columns packs `a` once more.
     fn new(
         row_slivers: usize,
         col_slivers: usize,
-        max_rows: usize,
-        max_cols: usize,
+        (mr, nr): (usize, usize),
         threads: usize,
     ) -> Self {
-        let (mut rb, mut cb) = (
-            row_slivers.div_ceil(max_rows),
-            col_slivers.div_ceil(max_cols),
-        );
-        let want = if threads > 1 { 3 * threads } else { 1 };
-        while rb * cb < want && (rb < row_slivers || cb < col_slivers) {
-            // Cut across the longer side (in slivers per tile), while it has any left.
-            let rows_longer = row_slivers.div_ceil(rb) >= col_slivers.div_ceil(cb);
-            if (rows_longer && rb < row_slivers) || cb == col_slivers {
+        const MIN_TILE: usize = 128;
+        let mut rb = row_slivers.div_ceil(MC_MAX / mr);
+        let mut cb = col_slivers.div_ceil(NC_MAX / nr);
+        loop {
+            let (rows, cols) = (row_slivers.div_ceil(rb) * mr, col_slivers.div_ceil(cb) * nr);
+            let enough = threads == 1 || rb * cb >= 3 * threads || rows.max(cols) < 2 * MIN_TILE;
+            if rb * cb >= threads && enough {
+                break;
+            }
+            if (rows >= cols || cb == col_slivers) && rb < row_slivers {
                 rb += 1;
-            } else {
+            } else if cb < col_slivers {
                 cb += 1;
+            } else {
+                break;
             }
         }
         let (rows_per_tile, cols_per_tile) = (row_slivers.div_ceil(rb), col_slivers.div_ceil(cb));
@@ -986,8 +997,16 @@ mod tests {
 
     #[test]
     fn tile_grid_covers_c_once() {
-        for (rows, cols, threads) in [(1, 1, 2), (6, 169, 2), (24, 2, 2), (86, 32, 4), (3, 3, 8)] {
-            let grid = TileGrid::new(rows, cols, 24, 16, threads);
+        for (rows, cols, threads) in [
+            (1, 1, 2),
+            (2, 338, 2),
+            (40, 2, 2),
+            (64, 64, 2),
+            (86, 32, 4),
+            (3, 3, 8),
+            (5, 7, 1),
+        ] {
+            let grid = TileGrid::new(rows, cols, (16, 16), threads);
             let mut seen = vec![0u8; rows * cols];
             for t in 0..grid.tiles() {
                 let (r, c) = grid.tile(t);

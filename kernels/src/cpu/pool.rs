@@ -67,7 +67,7 @@ fn pool_plane(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) 
                 let i = top + offset + ox * s;
                 let (v, best) = (x[i], *o);
                 // v > best, or v is the first NaN (a NaN best is never replaced).
-                let take = !(v <= best) && best == best;
+                let take = v > best || (v.is_nan() && !best.is_nan());
                 *o = if take { v } else { best };
                 *a = if take { i as u32 } else { *a };
             }

@@ -45,8 +45,14 @@ pub(crate) struct Pending {
 impl GpuContext {
     /// Opens the best adapter allowed by `choice`; `Err(NoAdapter)` names what was found.
     pub fn new(choice: AdapterChoice) -> Result<Arc<GpuContext>, GpuError> {
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        let adapter = pick_adapter(&wgpu::Instance::new(desc), choice)?;
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // NOTE: Vulkan, Metal and DX12 only, unless WGPU_BACKEND asks for more: probing
+        // the GL backend on a headless machine prints EGL errors and finds nothing better.
+        if std::env::var_os("WGPU_BACKEND").is_none() {
+            desc.backends = wgpu::Backends::PRIMARY;
+        }
+        let backends = desc.backends;
+        let adapter = pick_adapter(&wgpu::Instance::new(desc), backends, choice)?;
         // All the adapter allows: big storage bindings on big GPUs.
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
@@ -108,11 +114,15 @@ impl GpuContext {
     fn upload_bytes(self: &Arc<Self>, bytes: &[u8], len: usize) -> GpuBuffer {
         // NOTE: write_buffer lands before every command of the next submit, so commands
         // still recorded against a pooled buffer must be submitted before it is refilled.
-        self.flush();
+        // The pending lock is held throughout, so that no other thread can record a
+        // command (or return a buffer it used to the pool) between the submit and the write.
+        let mut pending = self.lock_pending();
+        self.submit_locked(&mut pending);
         let buffer = self.pool.take(&self.device, 4 * len.max(1) as u64);
         if !bytes.is_empty() {
             self.queue.write_buffer(&buffer, 0, bytes);
         }
+        drop(pending);
         GpuBuffer::new(self.clone(), buffer, len)
     }
 
@@ -289,9 +299,10 @@ impl std::fmt::Debug for GpuContext {
 /// The best adapter allowed by `choice`: by device type, then Vulkan/Metal/DX12 before GL.
 fn pick_adapter(
     instance: &wgpu::Instance,
+    backends: wgpu::Backends,
     choice: AdapterChoice,
 ) -> Result<wgpu::Adapter, GpuError> {
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
     if adapters.is_empty() {
         return Err(GpuError::NoAdapter(
             "wgpu found no adapter: no Vulkan, Metal or DX12 driver could be loaded \
@@ -329,7 +340,7 @@ fn pick_adapter(
         .map(|(_, a)| a)
         .ok_or_else(|| {
             GpuError::NoAdapter(format!(
-                "no hardware GPU, only {}; AdapterChoice::Any would use it, slowly",
+                "no hardware adapter, only {} (AdapterChoice::Any takes it)",
                 names.join(", ")
             ))
         })

@@ -8,7 +8,7 @@
 //!   .upload(&[f32]) .upload_u32(&[u32]) .zeros(len)   -> GpuBuffer (len in 4-byte words)
 //!   .read(&buf) .read_u32(&buf)  -> Result<Vec<_>, GpuError>   the only point that waits
 //!   .flush()                     submit recorded work without waiting
-//!   .copy(&src, &dst)            recorded, like every launcher
+//!   .copy(&src, &dst) -> Result  recorded, like every launcher; .trim_pool()
 //! GpuBuffer                      .len(); on drop its wgpu::Buffer goes back to the pool
 //! KernelId                       one variant per wgsl/<name>.wgsl; KernelId::ALL, .name()
 //! matmul(ctx, a, b, c, &p) ...   one launcher per kernel, same names and argument order
@@ -19,7 +19,10 @@
 //! context's pending command encoder and return: nothing waits until [`GpuContext::read`].
 //! The pending work is submitted every `MAX_PENDING` (256) dispatches or on `read` /
 //! `flush`. Each dispatch gets its own slot of a uniform ring for its params, because
-//! `queue.write_buffer` lands before *all* the commands of the next submit.
+//! `queue.write_buffer` lands before *all* the commands of the next submit. For the same
+//! reason `upload` submits the pending work before it writes (its pooled buffer may still
+//! be read by recorded commands): upload inputs before recording a step, not between ops.
+//! Errors wgpu raises later (out of memory, validation) are returned by the next `read`.
 //!
 //! Every shader binds its params struct (from [`crate::params`], the same bytes) at
 //! `@binding(0)` and its buffers from `@binding(1)` in argument order, so shapes never

@@ -1,0 +1,216 @@
+//! The engine on the GPU: every op's forward and backward agree with the CPU on the same
+//! inputs, a small conv network passes a gradient check run entirely on the GPU, and a
+//! training step of each network gives the CPU's parameters. Shapes stay small: CI runs
+//! these on Mesa's software Vulkan driver.
+
+mod common;
+
+use common::{gpu, gradcheck_on, rng, uniform};
+use distill::optim::{OptimizerConfig, OptimizerKind};
+use engine::{Device, Error, Labels, Result, Tensor};
+use models::{Arch, Mode, Module, Network};
+
+/// `|a - b| <= tol · max(1, max |a|)`, elementwise.
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{what}[{i}]: cpu {x}, gpu {y}"
+        );
+    }
+}
+
+/// Runs `f` on the CPU and on the GPU with the same parameter values and compares the
+/// outputs and the gradient of every input (for the projection `<out, r>`).
+fn cpu_equals_gpu(
+    what: &str,
+    gpu: &Device,
+    inputs: &[(Vec<f32>, Vec<usize>)],
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) {
+    let run = |device: &Device| {
+        let tensors: Vec<Tensor> = inputs
+            .iter()
+            .map(|(v, s)| Tensor::parameter(v.clone(), s, device).unwrap())
+            .collect();
+        let out = f(&tensors).unwrap();
+        let r = uniform(&mut rng(7), out.numel());
+        let grads = out
+            .backward_with(Tensor::from_vec(r, out.shape(), device).unwrap())
+            .unwrap();
+        let g: Vec<Vec<f32>> = tensors
+            .iter()
+            .map(|t| grads.get(t).unwrap().to_vec().unwrap())
+            .collect();
+        (out.to_vec().unwrap(), g)
+    };
+    let (cpu_out, cpu_grads) = run(&Device::Cpu);
+    let (gpu_out, gpu_grads) = run(gpu);
+    assert_close(&format!("{what} output"), &cpu_out, &gpu_out, 1e-4);
+    for (i, (c, g)) in cpu_grads.iter().zip(&gpu_grads).enumerate() {
+        assert_close(&format!("{what} grad {i}"), c, g, 1e-4);
+    }
+}
+
+#[test]
+fn every_op_forward_and_backward_matches_the_cpu() {
+    let Some(device) = gpu() else { return };
+    let mut r = rng(1);
+    let mut u = |len| uniform(&mut r, len);
+    let (m, k, n) = (5, 7, 3);
+    cpu_equals_gpu(
+        "matmul",
+        &device,
+        &[(u(m * k), vec![m, k]), (u(k * n), vec![k, n])],
+        |t| t[0].matmul(&t[1]),
+    );
+    cpu_equals_gpu(
+        "matmul_t",
+        &device,
+        &[(u(m * k), vec![m, k]), (u(n * k), vec![n, k])],
+        |t| t[0].matmul_t(&t[1]),
+    );
+    cpu_equals_gpu(
+        "conv2d",
+        &device,
+        &[
+            (u(2 * 3 * 7 * 6), vec![2, 3, 7, 6]),
+            (u(4 * 3 * 9), vec![4, 3, 3, 3]),
+        ],
+        |t| t[0].conv2d(&t[1], 2, 1),
+    );
+    cpu_equals_gpu(
+        "bias",
+        &device,
+        &[(u(2 * 3 * 5), vec![2, 3, 5]), (u(3), vec![3])],
+        |t| t[0].bias_add(&t[1]),
+    );
+    cpu_equals_gpu(
+        "max_pool2d",
+        &device,
+        &[(u(2 * 2 * 5 * 5), vec![2, 2, 5, 5])],
+        |t| t[0].max_pool2d(2, 2),
+    );
+    cpu_equals_gpu(
+        "max_pool2d 1x1",
+        &device,
+        &[(u(3), vec![1, 3, 1, 1])],
+        |t| t[0].max_pool2d(1, 1),
+    );
+    cpu_equals_gpu("relu", &device, &[(u(37), vec![37])], |t| t[0].relu());
+    cpu_equals_gpu("dropout", &device, &[(u(101), vec![101])], |t| {
+        t[0].dropout(0.3, 42)
+    });
+    cpu_equals_gpu(
+        "add scale sum mean",
+        &device,
+        &[(u(12), vec![3, 4]), (u(12), vec![3, 4])],
+        |t| t[0].add(&t[1])?.scale(0.5)?.sum_axis(1)?.mean(),
+    );
+    cpu_equals_gpu("log_softmax", &device, &[(u(3 * 10), vec![3, 10])], |t| {
+        t[0].log_softmax()
+    });
+    let y = |device: &Device| Labels::new(&[3, 0, 9], device).unwrap();
+    let teacher = uniform(&mut rng(2), 30);
+    cpu_equals_gpu("cross_entropy", &device, &[(u(30), vec![3, 10])], |t| {
+        t[0].cross_entropy(&y(t[0].device()))
+    });
+    cpu_equals_gpu("softmax_kl", &device, &[(u(30), vec![3, 10])], |t| {
+        let teacher = Tensor::from_vec(teacher.clone(), &[3, 10], t[0].device())?;
+        t[0].softmax_kl(&teacher, 4.0)
+    });
+    cpu_equals_gpu("kd_loss", &device, &[(u(30), vec![3, 10])], |t| {
+        let teacher = Tensor::from_vec(teacher.clone(), &[3, 10], t[0].device())?;
+        Ok(t[0].kd_loss(&teacher, &y(t[0].device()), 4.0, 0.3)?.loss)
+    });
+}
+
+#[test]
+fn gradcheck_conv_network_on_the_gpu() {
+    let Some(device) = gpu() else { return };
+    let mut r = rng(3);
+    let inputs = [
+        (uniform(&mut r, 2 * 6 * 6), vec![2, 1, 6, 6]),
+        (uniform(&mut r, 3 * 9), vec![3, 1, 3, 3]),
+        (uniform(&mut r, 3), vec![3]),
+        (uniform(&mut r, 4 * 12), vec![4, 12]),
+    ];
+    let y = Labels::new(&[1, 3], &device).unwrap();
+    gradcheck_on(
+        &device,
+        "conv_network_gpu",
+        &inputs,
+        |t| {
+            let h = t[0]
+                .conv2d(&t[1], 1, 0)?
+                .bias_add(&t[2])?
+                .relu()?
+                .max_pool2d(2, 2)?;
+            h.flatten()?.matmul_t(&t[3])?.cross_entropy(&y)
+        },
+        1e-3,
+        5e-2,
+    );
+}
+
+#[test]
+fn mixing_devices_is_a_named_error() {
+    let Some(device) = gpu() else { return };
+    let a = Tensor::from_vec(vec![1.0; 4], &[2, 2], &Device::Cpu).unwrap();
+    let b = Tensor::from_vec(vec![1.0; 4], &[2, 2], &device).unwrap();
+    let err = a.matmul(&b).unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceMismatch { op: "matmul", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("to_device"), "{err}");
+    // Moving is explicit and keeps the values.
+    assert_eq!(
+        b.to_device(&Device::Cpu)
+            .unwrap()
+            .matmul(&a)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        vec![2.0; 4]
+    );
+}
+
+/// Two optimizer steps of every network on a batch of 3 real-looking inputs: the
+/// parameters after the steps agree between the CPU and the GPU.
+#[test]
+fn training_steps_match_the_cpu_for_every_network() {
+    let Some(device) = gpu() else { return };
+    let x = uniform(&mut rng(4), 3 * 784)
+        .iter()
+        .map(|v| v.abs())
+        .collect::<Vec<f32>>();
+    for arch in [Arch::StudentCnn, Arch::TeacherCnn, Arch::StudentMlp] {
+        let steps = |device: &Device| -> Vec<Vec<f32>> {
+            let net = Network::new(arch, 0, device).unwrap();
+            let params = net.parameters();
+            let mut opt = distill::optim::Optimizer::new(
+                OptimizerConfig::new(OptimizerKind::Adam, 1e-3),
+                &params,
+            )
+            .unwrap();
+            let xs = Tensor::from_vec(x.clone(), &[3, 1, 28, 28], device).unwrap();
+            let y = Labels::new(&[1, 7, 3], device).unwrap();
+            for step in 0..2 {
+                let loss = net
+                    .forward(&xs, Mode::Train { seed: step })
+                    .unwrap()
+                    .cross_entropy(&y)
+                    .unwrap();
+                opt.step(&params, &loss.backward().unwrap()).unwrap();
+            }
+            params.iter().map(|(_, t)| t.to_vec().unwrap()).collect()
+        };
+        let (c, g) = (steps(&Device::Cpu), steps(&device));
+        for (i, (a, b)) in c.iter().zip(&g).enumerate() {
+            assert_close(&format!("{arch} parameter {i}"), a, b, 1e-4);
+        }
+    }
+}
