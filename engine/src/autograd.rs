@@ -117,26 +117,35 @@ impl Op {
 }
 
 /// The gradient of each input of `op`, given the gradient `grad` of its output, as
-/// storages shaped like the inputs (in `Op::inputs` order).
-fn backward_op(op: &Op, grad: &Tensor) -> Result<Vec<Storage>> {
+/// storages shaped like the inputs (in `Op::inputs` order); `None` for an input that
+/// needs none (the image batch of a first conv layer), whose gradient is never computed.
+fn backward_op(op: &Op, grad: &Tensor) -> Result<Vec<Option<Storage>>> {
     let g = &*grad.storage();
+    let needs = |t: &Tensor| t.requires_grad();
+    let one = |s: Result<Storage>| s.map(|s| vec![Some(s)]);
     match op {
-        Op::Matmul { a, b, trans_b } => ops::matmul::matmul_backward(a, b, *trans_b, g),
-        Op::Conv2d { x, weight, params } => ops::conv2d::conv2d_backward(x, weight, params, g),
-        Op::BiasAdd { params, .. } => ops::conv2d::bias_add_backward(params, g),
-        Op::MaxPool2d { argmax, params, .. } => ops::pool::max_pool2d_backward(argmax, params, g),
-        Op::Relu { x } => ops::activation::relu_backward(x, g),
-        Op::Dropout { mask, params, .. } => ops::activation::dropout_backward(mask, params, g),
-        Op::Add { .. } => Ok(vec![g.duplicate()?, g.duplicate()?]),
-        Op::Scale { alpha, .. } => Ok(vec![backend::scale(g, *alpha)?]),
-        Op::Reshape { .. } => Ok(vec![g.duplicate()?]),
-        Op::SumAxis { params, .. } => Ok(vec![backend::sum_axis_backward(g, params)?]),
-        Op::LogSoftmax { out, params, .. } => ops::loss::log_softmax_backward(out, params, g),
+        Op::Matmul { a, b, trans_b } => {
+            ops::matmul::matmul_backward(a, b, *trans_b, g, [needs(a), needs(b)])
+        }
+        Op::Conv2d { x, weight, params } => {
+            ops::conv2d::conv2d_backward(x, weight, params, g, [needs(x), needs(weight)])
+        }
+        Op::BiasAdd { x, params, .. } => ops::conv2d::bias_add_backward(params, g, needs(x)),
+        Op::MaxPool2d { argmax, params, .. } => {
+            one(ops::pool::max_pool2d_backward(argmax, params, g))
+        }
+        Op::Relu { x } => one(ops::activation::relu_backward(x, g)),
+        Op::Dropout { mask, params, .. } => one(ops::activation::dropout_backward(mask, params, g)),
+        Op::Add { .. } => Ok(vec![Some(g.duplicate()?), Some(g.duplicate()?)]),
+        Op::Scale { alpha, .. } => one(backend::scale(g, *alpha)),
+        Op::Reshape { .. } => one(g.duplicate()),
+        Op::SumAxis { params, .. } => one(backend::sum_axis_backward(g, params)),
+        Op::LogSoftmax { out, params, .. } => one(ops::loss::log_softmax_backward(out, params, g)),
         Op::RowLoss {
             grad: rows_grad,
             rows,
             ..
-        } => ops::loss::row_loss_backward(rows_grad, *rows, g),
+        } => one(ops::loss::row_loss_backward(rows_grad, *rows, g)),
     }
 }
 
@@ -197,7 +206,7 @@ impl Tensor {
             };
             let input_grads = backward_op(op, &grad)?;
             for (input, g) in op.inputs().into_iter().zip(input_grads) {
-                if input.requires_grad() {
+                if let (true, Some(g)) = (input.requires_grad(), g) {
                     accumulate(&mut pending, input, g)?;
                 }
             }

@@ -46,19 +46,11 @@ impl Tensor {
 }
 
 // NOTE: relu'(0) = 0, as PyTorch.  dx = g · [x > 0]
-pub(crate) fn relu_backward(x: &Tensor, g: &Storage) -> Result<Vec<Storage>> {
-    Ok(vec![backend::relu_backward(
-        &x.storage(),
-        g,
-        &ElementwiseParams::new(x.numel()),
-    )?])
+pub(crate) fn relu_backward(x: &Tensor, g: &Storage) -> Result<Storage> {
+    backend::relu_backward(&x.storage(), g, &ElementwiseParams::new(x.numel()))
 }
 
 // dx = g · mask
-pub(crate) fn dropout_backward(
-    mask: &Storage,
-    p: &DropoutParams,
-    g: &Storage,
-) -> Result<Vec<Storage>> {
-    Ok(vec![backend::dropout_backward(g, mask, p)?])
+pub(crate) fn dropout_backward(mask: &Storage, p: &DropoutParams, g: &Storage) -> Result<Storage> {
+    backend::dropout_backward(g, mask, p)
 }

@@ -64,13 +64,25 @@ pub(crate) fn conv2d_backward(
     weight: &Tensor,
     p: &Conv2dParams,
     g: &Storage,
-) -> Result<Vec<Storage>> {
-    let dx = backend::conv2d_backward_input(g, &weight.storage(), p)?;
-    let dw = backend::conv2d_backward_weight(&x.storage(), g, p)?;
+    needs: [bool; 2],
+) -> Result<Vec<Option<Storage>>> {
+    let dx = match needs[0] {
+        true => Some(backend::conv2d_backward_input(g, &weight.storage(), p)?),
+        false => None,
+    };
+    let dw = match needs[1] {
+        true => Some(backend::conv2d_backward_weight(&x.storage(), g, p)?),
+        false => None,
+    };
     Ok(vec![dx, dw])
 }
 
 // dx = g;  dbias[c] = Σ_{o,i} g[o, c, i]
-pub(crate) fn bias_add_backward(p: &AxisParams, g: &Storage) -> Result<Vec<Storage>> {
-    Ok(vec![g.duplicate()?, backend::bias_backward(g, p)?])
+pub(crate) fn bias_add_backward(
+    p: &AxisParams,
+    g: &Storage,
+    needs_x: bool,
+) -> Result<Vec<Option<Storage>>> {
+    let dx = if needs_x { Some(g.duplicate()?) } else { None };
+    Ok(vec![dx, Some(backend::bias_backward(g, p)?)])
 }

@@ -183,22 +183,14 @@ impl Tensor {
 }
 
 // d/dx of log_softmax: dx = g - softmax(x) · Σ_j g_j, with softmax = exp(out)
-pub(crate) fn log_softmax_backward(
-    out: &Storage,
-    p: &RowParams,
-    g: &Storage,
-) -> Result<Vec<Storage>> {
-    Ok(vec![backend::log_softmax_backward(out, g, p)?])
+pub(crate) fn log_softmax_backward(out: &Storage, p: &RowParams, g: &Storage) -> Result<Storage> {
+    backend::log_softmax_backward(out, g, p)
 }
 
 // loss = (1/rows) Σ_r loss_r, so d loss / d logits_r = upstream · grad_r / rows,
 // with grad_r = d loss_r / d logits_r from the forward kernel.
-pub(crate) fn row_loss_backward(
-    rows_grad: &Storage,
-    rows: usize,
-    g: &Storage,
-) -> Result<Vec<Storage>> {
+pub(crate) fn row_loss_backward(rows_grad: &Storage, rows: usize, g: &Storage) -> Result<Storage> {
     let upstream = backend::sum_axis_backward(g, &AxisParams::new(1, rows_grad.len(), 1))?;
     let scaled = backend::mul(rows_grad, &upstream)?;
-    Ok(vec![backend::scale(&scaled, 1.0 / rows as f32)?])
+    backend::scale(&scaled, 1.0 / rows as f32)
 }

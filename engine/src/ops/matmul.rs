@@ -54,19 +54,35 @@ pub(crate) fn matmul_backward(
     b: &Tensor,
     trans_b: bool,
     g: &Storage,
-) -> Result<Vec<Storage>> {
+    needs: [bool; 2],
+) -> Result<Vec<Option<Storage>>> {
     let (m, k) = (a.shape()[0], a.shape()[1]);
     let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
-    let (a_s, b_s) = (a.storage(), b.storage());
-    let da = if trans_b {
-        backend::matmul(g, &b_s, &MatmulParams::new(m, k, n))?
-    } else {
-        backend::matmul(g, &b_s, &MatmulParams::new(m, k, n).trans_b())?
+    let da = match (needs[0], trans_b) {
+        (false, _) => None,
+        (true, true) => Some(backend::matmul(
+            g,
+            &b.storage(),
+            &MatmulParams::new(m, k, n),
+        )?),
+        (true, false) => Some(backend::matmul(
+            g,
+            &b.storage(),
+            &MatmulParams::new(m, k, n).trans_b(),
+        )?),
     };
-    let db = if trans_b {
-        backend::matmul(g, &a_s, &MatmulParams::new(n, k, m).trans_a())?
-    } else {
-        backend::matmul(&a_s, g, &MatmulParams::new(k, n, m).trans_a())?
+    let db = match (needs[1], trans_b) {
+        (false, _) => None,
+        (true, true) => Some(backend::matmul(
+            g,
+            &a.storage(),
+            &MatmulParams::new(n, k, m).trans_a(),
+        )?),
+        (true, false) => Some(backend::matmul(
+            &a.storage(),
+            g,
+            &MatmulParams::new(k, n, m).trans_a(),
+        )?),
     };
     Ok(vec![da, db])
 }

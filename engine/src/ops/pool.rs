@@ -39,6 +39,6 @@ pub(crate) fn max_pool2d_backward(
     argmax: &IndexStorage,
     p: &Pool2dParams,
     g: &Storage,
-) -> Result<Vec<Storage>> {
-    Ok(vec![backend::max_pool2d_backward(g, argmax, p)?])
+) -> Result<Storage> {
+    backend::max_pool2d_backward(g, argmax, p)
 }
