@@ -8,10 +8,11 @@ use distill::progress::{say, ProgressMode};
 use distill::study::{self, StudyOptions};
 use distill::train::{self, Distillation, TrainOptions};
 use distill::{DistillError, Result};
-use engine::Device;
+use engine::{profile, Device};
 use models::{checkpoint, Arch, Network};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +86,9 @@ struct Common {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+    /// After the summary, print the time and calls per kernel and the time outside them.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Args)]
@@ -150,6 +154,10 @@ struct RunArgs {
     plain: bool,
     #[arg(long)]
     quiet: bool,
+    /// After the comparison, print the time and calls per kernel of the whole study
+    /// (all three runs together) and the time outside them.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Args)]
@@ -244,8 +252,10 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     train::validate(&opts)?;
     let device = select_device(&args.common.device, opts.progress)?;
     let data = load_data(args.common.data.as_deref(), opts.progress)?;
+    let profiling = start_profile(args.common.profile);
     let report = train::train(&opts, &data, &device, None)?;
     summary(&opts, &report);
+    print_profile(profiling);
     Ok(())
 }
 
@@ -266,9 +276,32 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
         ),
     );
     let kd = Distillation::new(teacher, args.temperature, args.alpha)?;
+    // The teacher's logits, computed once inside `train`, are part of the profile.
+    let profiling = start_profile(args.common.profile);
     let report = train::train(&opts, &data, &device, Some(&kd))?;
     summary(&opts, &report);
+    print_profile(profiling);
     Ok(())
+}
+
+/// With `--profile`: counts kernel calls and times from now on, and starts the clock.
+fn start_profile(on: bool) -> Option<Instant> {
+    on.then(|| {
+        profile::reset();
+        profile::enable(true);
+        Instant::now()
+    })
+}
+
+/// With `--profile`: the table of kernel times against the wall time since
+/// [`start_profile`]: per-epoch evaluation and checkpoints included.
+fn print_profile(started: Option<Instant>) {
+    let Some(t0) = started else { return };
+    profile::enable(false);
+    // Collected first: on the GPU it waits for the last kernels, which is training time.
+    let stats = profile::report();
+    let wall = t0.elapsed().as_secs_f64();
+    print!("\n{}", profile::table(&stats, wall));
 }
 
 fn summary(opts: &TrainOptions, report: &train::TrainReport) {
@@ -324,12 +357,14 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         out_dir: out_dir.clone(),
         progress,
     };
+    let profiling = start_profile(args.profile);
     let rows = study::run_study(&opts, &data, &device)?;
     print!("{}", study::markdown(&preset, args.seed, &device, &rows));
     println!(
         "\nwritten: {0}/comparison.md, {0}/comparison.json, {0}/accuracy.svg",
         out_dir.display()
     );
+    print_profile(profiling);
     Ok(())
 }
 

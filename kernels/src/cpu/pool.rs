@@ -47,6 +47,9 @@ pub fn max_pool2d_forward(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Po
 /// the updates are independent selects rather than a loop-carried branch, which random
 /// data would mispredict half the time.
 fn pool_plane(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) {
+    if (p.kernel, p.stride) == (2, 2) {
+        return pool_plane_2x2(x, out, argmax, p);
+    }
     let (w, k, s, w_out) = (
         p.w as usize,
         p.kernel as usize,
@@ -71,6 +74,37 @@ fn pool_plane(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) 
                 *o = if take { v } else { best };
                 *a = if take { i as u32 } else { *a };
             }
+        }
+    }
+}
+
+/// [`pool_plane`] for the 2×2 window at stride 2 of every network here: each output
+/// reads two adjacent pairs of two input rows, with iterators rather than indices so
+/// that no bounds check sits in the loop. Same tie and NaN rules as the general path.
+fn pool_plane_2x2(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) {
+    let (w, w_out) = (p.w as usize, p.w_out as usize);
+    let rows = out
+        .chunks_exact_mut(w_out)
+        .zip(argmax.chunks_exact_mut(w_out));
+    for (oy, (out, argmax)) in rows.enumerate() {
+        let top = 2 * oy * w;
+        let (r0, r1) = (&x[top..top + 2 * w_out], &x[top + w..top + w + 2 * w_out]);
+        let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+        for (ox, ((o, a), (t, b))) in out
+            .iter_mut()
+            .zip(argmax.iter_mut())
+            .zip(windows)
+            .enumerate()
+        {
+            // Row-major order inside the window: (0,0), (0,1), (1,0), (1,1).
+            let (mut best, mut at) = (t[0], 0usize);
+            for (j, v) in [(1, t[1]), (w, b[0]), (w + 1, b[1])] {
+                if v > best || (v.is_nan() && !best.is_nan()) {
+                    (best, at) = (v, j);
+                }
+            }
+            *o = best;
+            *a = (top + 2 * ox + at) as u32;
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::buffer::{BufferPool, GpuBuffer};
 use super::pipeline::{Compiled, KernelId, PipelineCache};
+use super::profile::Profiler;
 use super::GpuError;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +32,8 @@ pub struct GpuContext {
     /// The first error wgpu reported outside an error scope, returned by the next `read`.
     error: Arc<Mutex<Option<String>>>,
     dispatch_limit: AtomicU32,
+    /// Kernel timing for `--profile`; see [`super::profile`].
+    pub(crate) profiler: Profiler,
 }
 
 /// Work recorded since the last submit.
@@ -40,6 +43,8 @@ pub(crate) struct Pending {
     /// The params of each recorded dispatch, one uniform slot each.
     pub uniform_bytes: Vec<u8>,
     pub dispatches: u64,
+    /// The kernels of the dispatches that write timestamps, in query order.
+    pub profiled: Vec<KernelId>,
 }
 
 impl GpuContext {
@@ -55,8 +60,11 @@ impl GpuContext {
         let adapter = pick_adapter(&wgpu::Instance::new(desc), backends, choice)?;
         // All the adapter allows: big storage bindings on big GPUs.
         let limits = adapter.limits();
+        // NOTE: timestamp queries whenever the adapter has them: unused, they cost
+        // nothing, and `set_profiling` can then time kernels without serializing.
         let desc = wgpu::DeviceDescriptor {
             label: Some("kernels::gpu"),
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
             ..Default::default()
         };
@@ -78,6 +86,7 @@ impl GpuContext {
         });
         Ok(Arc::new(GpuContext {
             info: adapter.get_info(),
+            profiler: Profiler::new(&device, &queue),
             dispatch_limit: AtomicU32::new(limits.max_compute_workgroups_per_dimension),
             pool: BufferPool::new(limits.max_buffer_size),
             pipelines: PipelineCache::default(),
@@ -230,9 +239,10 @@ impl GpuContext {
 
     /// Writes the dispatches' params into the uniform ring, then submits their commands.
     pub(crate) fn submit_locked(&self, pending: &mut Pending) {
-        let Some(encoder) = pending.encoder.take() else {
+        let Some(mut encoder) = pending.encoder.take() else {
             return;
         };
+        let timestamps = self.before_submit(pending, &mut encoder);
         if !pending.uniform_bytes.is_empty() {
             self.queue
                 .write_buffer(&self.uniforms, 0, &pending.uniform_bytes);
@@ -240,6 +250,7 @@ impl GpuContext {
         self.queue.submit([encoder.finish()]);
         pending.uniform_bytes.clear();
         pending.dispatches = 0;
+        self.after_submit(timestamps);
     }
 
     fn read_words<T: bytemuck::Pod>(&self, buf: &GpuBuffer) -> Result<Vec<T>, GpuError> {

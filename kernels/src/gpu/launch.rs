@@ -4,6 +4,7 @@
 use super::buffer::GpuBuffer;
 use super::context::GpuContext;
 use super::pipeline::KernelId;
+use super::profile::GpuTiming;
 use super::GpuError;
 
 /// Dispatches per submit; each takes one slot of the uniform ring.
@@ -69,6 +70,13 @@ pub(crate) fn launch<P: bytemuck::Pod>(
     let (x, y) = split(op.name(), workgroups, ctx.dispatch_limit())?;
     let compiled = ctx.pipeline(op)?;
     let mut pending = ctx.lock_pending();
+    // NOTE: profiling without timestamp queries: this kernel alone between two waits.
+    let profiling = ctx.profiler.is_on();
+    let alone = profiling && ctx.profile_timing() == GpuTiming::SubmitAndWait;
+    if alone {
+        ctx.submit_and_wait(&mut pending)?;
+    }
+    let t0 = alone.then(std::time::Instant::now);
     if pending.dispatches == MAX_PENDING {
         ctx.submit_locked(&mut pending);
     }
@@ -83,17 +91,25 @@ pub(crate) fn launch<P: bytemuck::Pod>(
         (offset, bytes.len() as u64),
         args,
     );
+    let timestamp_writes = match profiling && !alone {
+        true => Some(ctx.timestamp_writes(&mut pending, op)),
+        false => None,
+    };
     let encoder = pending.encoder.get_or_insert_with(|| ctx.new_encoder());
     {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(op.name()),
-            timestamp_writes: None,
+            timestamp_writes,
         });
         pass.set_pipeline(&compiled.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
     }
     pending.dispatches += 1;
+    if let Some(t0) = t0 {
+        ctx.submit_and_wait(&mut pending)?;
+        ctx.add_kernel_time(op, t0.elapsed());
+    }
     Ok(())
 }
 

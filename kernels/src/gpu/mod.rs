@@ -9,6 +9,8 @@
 //!   .read(&buf) .read_u32(&buf)  -> Result<Vec<_>, GpuError>   the only point that waits
 //!   .flush()                     submit recorded work without waiting
 //!   .copy(&src, &dst) -> Result  recorded, like every launcher; .trim_pool()
+//!   .set_profiling(bool) .profile_report() .profile_reset() .profile_timing()
+//!                                kernel times for --profile (see profile.rs)
 //! GpuBuffer                      .len(); on drop its wgpu::Buffer goes back to the pool
 //! KernelId                       one variant per wgsl/<name>.wgsl; KernelId::ALL, .name()
 //! matmul(ctx, a, b, c, &p) ...   one launcher per kernel, same names and argument order
@@ -38,6 +40,7 @@ mod matmul;
 mod optim;
 mod pipeline;
 mod pool;
+mod profile;
 mod softmax;
 
 pub use activation::*;
@@ -49,6 +52,7 @@ pub use matmul::*;
 pub use optim::*;
 pub use pipeline::KernelId;
 pub use pool::*;
+pub use profile::GpuTiming;
 pub use softmax::*;
 
 use std::fmt;
