@@ -1,18 +1,35 @@
-//! Criterion benches of the CPU kernels: `cargo bench --bench kernels`.
+//! Criterion benches of the kernels: `cargo bench --bench kernels`.
 //!
 //! Each bench checks its output once against a reference, then times it, and reports
-//! throughput as `Throughput::Elements(flops)`, so criterion's "Gelem/s" reads GFLOP/s.
-//! One function per kernel family, all listed in `criterion_group!` at the bottom.
+//! throughput: compute-bound kernels as `Throughput::Elements(flops)`, so criterion's
+//! "Gelem/s" reads GFLOP/s (a multiply-add is two FLOPs); memory-bound ones as
+//! `Throughput::BytesDecimal(bytes read + bytes written)`, so it prints GB/s. One
+//! function per kernel family, all listed in `criterion_group!` at the bottom.
 //!
-//! The reference for `matmul` is the `gemm` crate (run in the same process, on the same
-//! inputs, with rayon on two threads), so the two can be compared within one run on a
-//! shared, noisy machine.
+//! Shapes are the teacher-cnn's at batch 64 (conv1: 1→32 channels, 3×3 over 28×28;
+//! conv2: 32→64 over 13×13; fc1: 1600→128) and the distillation loss over one batch
+//! ([64, 10]) and over the whole MNIST training set ([60000, 10]).
+//!
+//! References, timed in the same run where a comparison matters, so that the two can be
+//! compared on a shared, noisy machine:
+//! - `matmul`: the `gemm` crate (same inputs, rayon on two threads);
+//! - `conv2d_forward`: a direct seven-loop convolution, parallel over samples;
+//! - `softmax_kl_forward`: the unfused three-pass softmax-KL written below.
+//!
+//! The `gpu/...` benches run when `GpuContext::new(AdapterChoice::Any)` finds an
+//! adapter; each checks its output against the CPU kernel once, then times one launch
+//! plus `ctx.read` of a one-word buffer (see [`gpu_kernels`]).
 
+use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
 };
-use kernels::cpu::matmul;
-use kernels::params::MatmulParams;
+use kernels::cpu::{self, matmul};
+use kernels::gpu::{self, AdapterChoice, GpuContext};
+use kernels::params::*;
+use models::Arch;
+use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -161,5 +178,967 @@ fn matmul_layer_shapes(crit: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul_square, matmul_layer_shapes);
+// ---------------------------------------------------------------------------------------
+// Shared helpers for the benches below.
+
+/// The teacher-cnn's batch size.
+const BATCH: usize = 64;
+
+/// teacher-cnn conv1: `x (64, 1, 28, 28)`, `weight (32, 1, 3, 3)`, `out (64, 32, 26, 26)`.
+fn teacher_conv1() -> Conv2dParams {
+    Conv2dParams::new(BATCH, 1, 28, 28, 32, 3, 3, 1, 0).expect("conv1 shape")
+}
+
+/// teacher-cnn conv2: `x (64, 32, 13, 13)`, `weight (64, 32, 3, 3)`, `out (64, 64, 11, 11)`.
+fn teacher_conv2() -> Conv2dParams {
+    Conv2dParams::new(BATCH, 32, 13, 13, 64, 3, 3, 1, 0).expect("conv2 shape")
+}
+
+/// A group for kernels of microseconds to a few milliseconds.
+fn quick_group<'a>(crit: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = crit.benchmark_group(name);
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1200))
+        .sample_size(20);
+    group
+}
+
+/// Bytes of `floats` f32 (or u32) values.
+fn bytes(floats: usize) -> u64 {
+    4 * floats as u64
+}
+
+/// Panics unless `|ours - reference| <= tol · max(1, |reference|)` elementwise.
+fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
+    assert_eq!(ours.len(), reference.len(), "{what}: lengths");
+    for (i, (&o, &r)) in ours.iter().zip(reference).enumerate() {
+        assert!(
+            (o - r).abs() <= tol * r.abs().max(1.0),
+            "{what}[{i}]: ours {o}, reference {r}"
+        );
+    }
+}
+
+fn abs(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// conv2d
+
+/// The textbook convolution: for every output, a direct sum over `(ci, ki, kj)`; no
+/// im2col, no tiling. Samples run in parallel (rayon), so that the comparison with ours
+/// measures the algorithm, not the thread count.
+fn naive_conv2d_forward(x: &[f32], weight: &[f32], out: &mut [f32], p: &Conv2dParams) {
+    let u = |v: u32| v as usize;
+    let (c_in, h, w, c_out) = (u(p.c_in), u(p.h), u(p.w), u(p.c_out));
+    let (kh, kw, stride, pad) = (u(p.kh), u(p.kw), u(p.stride), u(p.pad));
+    let (h_out, w_out) = (u(p.h_out), u(p.w_out));
+    out.par_chunks_mut(c_out * h_out * w_out)
+        .zip(x.par_chunks(c_in * h * w))
+        .for_each(|(out, x)| {
+            for co in 0..c_out {
+                for oy in 0..h_out {
+                    for ox in 0..w_out {
+                        let mut acc = 0.0f32;
+                        for ci in 0..c_in {
+                            for ki in 0..kh {
+                                let iy = (oy * stride + ki) as isize - pad as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
+                                }
+                                for kj in 0..kw {
+                                    let ix = (ox * stride + kj) as isize - pad as isize;
+                                    if ix < 0 || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let (iy, ix) = (iy as usize, ix as usize);
+                                    acc += weight[((co * c_in + ci) * kh + ki) * kw + kj]
+                                        * x[(ci * h + iy) * w + ix];
+                                }
+                            }
+                        }
+                        out[(co * h_out + oy) * w_out + ox] = acc;
+                    }
+                }
+            }
+        });
+}
+
+/// The direct backwards, in f64, for the check only: `grad_x` scatters each output's
+/// gradient through its window (parallel over samples), `grad_weight` sums
+/// `g[n, co, oy, ox] · x[n, ci, ...]` over the batch (parallel over output channels).
+/// Called with `|x|`, `|w|` and `|g|` they give the magnitudes `Σ|a||b|` of each sum.
+fn naive_conv2d_backwards(
+    x: &[f32],
+    weight: &[f32],
+    g: &[f32],
+    p: &Conv2dParams,
+) -> (Vec<f64>, Vec<f64>) {
+    let u = |v: u32| v as usize;
+    let (c_in, h, w, c_out) = (u(p.c_in), u(p.h), u(p.w), u(p.c_out));
+    let (kh, kw, stride, pad) = (u(p.kh), u(p.kw), u(p.stride), u(p.pad));
+    let (h_out, w_out) = (u(p.h_out), u(p.w_out));
+    // (iy, ix) of window offset (ki, kj) at output (oy, ox), or None in the padding.
+    let at = |oy: usize, ox: usize, ki: usize, kj: usize| {
+        let iy = (oy * stride + ki).checked_sub(pad).filter(|&v| v < h)?;
+        let ix = (ox * stride + kj).checked_sub(pad).filter(|&v| v < w)?;
+        Some((iy, ix))
+    };
+    let mut grad_x = vec![0.0f64; p.input_len()];
+    grad_x
+        .par_chunks_mut(c_in * h * w)
+        .zip(g.par_chunks(c_out * h_out * w_out))
+        .for_each(|(grad_x, g)| {
+            for co in 0..c_out {
+                for oy in 0..h_out {
+                    for ox in 0..w_out {
+                        let go = g[(co * h_out + oy) * w_out + ox] as f64;
+                        for ci in 0..c_in {
+                            for ki in 0..kh {
+                                for kj in 0..kw {
+                                    if let Some((iy, ix)) = at(oy, ox, ki, kj) {
+                                        let wv = weight[((co * c_in + ci) * kh + ki) * kw + kj];
+                                        grad_x[(ci * h + iy) * w + ix] += wv as f64 * go;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    let mut grad_w = vec![0.0f64; p.weight_len()];
+    grad_w
+        .par_chunks_mut(c_in * kh * kw)
+        .enumerate()
+        .for_each(|(co, grad_w)| {
+            for n in 0..u(p.n) {
+                let (x, g) = (&x[n * c_in * h * w..], &g[n * c_out * h_out * w_out..]);
+                for oy in 0..h_out {
+                    for ox in 0..w_out {
+                        let go = g[(co * h_out + oy) * w_out + ox] as f64;
+                        for ci in 0..c_in {
+                            for ki in 0..kh {
+                                for kj in 0..kw {
+                                    if let Some((iy, ix)) = at(oy, ox, ki, kj) {
+                                        let xv = x[(ci * h + iy) * w + ix] as f64;
+                                        grad_w[(ci * kh + ki) * kw + kj] += xv * go;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    (grad_x, grad_w)
+}
+
+/// Panics unless each `ours[i]` is within `4·√len·ε·magnitude[i]` of `reference[i]`:
+/// rounding in a sum of `len` f32 products grows like `√len` in practice (the worst
+/// case, `len·ε`, is too loose over the 43,264-term sums of a weight gradient to catch
+/// even a doubled value). The largest error seen was 0.55 of `√len·ε·magnitude`.
+fn assert_within_rounding(
+    what: &str,
+    ours: &[f32],
+    reference: &[f64],
+    magnitude: &[f64],
+    len: usize,
+) {
+    let tol = 4.0 * (len as f64).sqrt() * f32::EPSILON as f64;
+    for (i, ((&o, &r), &m)) in ours.iter().zip(reference).zip(magnitude).enumerate() {
+        assert!(
+            (o as f64 - r).abs() <= tol * m + 1e-6,
+            "{what}[{i}]: ours {o}, reference {r} (Σ|a||b| = {m})"
+        );
+    }
+}
+
+/// Checks ours against the naive convolution once: the forward against the timed
+/// naive loop, the backwards against the f64 loops above, each within the rounding of
+/// a sum of its length.
+fn check_conv2d(x: &[f32], weight: &[f32], g: &[f32], p: &Conv2dParams, name: &str) {
+    let window = (p.kh * p.kw) as usize;
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let (mut ours, mut reference, mut magnitude) = (
+        vec![0.0; p.output_len()],
+        vec![0.0; p.output_len()],
+        vec![0.0; p.output_len()],
+    );
+    cpu::conv2d_forward(x, weight, &mut ours, p);
+    naive_conv2d_forward(x, weight, &mut reference, p);
+    naive_conv2d_forward(&abs(x), &abs(weight), &mut magnitude, p);
+    // Both sides round in f32: count both sums.
+    let k = p.c_in as usize * window;
+    assert_within_rounding(
+        &format!("{name} forward"),
+        &ours,
+        &to64(&reference),
+        &to64(&magnitude),
+        2 * k,
+    );
+    let mut grad_x = vec![0.0; p.input_len()];
+    let mut grad_w = vec![0.0; p.weight_len()];
+    cpu::conv2d_backward_input(g, weight, &mut grad_x, p);
+    cpu::conv2d_backward_weight(x, g, &mut grad_w, p);
+    let (ref_x, ref_w) = naive_conv2d_backwards(x, weight, g, p);
+    let (mag_x, mag_w) = naive_conv2d_backwards(&abs(x), &abs(weight), &abs(g), p);
+    let batch_pixels = (p.n * p.h_out * p.w_out) as usize;
+    let c_out = p.c_out as usize;
+    assert_within_rounding(
+        &format!("{name} backward_input"),
+        &grad_x,
+        &ref_x,
+        &mag_x,
+        c_out * window,
+    );
+    assert_within_rounding(
+        &format!("{name} backward_weight"),
+        &grad_w,
+        &ref_w,
+        &mag_w,
+        batch_pixels,
+    );
+}
+
+/// `conv2d/{forward,naive_forward,backward_input,backward_weight}/{conv1,conv2}`:
+/// the teacher's two conv layers at batch 64, in GFLOP/s (the forward's FLOPs for all
+/// three: each backward takes as many multiply-adds).
+fn conv2d(crit: &mut Criterion) {
+    let mut group = crit.benchmark_group("conv2d");
+    for (label, p) in [("conv1", teacher_conv1()), ("conv2", teacher_conv2())] {
+        let x = inputs(p.input_len(), 11);
+        let weight = inputs(p.weight_len(), 12);
+        let g = inputs(p.output_len(), 13);
+        check_conv2d(&x, &weight, &g, &p, label);
+        let (mut out, mut grad_x, mut grad_w) = (
+            vec![0.0; p.output_len()],
+            vec![0.0; p.input_len()],
+            vec![0.0; p.weight_len()],
+        );
+        group
+            .throughput(Throughput::Elements(p.flops()))
+            .sampling_mode(SamplingMode::Auto)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1500))
+            .sample_size(20);
+        group.bench_function(BenchmarkId::new("forward", label), |b| {
+            b.iter(|| cpu::conv2d_forward(black_box(&x), &weight, &mut out, &p))
+        });
+        group.bench_function(BenchmarkId::new("backward_input", label), |b| {
+            b.iter(|| cpu::conv2d_backward_input(black_box(&g), &weight, &mut grad_x, &p))
+        });
+        group.bench_function(BenchmarkId::new("backward_weight", label), |b| {
+            b.iter(|| cpu::conv2d_backward_weight(black_box(&x), &g, &mut grad_w, &p))
+        });
+        // conv2's naive forward takes tens of milliseconds: ten samples, flat.
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(2));
+        group.bench_function(BenchmarkId::new("naive_forward", label), |b| {
+            b.iter(|| naive_conv2d_forward(black_box(&x), &weight, &mut out, &p))
+        });
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory-bound kernels at the teacher's activation shapes, in GB/s.
+
+/// `max_pool2d/{forward,backward}/{conv1,conv2}`: 2×2 pooling of the ReLU'd conv outputs,
+/// (64, 32, 26, 26) -> 13×13 and (64, 64, 11, 11) -> 5×5. Bytes: `x` or `grad_x` once,
+/// and `out` (or `grad_out`) and `argmax` once each.
+fn max_pool2d(crit: &mut Criterion) {
+    let mut group = quick_group(crit, "max_pool2d");
+    for (label, c, side) in [("conv1", 32, 26), ("conv2", 64, 11)] {
+        let p = Pool2dParams::new(BATCH, c, side, side, 2, 2).expect("pool shape");
+        let x = inputs(p.input_len(), 21);
+        let g = inputs(p.output_len(), 22);
+        let (mut out, mut argmax, mut grad_x) = (
+            vec![0.0; p.output_len()],
+            vec![0u32; p.output_len()],
+            vec![0.0; p.input_len()],
+        );
+        // Reference: every window scanned in row-major order, the first maximum wins.
+        cpu::max_pool2d_forward(&x, &mut out, &mut argmax, &p);
+        cpu::max_pool2d_backward(&g, &argmax, &mut grad_x, &p);
+        let (plane, out_plane, w_out) = (
+            (side * side),
+            p.output_len() / (BATCH * c),
+            p.w_out as usize,
+        );
+        let mut ref_grad_x = vec![0.0; p.input_len()];
+        for (j, (&o, &a)) in out.iter().zip(&argmax).enumerate() {
+            let (pl, oy, ox) = (j / out_plane, (j % out_plane) / w_out, j % w_out);
+            let mut best = (f32::NEG_INFINITY, 0);
+            for ky in 0..2 {
+                for kx in 0..2 {
+                    let i = (2 * oy + ky) * side + 2 * ox + kx;
+                    if x[pl * plane + i] > best.0 {
+                        best = (x[pl * plane + i], i as u32);
+                    }
+                }
+            }
+            assert_eq!((o, a), best, "max_pool2d_forward {label}: output {j}");
+            ref_grad_x[pl * plane + a as usize] += g[j];
+        }
+        assert_eq!(grad_x, ref_grad_x, "max_pool2d_backward {label}");
+        let traffic = bytes(p.input_len() + 2 * p.output_len());
+        group.throughput(Throughput::BytesDecimal(traffic));
+        group.bench_function(BenchmarkId::new("forward", label), |b| {
+            b.iter(|| cpu::max_pool2d_forward(black_box(&x), &mut out, &mut argmax, &p))
+        });
+        group.bench_function(BenchmarkId::new("backward", label), |b| {
+            b.iter(|| cpu::max_pool2d_backward(black_box(&g), &argmax, &mut grad_x, &p))
+        });
+    }
+    group.finish();
+}
+
+/// `activation/{relu_forward,relu_backward}/conv1` on conv1's output (64, 32, 26, 26),
+/// and `activation/{dropout_forward,dropout_backward}/mlp_hidden` on a teacher-mlp
+/// hidden layer (64, 1200), p = 0.5 (the teacher-cnn has no dropout).
+fn activation(crit: &mut Criterion) {
+    let mut group = quick_group(crit, "activation");
+    let len = BATCH * 32 * 26 * 26;
+    let p = ElementwiseParams::new(len);
+    let (x, g) = (inputs(len, 31), inputs(len, 32));
+    let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
+    cpu::relu_forward(&x, &mut out, &p);
+    cpu::relu_backward(&x, &g, &mut grad_x, &p);
+    let relu: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
+    let relu_grad: Vec<f32> = x
+        .iter()
+        .zip(&g)
+        .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
+        .collect();
+    assert_eq!(out, relu, "relu_forward");
+    assert_eq!(grad_x, relu_grad, "relu_backward");
+    group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
+    group.bench_function(BenchmarkId::new("relu_forward", "conv1"), |b| {
+        b.iter(|| cpu::relu_forward(black_box(&x), &mut out, &p))
+    });
+    group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
+    group.bench_function(BenchmarkId::new("relu_backward", "conv1"), |b| {
+        b.iter(|| cpu::relu_backward(black_box(&x), &g, &mut grad_x, &p))
+    });
+
+    let len = BATCH * 1200;
+    let p = DropoutParams::new(len, 0.5, 7);
+    let (x, g) = (inputs(len, 33), inputs(len, 34));
+    let (mut out, mut mask, mut grad_x) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+    cpu::dropout_forward(&x, &mut out, &mut mask, &p);
+    cpu::dropout_backward(&g, &mask, &mut grad_x, &p);
+    for i in 0..len {
+        let keep = cpu::dropout_hash(p.seed, i as u32) >= p.threshold;
+        let m = if keep { p.scale } else { 0.0 };
+        assert_eq!(
+            (mask[i], out[i], grad_x[i]),
+            (m, x[i] * m, g[i] * m),
+            "dropout {i}"
+        );
+    }
+    // Forward: reads x, writes out and mask. Backward: reads grad_out and mask.
+    group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
+    group.bench_function(BenchmarkId::new("dropout_forward", "mlp_hidden"), |b| {
+        b.iter(|| cpu::dropout_forward(black_box(&x), &mut out, &mut mask, &p))
+    });
+    group.bench_function(BenchmarkId::new("dropout_backward", "mlp_hidden"), |b| {
+        b.iter(|| cpu::dropout_backward(black_box(&g), &mask, &mut grad_x, &p))
+    });
+    group.finish();
+}
+
+/// `elementwise/{bias_forward,bias_backward,sum_axis,sum_axis_backward,add,mul,scale,axpy}/conv1`,
+/// all over conv1's output (64, 32, 26, 26), the bias and sum over its channel axis.
+fn elementwise(crit: &mut Criterion) {
+    let mut group = quick_group(crit, "elementwise");
+    let (outer, channels, inner) = (BATCH, 32, 26 * 26);
+    let axis = AxisParams::new(outer, channels, inner);
+    let len = axis.len();
+    let (x, y, bias) = (inputs(len, 41), inputs(len, 42), inputs(channels, 43));
+    let flat = |o: usize, c: usize, i: usize| (o * channels + c) * inner + i;
+
+    // bias_forward / bias_backward
+    let (mut out, mut grad_bias) = (vec![0.0; len], vec![0.0; channels]);
+    cpu::bias_forward(&x, &bias, &mut out, &axis);
+    cpu::bias_backward(&x, &mut grad_bias, &axis);
+    let mut ref_out = vec![0.0; len];
+    let mut ref_grad_bias = vec![0.0f64; channels];
+    for o in 0..outer {
+        for c in 0..channels {
+            for i in 0..inner {
+                ref_out[flat(o, c, i)] = x[flat(o, c, i)] + bias[c];
+                ref_grad_bias[c] += x[flat(o, c, i)] as f64;
+            }
+        }
+    }
+    assert_eq!(out, ref_out, "bias_forward");
+    let ref_grad_bias: Vec<f32> = ref_grad_bias.iter().map(|&v| v as f32).collect();
+    assert_close("bias_backward", &grad_bias, &ref_grad_bias, 1e-3);
+    group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
+    group.bench_function(BenchmarkId::new("bias_forward", "conv1"), |b| {
+        b.iter(|| cpu::bias_forward(black_box(&x), &bias, &mut out, &axis))
+    });
+    group.throughput(Throughput::BytesDecimal(bytes(len + channels)));
+    group.bench_function(BenchmarkId::new("bias_backward", "conv1"), |b| {
+        b.iter(|| cpu::bias_backward(black_box(&x), &mut grad_bias, &axis))
+    });
+
+    // sum_axis / sum_axis_backward over the channels
+    let (mut sum, mut spread) = (vec![0.0; outer * inner], vec![0.0; len]);
+    cpu::sum_axis(&x, &mut sum, &axis);
+    cpu::sum_axis_backward(&sum, &mut spread, &axis);
+    for o in 0..outer {
+        for i in 0..inner {
+            let reference: f32 = (0..channels).map(|c| x[flat(o, c, i)]).sum();
+            assert_close("sum_axis", &sum[o * inner + i..][..1], &[reference], 1e-5);
+            for c in 0..channels {
+                assert_eq!(
+                    spread[flat(o, c, i)],
+                    sum[o * inner + i],
+                    "sum_axis_backward"
+                );
+            }
+        }
+    }
+    group.throughput(Throughput::BytesDecimal(bytes(len + outer * inner)));
+    group.bench_function(BenchmarkId::new("sum_axis", "conv1"), |b| {
+        b.iter(|| cpu::sum_axis(black_box(&x), &mut sum, &axis))
+    });
+    group.bench_function(BenchmarkId::new("sum_axis_backward", "conv1"), |b| {
+        b.iter(|| cpu::sum_axis_backward(black_box(&sum), &mut spread, &axis))
+    });
+
+    // add, mul, scale, axpy
+    let p = ElementwiseParams::with_alpha(len, 0.5);
+    let mut out = vec![0.0; len];
+    type Kernel = fn(&[f32], &[f32], &mut [f32], &ElementwiseParams);
+    type Binary = (&'static str, Kernel, fn(f32, f32) -> f32);
+    let binaries: [Binary; 2] = [
+        ("add", cpu::add, |a, b| a + b),
+        ("mul", cpu::mul, |a, b| a * b),
+    ];
+    for (name, kernel, op) in binaries {
+        kernel(&x, &y, &mut out, &p);
+        let reference: Vec<f32> = x.iter().zip(&y).map(|(&a, &b)| op(a, b)).collect();
+        assert_eq!(out, reference, "{name}");
+        group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
+        group.bench_function(BenchmarkId::new(name, "conv1"), |b| {
+            b.iter(|| kernel(black_box(&x), &y, &mut out, &p))
+        });
+    }
+    cpu::scale(&x, &mut out, &p);
+    let reference: Vec<f32> = x.iter().map(|&v| v * 0.5).collect();
+    assert_eq!(out, reference, "scale");
+    group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
+    group.bench_function(BenchmarkId::new("scale", "conv1"), |b| {
+        b.iter(|| cpu::scale(black_box(&x), &mut out, &p))
+    });
+    let mut acc = y.clone();
+    cpu::axpy(&x, &mut acc, &p);
+    let reference: Vec<f32> = x.iter().zip(&y).map(|(&a, &b)| b + 0.5 * a).collect();
+    assert_close("axpy", &acc, &reference, 1e-6);
+    // Reads x and y, writes y. Repeated calls keep adding 0.5·x to y: harmless.
+    group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
+    group.bench_function(BenchmarkId::new("axpy", "conv1"), |b| {
+        b.iter(|| cpu::axpy(black_box(&x), &mut acc, &p))
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// The softmax family, and the fused softmax-KL against an unfused three-pass one.
+
+/// Rows per rayon task in the unfused reference: the same blocks as the kernels (about
+/// 16 K logits each), so that both sides use the two cores the same way.
+fn rows_per_block(cols: usize) -> usize {
+    ((1 << 14) / cols.max(1)).max(1)
+}
+
+/// Runs `f` over matching row blocks of `a` (read) and `out` (written): on the calling
+/// thread when there is one block, as the kernels do, else in parallel.
+fn by_blocks(a: &[f32], out: &mut [f32], cols: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    let chunk = rows_per_block(cols) * cols;
+    if a.len() <= chunk {
+        return f(a, out);
+    }
+    a.par_chunks(chunk)
+        .zip(out.par_chunks_mut(chunk))
+        .for_each(|(a, out)| f(a, out));
+}
+
+/// The softmax-KL as a framework without a fused kernel computes it, in three passes
+/// over memory with two `(rows, cols)` intermediates (allocated by the caller, outside
+/// the timed loop):
+///
+/// 1. `p = softmax(t / T)` into `p_buf`;
+/// 2. `log_q = log_softmax(s / T)` into `log_q_buf`;
+/// 3. `loss = T² Σ_j p_j (ln p_j - log_q_j)` (0 where `p_j = 0`) and
+///    `grad = T (exp(log_q) - p)` from the two buffers.
+#[allow(clippy::too_many_arguments)]
+fn unfused_softmax_kl(
+    student: &[f32],
+    teacher: &[f32],
+    loss: &mut [f32],
+    grad: &mut [f32],
+    p_buf: &mut [f32],
+    log_q_buf: &mut [f32],
+    params: &RowParams,
+) {
+    let (cols, temperature) = (params.cols as usize, params.temperature);
+    let inv_t = 1.0 / temperature;
+    let row_max = |x: &[f32]| x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    by_blocks(teacher, p_buf, cols, |t, p| {
+        for (t, p) in t.chunks_exact(cols).zip(p.chunks_exact_mut(cols)) {
+            let max = row_max(t);
+            let mut sum = 0.0;
+            for (p, &v) in p.iter_mut().zip(t) {
+                *p = ((v - max) * inv_t).exp();
+                sum += *p;
+            }
+            let inv_sum = 1.0 / sum;
+            p.iter_mut().for_each(|p| *p *= inv_sum);
+        }
+    });
+    by_blocks(student, log_q_buf, cols, |s, log_q| {
+        for (s, log_q) in s.chunks_exact(cols).zip(log_q.chunks_exact_mut(cols)) {
+            let max = row_max(s);
+            let lse = s
+                .iter()
+                .map(|&v| ((v - max) * inv_t).exp())
+                .sum::<f32>()
+                .ln();
+            for (o, &v) in log_q.iter_mut().zip(s) {
+                *o = (v - max) * inv_t - lse;
+            }
+        }
+    });
+    let pass3 = |p: &[f32], log_q: &[f32], loss: &mut [f32], grad: &mut [f32]| {
+        let rows = p.chunks_exact(cols).zip(log_q.chunks_exact(cols)).zip(loss);
+        for (((p, log_q), loss), grad) in rows.zip(grad.chunks_exact_mut(cols)) {
+            let mut kl = 0.0;
+            for ((g, &p), &lq) in grad.iter_mut().zip(p).zip(log_q) {
+                if p > 0.0 {
+                    kl += p * (p.ln() - lq);
+                }
+                *g = temperature * (lq.exp() - p);
+            }
+            *loss = temperature * temperature * kl;
+        }
+    };
+    let block = rows_per_block(cols);
+    if loss.len() <= block {
+        return pass3(p_buf, log_q_buf, loss, grad);
+    }
+    p_buf
+        .par_chunks(block * cols)
+        .zip(log_q_buf.par_chunks(block * cols))
+        .zip(loss.par_chunks_mut(block))
+        .zip(grad.par_chunks_mut(block * cols))
+        .for_each(|(((p, lq), l), g)| pass3(p, lq, l, g));
+}
+
+/// `log softmax(x)` of one row in f64, the reference for the CPU row kernels.
+fn ref_log_softmax(x: &[f32]) -> Vec<f64> {
+    let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let lse = x.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+    x.iter().map(|&v| v as f64 - max - lse).collect()
+}
+
+/// `softmax/<kernel>/<rows>x10` at one batch ([64, 10]) and the whole training set
+/// ([60000, 10]), in GB/s (logits, labels, losses and gradients each read or written
+/// once). `unfused_softmax_kl` is charged the same bytes as `softmax_kl_forward`, so the
+/// ratio of their GB/s is the speedup of the fused kernel.
+fn softmax(crit: &mut Criterion) {
+    let mut group = quick_group(crit, "softmax");
+    let (temperature, alpha) = (4.0, 0.7);
+    for rows in [BATCH, 60_000] {
+        let cols = 10;
+        let label = format!("{rows}x{cols}");
+        let len = rows * cols;
+        let params = RowParams::new(rows, cols)
+            .with_temperature(temperature)
+            .with_alpha(alpha);
+        // Logits in [-5, 5), as a trained network's are spread.
+        let scaled = |seed| {
+            inputs(len, seed)
+                .iter()
+                .map(|v| 5.0 * v)
+                .collect::<Vec<f32>>()
+        };
+        let (s, t) = (scaled(51), scaled(52));
+        let labels: Vec<u32> = (0..rows).map(|r| (r * 7 % cols) as u32).collect();
+        let (mut loss, mut grad) = (vec![0.0; rows], vec![0.0; len]);
+        let (mut ref_loss, mut ref_grad) = (vec![0.0; rows], vec![0.0; len]);
+        let (mut p_buf, mut log_q_buf) = (vec![0.0; len], vec![0.0; len]);
+
+        // softmax_kl_forward against the unfused three passes.
+        cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &params);
+        unfused_softmax_kl(
+            &s,
+            &t,
+            &mut ref_loss,
+            &mut ref_grad,
+            &mut p_buf,
+            &mut log_q_buf,
+            &params,
+        );
+        assert_close("softmax_kl_forward loss", &loss, &ref_loss, 1e-4);
+        assert_close("softmax_kl_forward grad", &grad, &ref_grad, 1e-5);
+        let kl_bytes = bytes(3 * len + rows);
+        group.throughput(Throughput::BytesDecimal(kl_bytes));
+        group.bench_function(BenchmarkId::new("softmax_kl_forward", &label), |b| {
+            b.iter(|| cpu::softmax_kl_forward(black_box(&s), &t, &mut loss, &mut grad, &params))
+        });
+        group.bench_function(BenchmarkId::new("unfused_softmax_kl", &label), |b| {
+            b.iter(|| {
+                unfused_softmax_kl(
+                    black_box(&s),
+                    &t,
+                    &mut ref_loss,
+                    &mut ref_grad,
+                    &mut p_buf,
+                    &mut log_q_buf,
+                    &params,
+                )
+            })
+        });
+
+        // cross_entropy_forward against f64 rows.
+        let mut ce_grad = vec![0.0; len];
+        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut ce_grad, &params);
+        for (r, (row, &y)) in s.chunks_exact(cols).zip(&labels).enumerate() {
+            let ls = ref_log_softmax(row);
+            assert_close(
+                "cross_entropy_forward loss",
+                &loss[r..][..1],
+                &[-ls[y as usize] as f32],
+                1e-5,
+            );
+            let g: Vec<f32> = (0..cols)
+                .map(|j| (ls[j].exp() - (j == y as usize) as u8 as f64) as f32)
+                .collect();
+            assert_close(
+                "cross_entropy_forward grad",
+                &ce_grad[r * cols..][..cols],
+                &g,
+                1e-5,
+            );
+        }
+        group.throughput(Throughput::BytesDecimal(bytes(2 * len + 2 * rows)));
+        group.bench_function(BenchmarkId::new("cross_entropy_forward", &label), |b| {
+            b.iter(|| {
+                cpu::cross_entropy_forward(black_box(&s), &labels, &mut loss, &mut ce_grad, &params)
+            })
+        });
+
+        // kd_loss_forward: its parts are the cross-entropy and the softmax-KL above, and
+        // its gradient their blend.
+        let (mut pairs, mut kd_grad) = (vec![0.0; 2 * rows], vec![0.0; len]);
+        cpu::kd_loss_forward(&s, &t, &labels, &mut pairs, &mut kd_grad, &params);
+        let ce: Vec<f32> = pairs.iter().step_by(2).copied().collect();
+        let kl: Vec<f32> = pairs.iter().skip(1).step_by(2).copied().collect();
+        assert_close("kd_loss_forward ce", &ce, &loss, 1e-6);
+        assert_close("kd_loss_forward kl", &kl, &ref_loss, 1e-4);
+        let blend: Vec<f32> = ce_grad
+            .iter()
+            .zip(&grad)
+            .map(|(&c, &k)| (1.0 - alpha) * c + alpha * k)
+            .collect();
+        assert_close("kd_loss_forward grad", &kd_grad, &blend, 1e-5);
+        group.throughput(Throughput::BytesDecimal(bytes(3 * len + 3 * rows)));
+        group.bench_function(BenchmarkId::new("kd_loss_forward", &label), |b| {
+            b.iter(|| {
+                cpu::kd_loss_forward(
+                    black_box(&s),
+                    &t,
+                    &labels,
+                    &mut pairs,
+                    &mut kd_grad,
+                    &params,
+                )
+            })
+        });
+
+        // log_softmax_forward / log_softmax_backward, argmax_rows.
+        let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
+        cpu::log_softmax_forward(&s, &mut out, &params);
+        cpu::log_softmax_backward(&out, &t, &mut grad_x, &params);
+        let mut argmax = vec![0u32; rows];
+        cpu::argmax_rows(&s, &mut argmax, &params);
+        for (r, row) in s.chunks_exact(cols).enumerate() {
+            let ls = ref_log_softmax(row);
+            let ls32: Vec<f32> = ls.iter().map(|&v| v as f32).collect();
+            assert_close("log_softmax_forward", &out[r * cols..][..cols], &ls32, 1e-5);
+            let g = &t[r * cols..][..cols];
+            let sum: f64 = g.iter().map(|&v| v as f64).sum();
+            let gx: Vec<f32> = (0..cols)
+                .map(|j| (g[j] as f64 - ls[j].exp() * sum) as f32)
+                .collect();
+            assert_close(
+                "log_softmax_backward",
+                &grad_x[r * cols..][..cols],
+                &gx,
+                1e-5,
+            );
+            let best = (1..cols).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            assert_eq!(argmax[r] as usize, best, "argmax_rows row {r}");
+        }
+        group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
+        group.bench_function(BenchmarkId::new("log_softmax_forward", &label), |b| {
+            b.iter(|| cpu::log_softmax_forward(black_box(&s), &mut out, &params))
+        });
+        group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
+        group.bench_function(BenchmarkId::new("log_softmax_backward", &label), |b| {
+            b.iter(|| cpu::log_softmax_backward(black_box(&out), &t, &mut grad_x, &params))
+        });
+        group.throughput(Throughput::BytesDecimal(bytes(len + rows)));
+        group.bench_function(BenchmarkId::new("argmax_rows", &label), |b| {
+            b.iter(|| cpu::argmax_rows(black_box(&s), &mut argmax, &params))
+        });
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Optimizer steps.
+
+/// `optim/{sgd_step,adam_step}/teacher-cnn`: one step over each of the teacher-cnn's eight
+/// parameter tensors (225,034 values in all), one call per tensor as a training step
+/// makes them. GB/s: SGD with momentum reads param, grad, velocity and writes param,
+/// velocity (5 × 4 bytes a value); Adam reads param, grad, m, v and writes param, m, v (7).
+fn optim(crit: &mut Criterion) {
+    let mut group = quick_group(crit, "optim");
+    let lens: Vec<usize> = Arch::TeacherCnn
+        .parameter_shapes()
+        .iter()
+        .map(|(_, shape)| shape.iter().product())
+        .collect();
+    let total: usize = lens.iter().sum();
+    assert_eq!(total, 225_034, "teacher-cnn parameter count");
+    let params0 = inputs(total, 61)
+        .iter()
+        .map(|v| 0.1 * v)
+        .collect::<Vec<f32>>();
+    let grads = inputs(total, 62);
+    let split = |v: &[f32]| -> Vec<Vec<f32>> {
+        let mut rest = v;
+        lens.iter()
+            .map(|&n| {
+                let (head, tail) = rest.split_at(n);
+                rest = tail;
+                head.to_vec()
+            })
+            .collect()
+    };
+    let g = split(&grads);
+
+    // SGD, momentum 0.9: one step from zero velocity is v = g, p -= lr·g.
+    let sgd = |len| SgdParams {
+        len: len as u32,
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let (mut p, mut v) = (split(&params0), split(&vec![0.0; total]));
+    for ((p, g), v) in p.iter_mut().zip(&g).zip(v.iter_mut()) {
+        cpu::sgd_step(p, g, v, &sgd(g.len()));
+    }
+    let reference: Vec<f32> = params0
+        .iter()
+        .zip(&grads)
+        .map(|(&x, &g)| x - 0.01 * g)
+        .collect();
+    assert_close("sgd_step", &p.concat(), &reference, 1e-6);
+    assert_eq!(v.concat(), grads, "sgd_step velocity");
+    group.throughput(Throughput::BytesDecimal(bytes(5 * total)));
+    group.bench_function(BenchmarkId::new("sgd_step", "teacher-cnn"), |b| {
+        b.iter(|| {
+            for ((p, g), v) in p.iter_mut().zip(&g).zip(v.iter_mut()) {
+                cpu::sgd_step(black_box(p), g, v, &sgd(g.len()));
+            }
+        })
+    });
+
+    // Adam, step 1: m = 0.1 g, v = 0.001 g², and the bias-corrected update is
+    // lr · g / (|g| + eps) (to rounding).
+    let adam = |len| AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, 0.0, false, 1);
+    let (mut p, mut m, mut v) = (
+        split(&params0),
+        split(&vec![0.0; total]),
+        split(&vec![0.0; total]),
+    );
+    for (((p, g), m), v) in p.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        cpu::adam_step(p, g, m, v, &adam(g.len()));
+    }
+    let reference: Vec<f32> = params0
+        .iter()
+        .zip(&grads)
+        .map(|(&x, &g)| (x as f64 - 1e-3 * g as f64 / (g.abs() as f64 + 1e-8)) as f32)
+        .collect();
+    assert_close("adam_step", &p.concat(), &reference, 1e-6);
+    group.throughput(Throughput::BytesDecimal(bytes(7 * total)));
+    group.bench_function(BenchmarkId::new("adam_step", "teacher-cnn"), |b| {
+        b.iter(|| {
+            let state = m.iter_mut().zip(v.iter_mut());
+            for ((p, g), (m, v)) in p.iter_mut().zip(&g).zip(state) {
+                cpu::adam_step(black_box(p), g, m, v, &adam(g.len()));
+            }
+        })
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// The GPU twins.
+
+/// `gpu/matmul/<size>`, `gpu/conv2d_forward/conv2`, `gpu/softmax_kl_forward/60000x10` on
+/// the adapter `GpuContext::new(AdapterChoice::Any)` picks (skipped, loudly, without one).
+///
+/// Each checks the GPU's output against the CPU kernel once, then times one launch plus
+/// `ctx.read` of a one-word buffer: `read` submits the recorded work and waits until the
+/// device is idle, so each sample covers the kernel's completed work, but not copying its
+/// output back (outputs stay on the device during training). On a software adapter
+/// (llvmpipe, about 0.5 GFLOP/s) matmul runs at 128 and 256 only, and every bench takes
+/// ten flat samples.
+fn gpu_kernels(crit: &mut Criterion) {
+    let ctx = match GpuContext::new(AdapterChoice::Any) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("*** gpu/...: SKIPPED, no GPU adapter: {e} ***");
+            return;
+        }
+    };
+    let software = ctx.is_software();
+    eprintln!(
+        "gpu/...: adapter {}, {}",
+        ctx.adapter_name(),
+        if software {
+            "a SOFTWARE adapter (llvmpipe): small shapes, ten samples each"
+        } else {
+            "hardware"
+        }
+    );
+    let mut group = crit.benchmark_group("gpu");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(if software { 4 } else { 2 }));
+    let fence = ctx.zeros(1);
+    let wait = || ctx.read(&fence).expect("gpu read");
+
+    let sizes: &[usize] = if software {
+        &[128, 256]
+    } else {
+        &[128, 256, 512, 1024, 2048]
+    };
+    for &size in sizes {
+        let p = MatmulParams::new(size, size, size);
+        let (a, b) = (inputs(size * size, 1), inputs(size * size, 2));
+        let (mut reference, mut magnitude) = (vec![0.0; size * size], vec![0.0; size * size]);
+        matmul(&a, &b, &mut reference, &p);
+        matmul(&abs(&a), &abs(&b), &mut magnitude, &p);
+        let (ga, gb, gc) = (ctx.upload(&a), ctx.upload(&b), ctx.zeros(size * size));
+        gpu::matmul(&ctx, &ga, &gb, &gc, &p).expect("gpu matmul");
+        let got = ctx.read(&gc).expect("gpu read");
+        let gamma = 4.0 * size as f32 * f32::EPSILON;
+        for (i, ((g, r), m)) in got.iter().zip(&reference).zip(&magnitude).enumerate() {
+            assert!(
+                (g - r).abs() <= gamma * m + 1e-6,
+                "gpu matmul {size}: c[{i}] = {g}, cpu {r}"
+            );
+        }
+        group.throughput(Throughput::Elements(p.flops()));
+        group.bench_function(BenchmarkId::new("matmul", size), |bench| {
+            bench.iter(|| {
+                gpu::matmul(&ctx, &ga, &gb, &gc, &p).expect("gpu matmul");
+                wait()
+            })
+        });
+    }
+
+    let p = teacher_conv2();
+    let (x, weight) = (inputs(p.input_len(), 11), inputs(p.weight_len(), 12));
+    let (mut reference, mut magnitude) = (vec![0.0; p.output_len()], vec![0.0; p.output_len()]);
+    cpu::conv2d_forward(&x, &weight, &mut reference, &p);
+    cpu::conv2d_forward(&abs(&x), &abs(&weight), &mut magnitude, &p);
+    let (gx, gw, gout) = (
+        ctx.upload(&x),
+        ctx.upload(&weight),
+        ctx.zeros(p.output_len()),
+    );
+    gpu::conv2d_forward(&ctx, &gx, &gw, &gout, &p).expect("gpu conv2d_forward");
+    let got = ctx.read(&gout).expect("gpu read");
+    let gamma = 4.0 * (p.c_in * p.kh * p.kw) as f32 * f32::EPSILON;
+    for (i, ((g, r), m)) in got.iter().zip(&reference).zip(&magnitude).enumerate() {
+        assert!(
+            (g - r).abs() <= gamma * m + 1e-6,
+            "gpu conv2d_forward: out[{i}] = {g}, cpu {r}"
+        );
+    }
+    group.throughput(Throughput::Elements(p.flops()));
+    group.bench_function(BenchmarkId::new("conv2d_forward", "conv2"), |bench| {
+        bench.iter(|| {
+            gpu::conv2d_forward(&ctx, &gx, &gw, &gout, &p).expect("gpu conv2d_forward");
+            wait()
+        })
+    });
+
+    let (rows, cols) = (60_000, 10);
+    let params = RowParams::new(rows, cols).with_temperature(4.0);
+    let scaled = |seed| {
+        inputs(rows * cols, seed)
+            .iter()
+            .map(|v| 5.0 * v)
+            .collect::<Vec<f32>>()
+    };
+    let (s, t) = (scaled(51), scaled(52));
+    let (mut loss, mut grad) = (vec![0.0; rows], vec![0.0; rows * cols]);
+    cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &params);
+    let (gs, gt) = (ctx.upload(&s), ctx.upload(&t));
+    let (gloss, ggrad) = (ctx.zeros(rows), ctx.zeros(rows * cols));
+    gpu::softmax_kl_forward(&ctx, &gs, &gt, &gloss, &ggrad, &params).expect("gpu softmax_kl");
+    assert_close(
+        "gpu softmax_kl_forward loss",
+        &ctx.read(&gloss).expect("gpu read"),
+        &loss,
+        1e-4,
+    );
+    assert_close(
+        "gpu softmax_kl_forward grad",
+        &ctx.read(&ggrad).expect("gpu read"),
+        &grad,
+        1e-4,
+    );
+    group.throughput(Throughput::BytesDecimal(bytes(3 * rows * cols + rows)));
+    group.bench_function(
+        BenchmarkId::new("softmax_kl_forward", "60000x10"),
+        |bench| {
+            bench.iter(|| {
+                gpu::softmax_kl_forward(&ctx, &gs, &gt, &gloss, &ggrad, &params)
+                    .expect("gpu softmax_kl");
+                wait()
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    matmul_square,
+    matmul_layer_shapes,
+    conv2d,
+    max_pool2d,
+    activation,
+    elementwise,
+    softmax,
+    optim,
+    gpu_kernels
+);
 criterion_main!(benches);

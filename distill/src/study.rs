@@ -170,7 +170,7 @@ pub fn markdown(p: &Preset, seed: u64, device: &Device, rows: &[RunSummary]) -> 
 /// Test accuracy per epoch, one line per run.
 pub fn svg_plot(rows: &[RunSummary]) -> String {
     const COLORS: [&str; 3] = ["#1f77b4", "#d62728", "#2ca02c"];
-    let (w, h, left, right, top, bottom) = (640.0, 400.0, 70.0, 180.0, 30.0, 50.0);
+    let (w, h, left, right, top, bottom) = (760.0, 400.0, 70.0, 260.0, 30.0, 50.0);
     let epochs = rows
         .iter()
         .map(|r| r.accuracy_per_epoch.len())
@@ -288,4 +288,76 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presets;
+
+    fn rows() -> Vec<RunSummary> {
+        let row = |run, arch, errors: usize, acc: Vec<f64>| RunSummary {
+            run,
+            arch,
+            parameters: 10,
+            test_accuracy: 1.0 - errors as f64 / 10_000.0,
+            test_errors: errors,
+            train_seconds: 1.5,
+            inference_us_per_image: 2.0,
+            accuracy_per_epoch: acc,
+        };
+        vec![
+            row("teacher", Arch::TeacherCnn, 100, vec![0.98, 0.99]),
+            row("student alone", Arch::StudentCnn, 200, vec![0.97, 0.98]),
+            row(
+                "student distilled",
+                Arch::StudentCnn,
+                150,
+                vec![0.975, 0.985],
+            ),
+        ]
+    }
+
+    #[test]
+    fn report_files_hold_every_run() {
+        let dir = std::env::temp_dir().join(format!("kd-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let preset = presets::find("default").unwrap();
+        write_report(&dir, preset, 3, &Device::Cpu, &rows()).unwrap();
+        let md = std::fs::read_to_string(dir.join("comparison.md")).unwrap();
+        assert!(
+            md.contains("| student distilled | student-cnn | 10 | 98.50 % | 150 |"),
+            "{md}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("comparison.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["seed"], 3);
+        assert_eq!(json["runs"][1]["test_errors"], 200);
+        let svg = std::fs::read_to_string(dir.join("accuracy.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn write_atomic_keeps_the_old_file_when_it_cannot_write() {
+        let dir = std::env::temp_dir().join(format!("kd-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.md");
+        write_atomic(&path, b"old").unwrap();
+        // A directory where the file should go: the rename fails, the temp file goes.
+        let blocked = dir.join("sub");
+        std::fs::create_dir_all(blocked.join("x")).unwrap();
+        assert!(write_atomic(&blocked, b"new").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -13,6 +13,7 @@ mod autograd;
 mod backend;
 mod device;
 mod error;
+pub mod host_memory;
 mod ops;
 pub mod profile;
 mod storage;

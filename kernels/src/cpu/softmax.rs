@@ -214,6 +214,41 @@ pub fn cross_entropy_forward(
 /// `T²·KL(p ‖ q)` of one row with `p = softmax(t / T)`, `q = softmax(s / T)`; writes
 /// `T (q - p)` into `grad`.
 fn softmax_kl_row(s: &[f32], t: &[f32], grad: &mut [f32], temperature: f32) -> f32 {
+    if s.len() > KL_ROW_MAX {
+        return softmax_kl_row_wide(s, t, grad, temperature);
+    }
+    // NOTE: each exponential is taken once and kept (the student's in `grad`, the
+    // teacher's on the stack): two `exp` per logit and two `ln` per row, where the column
+    // helpers would take four `exp` per logit. The kernel is bound by `exp`, not memory.
+    let inv_t = 1.0 / temperature;
+    let (s_max, t_max) = (row_max(s), row_max(t));
+    let mut e_t = [0.0f32; KL_ROW_MAX];
+    let (mut z_s, mut z_t) = (0.0f32, 0.0f32);
+    for (j, (g, (&sj, &tj))) in grad.iter_mut().zip(s.iter().zip(t)).enumerate() {
+        *g = ((sj - s_max) * inv_t).exp();
+        e_t[j] = ((tj - t_max) * inv_t).exp();
+        z_s += *g;
+        z_t += e_t[j];
+    }
+    let (lse_s, lse_t) = (z_s.ln(), z_t.ln());
+    let (inv_zs, inv_zt) = (1.0 / z_s, 1.0 / z_t);
+    let mut kl = 0.0;
+    for (j, (g, (&sj, &tj))) in grad.iter_mut().zip(s.iter().zip(t)).enumerate() {
+        let (q, p) = (*g * inv_zs, e_t[j] * inv_zt);
+        let (log_p, log_q) = ((tj - t_max) * inv_t - lse_t, (sj - s_max) * inv_t - lse_s);
+        // NOTE: 0 · log 0 = 0, as in `kl_column`.
+        kl += if p > 0.0 { p * (log_p - log_q) } else { 0.0 };
+        *g = temperature * (q - p);
+    }
+    temperature * temperature * kl
+}
+
+/// Rows up to this many classes keep the teacher's exponentials on the stack.
+const KL_ROW_MAX: usize = 64;
+
+/// [`softmax_kl_row`] for rows wider than [`KL_ROW_MAX`]: the column helpers, which
+/// recompute the exponentials instead of keeping them.
+fn softmax_kl_row_wide(s: &[f32], t: &[f32], grad: &mut [f32], temperature: f32) -> f32 {
     let inv_t = 1.0 / temperature;
     let log_q = LogSoftmax::of(s, row_max(s), inv_t);
     let log_p = LogSoftmax::of(t, row_max(t), inv_t);
@@ -279,19 +314,14 @@ pub fn softmax_kl_forward(
 /// [`cross_entropy_forward`] and [`softmax_kl_forward`].
 fn kd_loss_row(s: &[f32], t: &[f32], y: usize, grad: &mut [f32], p: &RowParams) -> [f32; 2] {
     let (temperature, alpha) = (p.temperature, p.alpha);
-    let inv_t = 1.0 / temperature;
-    let s_max = row_max(s);
-    let log_q1 = LogSoftmax::of(s, s_max, 1.0);
-    let log_q = LogSoftmax::of(s, s_max, inv_t);
-    let log_p = LogSoftmax::of(t, row_max(t), inv_t);
-    let mut kl = 0.0;
-    for (j, ((g, &sj), &tj)) in grad.iter_mut().zip(s).zip(t).enumerate() {
+    // The KL part first, with its gradient T (q - p) in `grad`, then the blend.
+    let kl = softmax_kl_row(s, t, grad, temperature);
+    let log_q1 = LogSoftmax::of(s, row_max(s), 1.0);
+    for (j, (g, &sj)) in grad.iter_mut().zip(s).enumerate() {
         let g_ce = ce_column(log_q1.at(sj), j == y);
-        let (term, g_kl) = kl_column(log_p.at(tj), log_q.at(sj), temperature);
-        kl += term;
-        *g = (1.0 - alpha) * g_ce + alpha * g_kl;
+        *g = (1.0 - alpha) * g_ce + alpha * *g;
     }
-    [-log_q1.at(s[y]), temperature * temperature * kl]
+    [-log_q1.at(s[y]), kl]
 }
 
 // d/dz_s of (1 - α) CE(y, z_s) + α T^2 KL(p_t || softmax(z_s / T))
