@@ -202,8 +202,8 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn progress_mode(c: &Common) -> ProgressMode {
-    match (c.quiet, c.plain) {
+fn progress_mode(quiet: bool, plain: bool) -> ProgressMode {
+    match (quiet, plain) {
         (true, _) => ProgressMode::Quiet,
         (_, true) => ProgressMode::Plain,
         _ => ProgressMode::Auto,
@@ -229,7 +229,7 @@ fn options(arch: Arch, out: PathBuf, c: &Common) -> TrainOptions {
         jitter: c.jitter,
         out,
         resume: c.resume,
-        progress: progress_mode(c),
+        progress: progress_mode(c.quiet, c.plain),
     }
 }
 
@@ -342,11 +342,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     if preset.epochs == 0 {
         return Err(DistillError::Config("--epochs must be at least 1".into()));
     }
-    let progress = match (args.quiet, args.plain) {
-        (true, _) => ProgressMode::Quiet,
-        (_, true) => ProgressMode::Plain,
-        _ => ProgressMode::Auto,
-    };
+    let progress = progress_mode(args.quiet, args.plain);
     let out_dir = args
         .out_dir
         .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", preset.name, args.seed)));

@@ -61,17 +61,6 @@ impl Device {
             _ => false,
         }
     }
-
-    pub fn is_cpu(&self) -> bool {
-        matches!(self, Device::Cpu)
-    }
-
-    /// Submits the GPU work recorded so far without waiting (nothing on the CPU).
-    pub fn flush(&self) {
-        if let Device::Gpu(ctx) = self {
-            ctx.flush();
-        }
-    }
 }
 
 impl fmt::Display for Device {

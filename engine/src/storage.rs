@@ -77,13 +77,6 @@ impl IndexStorage {
         }
     }
 
-    pub fn zeros(len: usize, device: &Device) -> Result<IndexStorage> {
-        match device {
-            Device::Cpu => Ok(IndexStorage::Cpu(vec![0; len])),
-            Device::Gpu(ctx) => Ok(IndexStorage::Gpu(ctx.zeros(len))),
-        }
-    }
-
     pub fn to_vec(&self) -> Result<Vec<u32>> {
         match self {
             IndexStorage::Cpu(v) => Ok(v.clone()),

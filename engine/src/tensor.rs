@@ -128,10 +128,6 @@ impl Tensor {
         &self.0.shape
     }
 
-    pub fn rank(&self) -> usize {
-        self.0.shape.len()
-    }
-
     pub fn numel(&self) -> usize {
         numel(&self.0.shape)
     }
