@@ -14,7 +14,9 @@
 //! compared on a shared, noisy machine:
 //! - `matmul`: the `gemm` crate (same inputs, rayon on two threads);
 //! - `conv2d_forward`: a direct seven-loop convolution, parallel over samples;
-//! - `softmax_kl_forward`: the unfused three-pass softmax-KL written below.
+//! - `softmax_kl_forward`: the unfused three-pass softmax-KL written below, with libm's
+//!   `exp` (`unfused_softmax_kl`) and with the kernel's own vectorised `exp`
+//!   (`unfused_softmax_kl_vexp`).
 //!
 //! The `gpu/...` benches run when `GpuContext::new(AdapterChoice::Any)` finds an
 //! adapter; each checks its output against the CPU kernel once, then times one launch
@@ -671,75 +673,104 @@ fn by_blocks(a: &[f32], out: &mut [f32], cols: usize, f: impl Fn(&[f32], &mut [f
         .for_each(|(a, out)| f(a, out));
 }
 
+/// `exp` of every value, by libm: one scalar call each.
+fn libm_exp(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = v.exp());
+}
+
 /// The softmax-KL as a framework without a fused kernel computes it, in three passes
-/// over memory with two `(rows, cols)` intermediates (allocated by the caller, outside
-/// the timed loop):
+/// over memory with two `(rows, cols)` intermediates (allocated by [`UnfusedKl::new`],
+/// outside the timed loop), each elementwise `exp` over a whole block of rows by `exp`:
 ///
 /// 1. `p = softmax(t / T)` into `p_buf`;
 /// 2. `log_q = log_softmax(s / T)` into `log_q_buf`;
 /// 3. `loss = T² Σ_j p_j (ln p_j - log_q_j)` (0 where `p_j = 0`) and
 ///    `grad = T (exp(log_q) - p)` from the two buffers.
-#[allow(clippy::too_many_arguments)]
-fn unfused_softmax_kl(
-    student: &[f32],
-    teacher: &[f32],
-    loss: &mut [f32],
-    grad: &mut [f32],
-    p_buf: &mut [f32],
-    log_q_buf: &mut [f32],
-    params: &RowParams,
-) {
-    let (cols, temperature) = (params.cols as usize, params.temperature);
-    let inv_t = 1.0 / temperature;
-    let row_max = |x: &[f32]| x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    by_blocks(teacher, p_buf, cols, |t, p| {
-        for (t, p) in t.chunks_exact(cols).zip(p.chunks_exact_mut(cols)) {
-            let max = row_max(t);
-            let mut sum = 0.0;
-            for (p, &v) in p.iter_mut().zip(t) {
-                *p = ((v - max) * inv_t).exp();
-                sum += *p;
-            }
-            let inv_sum = 1.0 / sum;
-            p.iter_mut().for_each(|p| *p *= inv_sum);
+///
+/// Per logit that is three `exp` and one `ln`, where the fused kernel takes two `exp`.
+struct UnfusedKl {
+    loss: Vec<f32>,
+    grad: Vec<f32>,
+    p_buf: Vec<f32>,
+    log_q_buf: Vec<f32>,
+}
+
+impl UnfusedKl {
+    fn new(rows: usize, cols: usize) -> Self {
+        let zeros = |n| vec![0.0; n];
+        Self {
+            loss: zeros(rows),
+            grad: zeros(rows * cols),
+            p_buf: zeros(rows * cols),
+            log_q_buf: zeros(rows * cols),
         }
-    });
-    by_blocks(student, log_q_buf, cols, |s, log_q| {
-        for (s, log_q) in s.chunks_exact(cols).zip(log_q.chunks_exact_mut(cols)) {
-            let max = row_max(s);
-            let lse = s
-                .iter()
-                .map(|&v| ((v - max) * inv_t).exp())
-                .sum::<f32>()
-                .ln();
-            for (o, &v) in log_q.iter_mut().zip(s) {
-                *o = (v - max) * inv_t - lse;
-            }
-        }
-    });
-    let pass3 = |p: &[f32], log_q: &[f32], loss: &mut [f32], grad: &mut [f32]| {
-        let rows = p.chunks_exact(cols).zip(log_q.chunks_exact(cols)).zip(loss);
-        for (((p, log_q), loss), grad) in rows.zip(grad.chunks_exact_mut(cols)) {
-            let mut kl = 0.0;
-            for ((g, &p), &lq) in grad.iter_mut().zip(p).zip(log_q) {
-                if p > 0.0 {
-                    kl += p * (p.ln() - lq);
-                }
-                *g = temperature * (lq.exp() - p);
-            }
-            *loss = temperature * temperature * kl;
-        }
-    };
-    let block = rows_per_block(cols);
-    if loss.len() <= block {
-        return pass3(p_buf, log_q_buf, loss, grad);
     }
-    p_buf
-        .par_chunks(block * cols)
-        .zip(log_q_buf.par_chunks(block * cols))
-        .zip(loss.par_chunks_mut(block))
-        .zip(grad.par_chunks_mut(block * cols))
-        .for_each(|(((p, lq), l), g)| pass3(p, lq, l, g));
+
+    /// The three passes into `self.loss` and `self.grad`.
+    fn run(&mut self, student: &[f32], teacher: &[f32], params: &RowParams, exp: fn(&mut [f32])) {
+        let Self {
+            loss,
+            grad,
+            p_buf,
+            log_q_buf,
+        } = self;
+        let (cols, temperature) = (params.cols as usize, params.temperature);
+        let inv_t = 1.0 / temperature;
+        let row_max = |x: &[f32]| x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        // (x - max) / T per row of a block: every value <= 0.
+        let shifted = |x: &[f32], out: &mut [f32]| {
+            for (x, out) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+                let max = row_max(x);
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = (v - max) * inv_t;
+                }
+            }
+        };
+        by_blocks(teacher, p_buf, cols, |t, p| {
+            shifted(t, p);
+            exp(p);
+            for p in p.chunks_exact_mut(cols) {
+                let inv_sum = 1.0 / p.iter().sum::<f32>();
+                p.iter_mut().for_each(|p| *p *= inv_sum);
+            }
+        });
+        by_blocks(student, log_q_buf, cols, |s, log_q| {
+            shifted(s, log_q);
+            exp(log_q);
+            for (s, log_q) in s.chunks_exact(cols).zip(log_q.chunks_exact_mut(cols)) {
+                let lse = log_q.iter().sum::<f32>().ln();
+                let max = row_max(s);
+                for (o, &v) in log_q.iter_mut().zip(s) {
+                    *o = (v - max) * inv_t - lse;
+                }
+            }
+        });
+        let pass3 = |p: &[f32], log_q: &[f32], loss: &mut [f32], grad: &mut [f32]| {
+            grad.copy_from_slice(log_q);
+            exp(grad);
+            let rows = p.chunks_exact(cols).zip(log_q.chunks_exact(cols)).zip(loss);
+            for (((p, log_q), loss), grad) in rows.zip(grad.chunks_exact_mut(cols)) {
+                let mut kl = 0.0;
+                for ((g, &p), &lq) in grad.iter_mut().zip(p).zip(log_q) {
+                    if p > 0.0 {
+                        kl += p * (p.ln() - lq);
+                    }
+                    *g = temperature * (*g - p);
+                }
+                *loss = temperature * temperature * kl;
+            }
+        };
+        let block = rows_per_block(cols);
+        if loss.len() <= block {
+            return pass3(p_buf, log_q_buf, loss, grad);
+        }
+        p_buf
+            .par_chunks(block * cols)
+            .zip(log_q_buf.par_chunks(block * cols))
+            .zip(loss.par_chunks_mut(block))
+            .zip(grad.par_chunks_mut(block * cols))
+            .for_each(|(((p, lq), l), g)| pass3(p, lq, l, g));
+    }
 }
 
 /// `log softmax(x)` of one row in f64, the reference for the CPU row kernels.
@@ -773,40 +804,31 @@ fn softmax(crit: &mut Criterion) {
         let (s, t) = (scaled(51), scaled(52));
         let labels: Vec<u32> = (0..rows).map(|r| (r * 7 % cols) as u32).collect();
         let (mut loss, mut grad) = (vec![0.0; rows], vec![0.0; len]);
-        let (mut ref_loss, mut ref_grad) = (vec![0.0; rows], vec![0.0; len]);
-        let (mut p_buf, mut log_q_buf) = (vec![0.0; len], vec![0.0; len]);
 
-        // softmax_kl_forward against the unfused three passes.
+        // softmax_kl_forward against the unfused three passes, with libm's exp (the
+        // reference) and with the fused kernel's vectorised exp (the same primitive on
+        // both sides, so that ratio is what fusion alone buys).
+        let unfused = [
+            ("unfused_softmax_kl", libm_exp as fn(&mut [f32])),
+            ("unfused_softmax_kl_vexp", cpu::exp_nonpositive_in_place),
+        ];
+        let mut reference = UnfusedKl::new(rows, cols);
         cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &params);
-        unfused_softmax_kl(
-            &s,
-            &t,
-            &mut ref_loss,
-            &mut ref_grad,
-            &mut p_buf,
-            &mut log_q_buf,
-            &params,
-        );
-        assert_close("softmax_kl_forward loss", &loss, &ref_loss, 1e-4);
-        assert_close("softmax_kl_forward grad", &grad, &ref_grad, 1e-5);
+        for (name, exp) in unfused {
+            reference.run(&s, &t, &params, exp);
+            assert_close(&format!("{name} loss"), &loss, &reference.loss, 1e-4);
+            assert_close(&format!("{name} grad"), &grad, &reference.grad, 1e-5);
+        }
         let kl_bytes = bytes(3 * len + rows);
         group.throughput(Throughput::BytesDecimal(kl_bytes));
         group.bench_function(BenchmarkId::new("softmax_kl_forward", &label), |b| {
             b.iter(|| cpu::softmax_kl_forward(black_box(&s), &t, &mut loss, &mut grad, &params))
         });
-        group.bench_function(BenchmarkId::new("unfused_softmax_kl", &label), |b| {
-            b.iter(|| {
-                unfused_softmax_kl(
-                    black_box(&s),
-                    &t,
-                    &mut ref_loss,
-                    &mut ref_grad,
-                    &mut p_buf,
-                    &mut log_q_buf,
-                    &params,
-                )
-            })
-        });
+        for (name, exp) in unfused {
+            group.bench_function(BenchmarkId::new(name, &label), |b| {
+                b.iter(|| reference.run(black_box(&s), &t, &params, exp))
+            });
+        }
 
         // cross_entropy_forward against f64 rows.
         let mut ce_grad = vec![0.0; len];
@@ -843,7 +865,7 @@ fn softmax(crit: &mut Criterion) {
         let ce: Vec<f32> = pairs.iter().step_by(2).copied().collect();
         let kl: Vec<f32> = pairs.iter().skip(1).step_by(2).copied().collect();
         assert_close("kd_loss_forward ce", &ce, &loss, 1e-6);
-        assert_close("kd_loss_forward kl", &kl, &ref_loss, 1e-4);
+        assert_close("kd_loss_forward kl", &kl, &reference.loss, 1e-4);
         let blend: Vec<f32> = ce_grad
             .iter()
             .zip(&grad)

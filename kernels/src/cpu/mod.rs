@@ -8,6 +8,7 @@ pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod softmax;
+pub mod vmath;
 
 pub use activation::*;
 pub use conv2d::*;
@@ -16,3 +17,4 @@ pub use matmul::*;
 pub use optim::*;
 pub use pool::*;
 pub use softmax::*;
+pub use vmath::*;
