@@ -18,9 +18,9 @@
 //!   `exp` (`unfused_softmax_kl`) and with the kernel's own vectorised `exp`
 //!   (`unfused_softmax_kl_vexp`).
 //!
-//! The `gpu/...` benches run when `GpuContext::new(AdapterChoice::Any)` finds an
-//! adapter; each checks its output against the CPU kernel once, then times one launch
-//! plus `ctx.read` of a one-word buffer (see [`gpu_kernels`]).
+//! The GPU twins of every kernel are in `benches/gpu_kernels.rs`
+//! (`cargo bench --bench gpu_kernels`); the inputs, shapes and checks both use are in
+//! `benches/common/mod.rs`.
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -28,25 +28,13 @@ use criterion::{
     Throughput,
 };
 use kernels::cpu::{self, matmul};
-use kernels::gpu::{self, AdapterChoice, GpuContext};
 use kernels::params::*;
-use models::Arch;
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Duration;
 
-/// Deterministic inputs in `[-1, 1)` (a 64-bit LCG: no need for `rand` here).
-fn inputs(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::*;
 
 /// `c = op(a) · op(b)` by the `gemm` crate, with the same layout conventions as ours.
 fn gemm_crate(a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
@@ -183,19 +171,6 @@ fn matmul_layer_shapes(crit: &mut Criterion) {
 // ---------------------------------------------------------------------------------------
 // Shared helpers for the benches below.
 
-/// The teacher-cnn's batch size.
-const BATCH: usize = 64;
-
-/// teacher-cnn conv1: `x (64, 1, 28, 28)`, `weight (32, 1, 3, 3)`, `out (64, 32, 26, 26)`.
-fn teacher_conv1() -> Conv2dParams {
-    Conv2dParams::new(BATCH, 1, 28, 28, 32, 3, 3, 1, 0).expect("conv1 shape")
-}
-
-/// teacher-cnn conv2: `x (64, 32, 13, 13)`, `weight (64, 32, 3, 3)`, `out (64, 64, 11, 11)`.
-fn teacher_conv2() -> Conv2dParams {
-    Conv2dParams::new(BATCH, 32, 13, 13, 64, 3, 3, 1, 0).expect("conv2 shape")
-}
-
 /// A group for kernels of microseconds to a few milliseconds.
 fn quick_group<'a>(crit: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut group = crit.benchmark_group(name);
@@ -204,26 +179,6 @@ fn quick_group<'a>(crit: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, Wa
         .measurement_time(Duration::from_millis(1200))
         .sample_size(20);
     group
-}
-
-/// Bytes of `floats` f32 (or u32) values.
-fn bytes(floats: usize) -> u64 {
-    4 * floats as u64
-}
-
-/// Panics unless `|ours - reference| <= tol · max(1, |reference|)` elementwise.
-fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
-    assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-    for (i, (&o, &r)) in ours.iter().zip(reference).enumerate() {
-        assert!(
-            (o - r).abs() <= tol * r.abs().max(1.0),
-            "{what}[{i}]: ours {o}, reference {r}"
-        );
-    }
-}
-
-fn abs(v: &[f32]) -> Vec<f32> {
-    v.iter().map(|x| x.abs()).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -336,26 +291,6 @@ fn naive_conv2d_backwards(
             }
         });
     (grad_x, grad_w)
-}
-
-/// Panics unless each `ours[i]` is within `4·√len·ε·magnitude[i]` of `reference[i]`:
-/// rounding in a sum of `len` f32 products grows like `√len` in practice (the worst
-/// case, `len·ε`, is too loose over the 43,264-term sums of a weight gradient to catch
-/// even a doubled value). The largest error seen was 0.55 of `√len·ε·magnitude`.
-fn assert_within_rounding(
-    what: &str,
-    ours: &[f32],
-    reference: &[f64],
-    magnitude: &[f64],
-    len: usize,
-) {
-    let tol = 4.0 * (len as f64).sqrt() * f32::EPSILON as f64;
-    for (i, ((&o, &r), &m)) in ours.iter().zip(reference).zip(magnitude).enumerate() {
-        assert!(
-            (o as f64 - r).abs() <= tol * m + 1e-6,
-            "{what}[{i}]: ours {o}, reference {r} (Σ|a||b| = {m})"
-        );
-    }
 }
 
 /// Checks ours against the naive convolution once: the forward against the timed
@@ -935,11 +870,7 @@ fn softmax(crit: &mut Criterion) {
 /// velocity (5 × 4 bytes a value); Adam reads param, grad, m, v and writes param, m, v (7).
 fn optim(crit: &mut Criterion) {
     let mut group = quick_group(crit, "optim");
-    let lens: Vec<usize> = Arch::TeacherCnn
-        .parameter_shapes()
-        .iter()
-        .map(|(_, shape)| shape.iter().product())
-        .collect();
+    let lens = teacher_cnn_lens();
     let total: usize = lens.iter().sum();
     assert_eq!(total, 225_034, "teacher-cnn parameter count");
     let params0 = inputs(total, 61)
@@ -947,16 +878,7 @@ fn optim(crit: &mut Criterion) {
         .map(|v| 0.1 * v)
         .collect::<Vec<f32>>();
     let grads = inputs(total, 62);
-    let split = |v: &[f32]| -> Vec<Vec<f32>> {
-        let mut rest = v;
-        lens.iter()
-            .map(|&n| {
-                let (head, tail) = rest.split_at(n);
-                rest = tail;
-                head.to_vec()
-            })
-            .collect()
-    };
+    let split = |v: &[f32]| split_by(v, &lens);
     let g = split(&grads);
 
     // SGD, momentum 0.9: one step from zero velocity is v = g, p -= lr·g.
@@ -1015,142 +937,6 @@ fn optim(crit: &mut Criterion) {
     group.finish();
 }
 
-// ---------------------------------------------------------------------------------------
-// The GPU twins.
-
-/// `gpu/matmul/<size>`, `gpu/conv2d_forward/conv2`, `gpu/softmax_kl_forward/60000x10` on
-/// the adapter `GpuContext::new(AdapterChoice::Any)` picks (skipped, loudly, without one).
-///
-/// Each checks the GPU's output against the CPU kernel once, then times one launch plus
-/// `ctx.read` of a one-word buffer: `read` submits the recorded work and waits until the
-/// device is idle, so each sample covers the kernel's completed work, but not copying its
-/// output back (outputs stay on the device during training). On a software adapter
-/// (llvmpipe, about 0.5 GFLOP/s) matmul runs at 128 and 256 only, and every bench takes
-/// ten flat samples.
-fn gpu_kernels(crit: &mut Criterion) {
-    let ctx = match GpuContext::new(AdapterChoice::Any) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("*** gpu/...: SKIPPED, no GPU adapter: {e} ***");
-            return;
-        }
-    };
-    let software = ctx.is_software();
-    eprintln!(
-        "gpu/...: adapter {}, {}",
-        ctx.adapter_name(),
-        if software {
-            "a SOFTWARE adapter (llvmpipe): small shapes, ten samples each"
-        } else {
-            "hardware"
-        }
-    );
-    let mut group = crit.benchmark_group("gpu");
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(if software { 4 } else { 2 }));
-    let fence = ctx.zeros(1);
-    let wait = || ctx.read(&fence).expect("gpu read");
-
-    let sizes: &[usize] = if software {
-        &[128, 256]
-    } else {
-        &[128, 256, 512, 1024, 2048]
-    };
-    for &size in sizes {
-        let p = MatmulParams::new(size, size, size);
-        let (a, b) = (inputs(size * size, 1), inputs(size * size, 2));
-        let (mut reference, mut magnitude) = (vec![0.0; size * size], vec![0.0; size * size]);
-        matmul(&a, &b, &mut reference, &p);
-        matmul(&abs(&a), &abs(&b), &mut magnitude, &p);
-        let (ga, gb, gc) = (ctx.upload(&a), ctx.upload(&b), ctx.zeros(size * size));
-        gpu::matmul(&ctx, &ga, &gb, &gc, &p).expect("gpu matmul");
-        let got = ctx.read(&gc).expect("gpu read");
-        let gamma = 4.0 * size as f32 * f32::EPSILON;
-        for (i, ((g, r), m)) in got.iter().zip(&reference).zip(&magnitude).enumerate() {
-            assert!(
-                (g - r).abs() <= gamma * m + 1e-6,
-                "gpu matmul {size}: c[{i}] = {g}, cpu {r}"
-            );
-        }
-        group.throughput(Throughput::Elements(p.flops()));
-        group.bench_function(BenchmarkId::new("matmul", size), |bench| {
-            bench.iter(|| {
-                gpu::matmul(&ctx, &ga, &gb, &gc, &p).expect("gpu matmul");
-                wait()
-            })
-        });
-    }
-
-    let p = teacher_conv2();
-    let (x, weight) = (inputs(p.input_len(), 11), inputs(p.weight_len(), 12));
-    let (mut reference, mut magnitude) = (vec![0.0; p.output_len()], vec![0.0; p.output_len()]);
-    cpu::conv2d_forward(&x, &weight, &mut reference, &p);
-    cpu::conv2d_forward(&abs(&x), &abs(&weight), &mut magnitude, &p);
-    let (gx, gw, gout) = (
-        ctx.upload(&x),
-        ctx.upload(&weight),
-        ctx.zeros(p.output_len()),
-    );
-    gpu::conv2d_forward(&ctx, &gx, &gw, &gout, &p).expect("gpu conv2d_forward");
-    let got = ctx.read(&gout).expect("gpu read");
-    let gamma = 4.0 * (p.c_in * p.kh * p.kw) as f32 * f32::EPSILON;
-    for (i, ((g, r), m)) in got.iter().zip(&reference).zip(&magnitude).enumerate() {
-        assert!(
-            (g - r).abs() <= gamma * m + 1e-6,
-            "gpu conv2d_forward: out[{i}] = {g}, cpu {r}"
-        );
-    }
-    group.throughput(Throughput::Elements(p.flops()));
-    group.bench_function(BenchmarkId::new("conv2d_forward", "conv2"), |bench| {
-        bench.iter(|| {
-            gpu::conv2d_forward(&ctx, &gx, &gw, &gout, &p).expect("gpu conv2d_forward");
-            wait()
-        })
-    });
-
-    let (rows, cols) = (60_000, 10);
-    let params = RowParams::new(rows, cols).with_temperature(4.0);
-    let scaled = |seed| {
-        inputs(rows * cols, seed)
-            .iter()
-            .map(|v| 5.0 * v)
-            .collect::<Vec<f32>>()
-    };
-    let (s, t) = (scaled(51), scaled(52));
-    let (mut loss, mut grad) = (vec![0.0; rows], vec![0.0; rows * cols]);
-    cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &params);
-    let (gs, gt) = (ctx.upload(&s), ctx.upload(&t));
-    let (gloss, ggrad) = (ctx.zeros(rows), ctx.zeros(rows * cols));
-    gpu::softmax_kl_forward(&ctx, &gs, &gt, &gloss, &ggrad, &params).expect("gpu softmax_kl");
-    assert_close(
-        "gpu softmax_kl_forward loss",
-        &ctx.read(&gloss).expect("gpu read"),
-        &loss,
-        1e-4,
-    );
-    assert_close(
-        "gpu softmax_kl_forward grad",
-        &ctx.read(&ggrad).expect("gpu read"),
-        &grad,
-        1e-4,
-    );
-    group.throughput(Throughput::BytesDecimal(bytes(3 * rows * cols + rows)));
-    group.bench_function(
-        BenchmarkId::new("softmax_kl_forward", "60000x10"),
-        |bench| {
-            bench.iter(|| {
-                gpu::softmax_kl_forward(&ctx, &gs, &gt, &gloss, &ggrad, &params)
-                    .expect("gpu softmax_kl");
-                wait()
-            })
-        },
-    );
-    group.finish();
-}
-
 criterion_group!(
     benches,
     matmul_square,
@@ -1160,7 +946,6 @@ criterion_group!(
     activation,
     elementwise,
     softmax,
-    optim,
-    gpu_kernels
+    optim
 );
 criterion_main!(benches);
