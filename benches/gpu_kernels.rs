@@ -111,32 +111,32 @@ fn gpu_kernels(crit: &mut Criterion) {
     gpu.group.finish();
 }
 
-/// `gpu/matmul/<size>`, square, in GFLOP/s.
+/// `gpu/matmul/<size>` (square) and `gpu/matmul/fc1_forward`, ... (the teacher-cnn's
+/// linear layers at batch 64), in GFLOP/s.
 fn matmul(gpu: &mut GpuBench, software: bool) {
     let sizes: &[usize] = if software {
         &[128, 256]
     } else {
         &[128, 256, 512, 1024, 2048]
     };
-    for &size in sizes {
-        let p = MatmulParams::new(size, size, size);
-        let (a, b) = (inputs(size * size, 1), inputs(size * size, 2));
-        let (mut want, mut magnitude) = (vec![0.0; size * size], vec![0.0; size * size]);
+    let square = sizes
+        .iter()
+        .map(|&size| (size.to_string(), MatmulParams::new(size, size, size)));
+    for (label, p) in square.chain(teacher_linear_shapes()) {
+        let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+        let (a, b) = (inputs(m * k, 1), inputs(k * n, 2));
+        let (mut want, mut magnitude) = (vec![0.0; m * n], vec![0.0; m * n]);
         cpu::matmul(&a, &b, &mut want, &p);
         cpu::matmul(&abs(&a), &abs(&b), &mut magnitude, &p);
-        let (ga, gb, gc) = (
-            gpu.ctx.upload(&a),
-            gpu.ctx.upload(&b),
-            gpu.ctx.zeros(size * size),
-        );
+        let (ga, gb, gc) = (gpu.ctx.upload(&a), gpu.ctx.upload(&b), gpu.ctx.zeros(m * n));
         gpu.bench(
             "matmul",
-            &size.to_string(),
+            &label,
             Throughput::Elements(p.flops()),
             |ctx| gpu::matmul(ctx, &ga, &gb, &gc, &p),
             |ctx| {
                 let got = read(ctx, &gc);
-                assert_within_rounding("gpu matmul", &got, &f64s(&want), &f64s(&magnitude), size);
+                assert_within_rounding("gpu matmul", &got, &f64s(&want), &f64s(&magnitude), k);
             },
         );
     }

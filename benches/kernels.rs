@@ -138,7 +138,8 @@ fn matmul_square(crit: &mut Criterion) {
 }
 
 /// The three forms a conv2d layer calls through im2col (32 output channels, 3×3 over 32
-/// input channels, 26×26 outputs, batch 8) and a linear layer's weight gradient.
+/// input channels, 26×26 outputs, batch 8), and the teacher-cnn's two linear layers at
+/// batch 64, forward and both backwards (`matmul_layers/{ours,gemm}/fc1_forward`, ...).
 fn matmul_layer_shapes(crit: &mut Criterion) {
     let mut group = crit.benchmark_group("matmul_layers");
     group
@@ -159,11 +160,12 @@ fn matmul_layer_shapes(crit: &mut Criterion) {
             "conv_backward_input",
             MatmulParams::new(ck, pixels, c_out).trans_a(),
         ),
-        // y (64, 128) = x (64, 1600) · wᵀ, w stored (128, 1600)
-        ("linear_forward", MatmulParams::new(64, 128, 1600).trans_b()),
     ];
     for (label, p) in shapes {
         bench_matmul_pair(&mut group, p, label);
+    }
+    for (label, p) in teacher_linear_shapes() {
+        bench_matmul_pair(&mut group, p, &label);
     }
     group.finish();
 }

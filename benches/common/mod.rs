@@ -1,6 +1,6 @@
 //! Inputs, shapes and checks shared by the bench files.
 
-use kernels::params::Conv2dParams;
+use kernels::params::{Conv2dParams, MatmulParams};
 use models::Arch;
 
 /// The teacher-cnn's batch size.
@@ -27,6 +27,30 @@ pub fn teacher_conv1() -> Conv2dParams {
 /// teacher-cnn conv2: `x (64, 32, 13, 13)`, `weight (64, 32, 3, 3)`, `out (64, 64, 11, 11)`.
 pub fn teacher_conv2() -> Conv2dParams {
     Conv2dParams::new(BATCH, 32, 13, 13, 64, 3, 3, 1, 0).expect("conv2 shape")
+}
+
+/// The teacher-cnn's linear layers at batch 64 (fc1: 1600 → 128, fc2: 128 → 10), as the
+/// engine calls matmul for them: `y = x·Wᵀ` (W stored `(out, in)`), `dx = dy·W` and
+/// `dW = dyᵀ·x`. Labels `fc1_forward`, `fc1_backward_input`, `fc1_backward_weight`, ...
+pub fn teacher_linear_shapes() -> Vec<(String, MatmulParams)> {
+    let mut shapes = Vec::new();
+    for (name, inputs, outputs) in [("fc1", 1600, 128), ("fc2", 128, 10)] {
+        shapes.extend([
+            (
+                format!("{name}_forward"),
+                MatmulParams::new(BATCH, outputs, inputs).trans_b(),
+            ),
+            (
+                format!("{name}_backward_input"),
+                MatmulParams::new(BATCH, inputs, outputs),
+            ),
+            (
+                format!("{name}_backward_weight"),
+                MatmulParams::new(outputs, inputs, BATCH).trans_a(),
+            ),
+        ]);
+    }
+    shapes
 }
 
 /// Bytes of `floats` f32 (or u32) values.
