@@ -492,7 +492,9 @@ fn activation(crit: &mut Criterion) {
 }
 
 /// `elementwise/{bias_forward,bias_backward,sum_axis,sum_axis_backward,add,mul,scale,axpy}/conv1`,
-/// all over conv1's output (64, 32, 26, 26), the bias and sum over its channel axis.
+/// all over conv1's output (64, 32, 26, 26), the bias and sum over its channel axis; and
+/// `elementwise/copy_reference/conv1`, a parallel copy of that much memory, the
+/// reference for the memory-bound kernels' fraction of the bandwidth.
 fn elementwise(crit: &mut Criterion) {
     let mut group = quick_group(crit, "elementwise");
     let (outer, channels, inner) = (BATCH, 32, 26 * 26);
@@ -550,6 +552,21 @@ fn elementwise(crit: &mut Criterion) {
     });
     group.bench_function(BenchmarkId::new("sum_axis_backward", "conv1"), |b| {
         b.iter(|| cpu::sum_axis_backward(black_box(&sum), &mut spread, &axis))
+    });
+
+    // copy_reference: a parallel memcpy over the same chunks as the kernels, the
+    // bandwidth that a kernel reading and writing this much memory could reach here.
+    let mut copy = vec![0.0; len];
+    let parallel_copy = |src: &[f32], dst: &mut [f32]| {
+        dst.par_chunks_mut(1 << 14)
+            .zip(src.par_chunks(1 << 14))
+            .for_each(|(d, s)| d.copy_from_slice(s))
+    };
+    parallel_copy(&x, &mut copy);
+    assert_eq!(copy, x, "copy_reference");
+    group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
+    group.bench_function(BenchmarkId::new("copy_reference", "conv1"), |b| {
+        b.iter(|| parallel_copy(black_box(&x), &mut copy))
     });
 
     // add, mul, scale, axpy
