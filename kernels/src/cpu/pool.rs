@@ -69,13 +69,20 @@ fn pool_plane(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) 
             for (ox, (o, a)) in out.iter_mut().zip(argmax.iter_mut()).enumerate() {
                 let i = top + offset + ox * s;
                 let (v, best) = (x[i], *o);
-                // v > best, or v is the first NaN (a NaN best is never replaced).
-                let take = v > best || (v.is_nan() && !best.is_nan());
+                let take = takes(v, best);
                 *o = if take { v } else { best };
                 *a = if take { i as u32 } else { *a };
             }
         }
     }
+}
+
+/// Whether `v` replaces the running maximum `best`: `v > best`, or `v` is the first NaN
+/// (a NaN `best` is never replaced). NOTE: `|` and `&`, not `||` and `&&`: without the
+/// short circuit there is no branch to mispredict on random data, only selects.
+#[inline(always)]
+fn takes(v: f32, best: f32) -> bool {
+    (v > best) | (v.is_nan() & !best.is_nan())
 }
 
 /// [`pool_plane`] for the 2×2 window at stride 2 of every network here: each output
@@ -99,9 +106,9 @@ fn pool_plane_2x2(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dPara
             // Row-major order inside the window: (0,0), (0,1), (1,0), (1,1).
             let (mut best, mut at) = (t[0], 0usize);
             for (j, v) in [(1, t[1]), (w, b[0]), (w + 1, b[1])] {
-                if v > best || (v.is_nan() && !best.is_nan()) {
-                    (best, at) = (v, j);
-                }
+                let take = takes(v, best);
+                best = if take { v } else { best };
+                at = if take { j } else { at };
             }
             *o = best;
             *a = (top + 2 * ox + at) as u32;
