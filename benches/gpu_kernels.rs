@@ -3,7 +3,8 @@
 //! The GPU twins of `benches/kernels.rs`, at the same shapes (the teacher-cnn at batch 64,
 //! the losses at [64, 10] and [60000, 10]) and with the same throughput units, on the
 //! adapter `GpuContext::new(AdapterChoice::Any)` picks; without one the whole file is
-//! skipped, loudly. Ids are `gpu/<kernel>/<shape>`.
+//! skipped, loudly (a bench, unlike the tests, ignores `KD_REQUIRE_GPU`). Ids are
+//! `gpu/<kernel>/<shape>`.
 //!
 //! Each bench launches its kernel once and checks every output against the CPU kernel
 //! on the same inputs (the CPU kernels are checked against naive references in

@@ -55,10 +55,12 @@ fn row_lse_teacher(base: u32, m: f32, inv_t: f32) -> f32 {
 }
 
 // One column of the KL: p_j (log p_j - log q_j), with 0 log 0 = 0 (a teacher
-// probability that underflows adds nothing instead of NaN).
+// probability that underflows adds nothing instead of NaN). Only an exact 0 is skipped,
+// as on the CPU, so a NaN p_j still reaches the loss where the device keeps NaNs (WGSL
+// does not promise to).
 fn kl_term(log_p: f32, log_q: f32) -> f32 {
     let pj = exp(log_p);
-    return select(0.0, pj * (log_p - log_q), pj > 0.0);
+    return select(pj * (log_p - log_q), 0.0, pj == 0.0);
 }
 
 // A quiet NaN: the loss of a row whose label is out of range (the CPU twin panics).

@@ -17,4 +17,3 @@ pub use matmul::*;
 pub use optim::*;
 pub use pool::*;
 pub use softmax::*;
-pub use vmath::*;

@@ -101,10 +101,20 @@ fn ce_column(log_q: f32, is_label: bool) -> f32 {
 /// temperature `T`, returns `(p_j (log p_j - log q_j), T (q_j - p_j))`.
 fn kl_column(log_p: f32, log_q: f32, temperature: f32) -> (f32, f32) {
     let (p, q) = (log_p.exp(), log_q.exp());
-    // NOTE: 0 · log 0 = 0. A teacher probability that underflows, or a -inf teacher logit
-    // (log p = -inf), adds nothing instead of 0 · inf = NaN.
-    let term = if p > 0.0 { p * (log_p - log_q) } else { 0.0 };
-    (term, temperature * (q - p))
+    (kl_term(p, log_p, log_q), temperature * (q - p))
+}
+
+/// `p (log p - log q)`, one column's term of `KL(p ‖ q)`. NOTE: 0 · log 0 = 0: a teacher
+/// probability that underflows, or a -inf teacher logit (log p = -inf), adds nothing
+/// instead of 0 · inf = NaN. Only an exact 0 is skipped, so a NaN `p` (a NaN or +inf
+/// teacher logit) still makes the loss NaN rather than hiding it.
+#[inline(always)]
+fn kl_term(p: f32, log_p: f32, log_q: f32) -> f32 {
+    if p == 0.0 {
+        0.0
+    } else {
+        p * (log_p - log_q)
+    }
 }
 
 /// The label of a row as a column index. The engine checks labels against `cols`; one
@@ -228,6 +238,9 @@ const KL_GROUP_VALUES: usize = 1024;
 /// polynomial `exp` and `ln` of [`super::vmath`]). Each row still sees the same
 /// operations in the same column order as it would on its own, so results do not
 /// depend on the grouping.
+///
+/// NOTE: rows wider than [`KL_GROUP_VALUES`] take libm's `exp` and `ln` instead, so
+/// their results may differ from the grouped path's in the last bit.
 fn softmax_kl_rows(
     s: &[f32],
     t: &[f32],
@@ -243,14 +256,14 @@ fn softmax_kl_rows(
         }
         return;
     }
-    let lanes = KL_GROUP_VALUES / cols;
-    let mut group = KlGroup::new(lanes);
+    let lanes = group_lanes(cols, s.len() / cols);
+    let mut group = KlGroup::new(lanes, cols);
     on_widest_vectors(
         #[inline(always)]
         || {
             let groups = s.chunks(lanes * cols).zip(t.chunks(lanes * cols));
             for (g, ((s, t), grad)) in groups.zip(grad.chunks_mut(lanes * cols)).enumerate() {
-                group.run(s, t, grad, cols, temperature);
+                group.run(s, t, grad, temperature);
                 for (r, &kl) in group.kl[..s.len() / cols].iter().enumerate() {
                     put(g * lanes + r, kl);
                 }
@@ -259,110 +272,68 @@ fn softmax_kl_rows(
     );
 }
 
-/// The buffers of one group of [`softmax_kl_rows`]: per column `j` and row `r`, at
-/// `j * lanes + r`, the shifted logits `x = (v - max) / T` and their exponentials, of
-/// the student (`_s`) and the teacher (`_t`); per row, their sums' logarithms and
-/// inverses, and the loss.
+/// Rows per group of [`softmax_kl_rows`]: as many as fit in [`KL_GROUP_VALUES`], rounded
+/// down to whole 16-lane vectors, and no more than the block has.
+fn group_lanes(cols: usize, rows: usize) -> usize {
+    let fit = KL_GROUP_VALUES / cols;
+    let whole_vectors = if fit >= 16 { fit / 16 * 16 } else { fit };
+    whole_vectors.min(rows).max(1)
+}
+
+/// The buffers of one group of [`softmax_kl_rows`]: both sides' softmaxes and each
+/// row's loss.
 struct KlGroup {
     lanes: usize,
-    x_s: [f32; KL_GROUP_VALUES],
-    x_t: [f32; KL_GROUP_VALUES],
-    e_s: [f32; KL_GROUP_VALUES],
-    e_t: [f32; KL_GROUP_VALUES],
-    lse_s: [f32; KL_GROUP_VALUES],
-    lse_t: [f32; KL_GROUP_VALUES],
-    inv_s: [f32; KL_GROUP_VALUES],
-    inv_t: [f32; KL_GROUP_VALUES],
-    kl: [f32; KL_GROUP_VALUES],
+    cols: usize,
+    student: GroupSoftmax,
+    teacher: GroupSoftmax,
+    kl: Vec<f32>,
+}
+
+/// One side (student or teacher) of a group, transposed: per column `j` and row `r`, at
+/// `j * lanes + r`, the shifted logits `x = (v - max) / T` and their exponentials `e`;
+/// per row, the max, the sum of the exponentials, its `ln` and its inverse.
+struct GroupSoftmax {
+    x: Vec<f32>,
+    e: Vec<f32>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    lse: Vec<f32>,
+    inv_sum: Vec<f32>,
 }
 
 impl KlGroup {
-    fn new(lanes: usize) -> Self {
-        let zeros = [0.0; KL_GROUP_VALUES];
+    fn new(lanes: usize, cols: usize) -> Self {
         Self {
             lanes,
-            x_s: zeros,
-            x_t: zeros,
-            e_s: zeros,
-            e_t: zeros,
-            lse_s: zeros,
-            lse_t: zeros,
-            inv_s: zeros,
-            inv_t: zeros,
-            kl: zeros,
+            cols,
+            student: GroupSoftmax::new(lanes, cols),
+            teacher: GroupSoftmax::new(lanes, cols),
+            kl: vec![0.0; lanes],
         }
     }
 
     /// One group: `s.len() / cols <= lanes` rows in, their gradient rows out in `grad`,
     /// their losses in `self.kl`.
     #[inline(always)]
-    fn run(&mut self, s: &[f32], t: &[f32], grad: &mut [f32], cols: usize, temperature: f32) {
-        let (lanes, rows) = (self.lanes, s.len() / cols);
-        let inv_temp = 1.0 / temperature;
-        let sides = [
-            (
-                s,
-                &mut self.x_s,
-                &mut self.e_s,
-                &mut self.lse_s,
-                &mut self.inv_s,
-            ),
-            (
-                t,
-                &mut self.x_t,
-                &mut self.e_t,
-                &mut self.lse_t,
-                &mut self.inv_t,
-            ),
-        ];
-        for (logits, x, e, lse, inv) in sides {
-            let (lse, inv) = (&mut lse[..rows], &mut inv[..rows]);
-            // Transpose in; then each row's max (into `lse` for now) and shifted logits.
-            for (r, row) in logits.chunks_exact(cols).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    x[j * lanes + r] = v;
-                }
-            }
-            let max = &mut *lse;
-            max.fill(f32::NEG_INFINITY);
-            for x in x.chunks_exact(lanes).take(cols) {
-                for (m, &v) in max.iter_mut().zip(&x[..rows]) {
-                    *m = m.max(v);
-                }
-            }
-            for x in x.chunks_exact_mut(lanes).take(cols) {
-                for (v, &m) in x[..rows].iter_mut().zip(&*max) {
-                    *v = (*v - m) * inv_temp;
-                }
-            }
-            // The exponentials, and per row their sum (into `inv` for now).
-            let sum = &mut *inv;
-            sum.fill(0.0);
-            let columns = x.chunks_exact(lanes).zip(e.chunks_exact_mut(lanes));
-            for (x, e) in columns.take(cols) {
-                for ((e, &x), sum) in e[..rows].iter_mut().zip(&x[..rows]).zip(&mut *sum) {
-                    *e = exp_nonpositive(x);
-                    *sum += *e;
-                }
-            }
-            for (lse, inv) in lse.iter_mut().zip(inv.iter_mut()) {
-                (*lse, *inv) = (ln_normal(*inv), 1.0 / *inv);
-            }
-        }
-        // Per column: the KL terms and the gradient T (q - p), over `e_s`.
+    fn run(&mut self, s: &[f32], t: &[f32], grad: &mut [f32], temperature: f32) {
+        let (lanes, cols, rows) = (self.lanes, self.cols, s.len() / self.cols);
+        self.student.load(s, lanes, cols, temperature);
+        self.teacher.load(t, lanes, cols, temperature);
+        // Per column: the KL terms and the gradient T (q - p), over the student's `e`.
+        let (student, teacher) = (&mut self.student, &self.teacher);
         let kl = &mut self.kl[..rows];
         kl.fill(0.0);
-        let (lse_s, lse_t) = (&self.lse_s[..rows], &self.lse_t[..rows]);
-        let (inv_s, inv_t) = (&self.inv_s[..rows], &self.inv_t[..rows]);
+        let (lse_s, lse_t) = (&student.lse[..rows], &teacher.lse[..rows]);
+        let (inv_s, inv_t) = (&student.inv_sum[..rows], &teacher.inv_sum[..rows]);
         for j in 0..cols {
             let at = j * lanes..j * lanes + rows;
-            let (x_s, x_t) = (&self.x_s[at.clone()], &self.x_t[at.clone()]);
-            let (e_s, e_t) = (&mut self.e_s[at.clone()], &self.e_t[at]);
+            let (x_s, x_t) = (&student.x[at.clone()], &teacher.x[at.clone()]);
+            let (e_s, e_t) = (&mut student.e[at.clone()], &teacher.e[at]);
             for r in 0..rows {
                 let (q, p) = (e_s[r] * inv_s[r], e_t[r] * inv_t[r]);
                 let (log_p, log_q) = (x_t[r] - lse_t[r], x_s[r] - lse_s[r]);
-                // NOTE: 0 · log 0 = 0, as in `kl_column`.
-                kl[r] += if p > 0.0 { p * (log_p - log_q) } else { 0.0 };
+                kl[r] += kl_term(p, log_p, log_q);
                 e_s[r] = temperature * (q - p);
             }
         }
@@ -372,15 +343,63 @@ impl KlGroup {
         // Transpose the gradient out.
         for (r, row) in grad.chunks_exact_mut(cols).enumerate() {
             for (j, g) in row.iter_mut().enumerate() {
-                *g = self.e_s[j * lanes + r];
+                *g = student.e[j * lanes + r];
             }
         }
     }
 }
 
+impl GroupSoftmax {
+    fn new(lanes: usize, cols: usize) -> Self {
+        let zeros = |n| vec![0.0; n];
+        Self {
+            x: zeros(lanes * cols),
+            e: zeros(lanes * cols),
+            max: zeros(lanes),
+            sum: zeros(lanes),
+            lse: zeros(lanes),
+            inv_sum: zeros(lanes),
+        }
+    }
+
+    /// Transposes in the rows of `logits` (at most `lanes`) and takes their softmax at
+    /// temperature `T`, column by column.
+    #[inline(always)]
+    fn load(&mut self, logits: &[f32], lanes: usize, cols: usize, temperature: f32) {
+        let rows = logits.len() / cols;
+        let inv_temp = 1.0 / temperature;
+        for (r, row) in logits.chunks_exact(cols).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                self.x[j * lanes + r] = v;
+            }
+        }
+        let columns = || (0..cols).map(|j| j * lanes..j * lanes + rows);
+        let max = &mut self.max[..rows];
+        max.fill(f32::NEG_INFINITY);
+        for at in columns() {
+            for (m, &v) in max.iter_mut().zip(&self.x[at]) {
+                *m = m.max(v);
+            }
+        }
+        let sum = &mut self.sum[..rows];
+        sum.fill(0.0);
+        for at in columns() {
+            let (x, e) = (&mut self.x[at.clone()], &mut self.e[at]);
+            for (((x, e), &m), sum) in x.iter_mut().zip(e).zip(&*max).zip(&mut *sum) {
+                *x = (*x - m) * inv_temp;
+                *e = exp_nonpositive(*x);
+                *sum += *e;
+            }
+        }
+        let per_row = self.lse[..rows].iter_mut().zip(&mut self.inv_sum[..rows]);
+        for ((lse, inv_sum), &sum) in per_row.zip(&*sum) {
+            (*lse, *inv_sum) = (ln_normal(sum), 1.0 / sum);
+        }
+    }
+}
+
 /// One row of [`softmax_kl_rows`] for rows wider than [`KL_GROUP_VALUES`]: the column
-/// helpers, which
-/// recompute the exponentials instead of keeping them.
+/// helpers, which recompute the exponentials instead of keeping them.
 fn softmax_kl_row_wide(s: &[f32], t: &[f32], grad: &mut [f32], temperature: f32) -> f32 {
     let inv_t = 1.0 / temperature;
     let log_q = LogSoftmax::of(s, row_max(s), inv_t);
@@ -460,7 +479,9 @@ fn kd_blend_row(s: &[f32], y: usize, grad: &mut [f32], alpha: f32) -> f32 {
 /// The fused distillation loss of Hinton et al. per row: `loss[2r] = CE(y, s) = -log
 /// softmax(s)[y]`, `loss[2r + 1] = T²·KL(softmax(t/T) ‖ softmax(s/T))`, and `grad` the
 /// derivative of `(1 - α)·ce + α·kl` with respect to `s` (`T = p.temperature > 0`,
-/// `α = p.alpha`). One pass per row reads it once and takes both student softmaxes.
+/// `α = p.alpha`). The KL half goes through the grouped softmax-KL of
+/// [`softmax_kl_forward`], then one pass per row adds the cross-entropy and blends the
+/// gradients in place.
 pub fn kd_loss_forward(
     student: &[f32],
     teacher: &[f32],
@@ -945,6 +966,33 @@ mod tests {
     // exp(88.8) already overflows f32, so logits near ±1e4 only survive in the shifted
     // form. Rows sit at +1e4, at -1e4, or span both; the reference is taken in f64 on
     // the same f32 logits moved back by the offset, where no shift is needed.
+    // A -inf teacher logit is a probability of exactly 0: its term is dropped and the
+    // row stays finite. A NaN or +inf one makes every p NaN (inf - inf): the loss must
+    // say NaN, not drop every term and report a perfect 0.
+    #[test]
+    fn softmax_kl_drops_zero_probabilities_but_not_nan() {
+        let one_row = |teacher: [f32; 3]| Case {
+            rows: 1,
+            cols: 3,
+            student: vec![0.5, -1.0, 2.0],
+            teacher: teacher.to_vec(),
+            labels: vec![0],
+            temperature: 2.0,
+            alpha: 0.5,
+        };
+        let c = one_row([f32::NEG_INFINITY, 1.0, -1.0]);
+        let (loss, grad) = c.softmax_kl();
+        let (s, t) = (f64s(&c.student), f64s(&c.teacher));
+        assert_close("loss", &loss, &[ref_softmax_kl(&s, &t, 2.0)], 1e-5, 4.0);
+        assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
+        for bad in [f32::NAN, f32::INFINITY] {
+            let c = one_row([bad, 1.0, -1.0]);
+            let ((loss, _), (kd, _)) = (c.softmax_kl(), c.kd_loss());
+            assert!(loss[0].is_nan(), "teacher logit {bad}: loss {}", loss[0]);
+            assert!(kd[1].is_nan(), "teacher logit {bad}: kd kl {}", kd[1]);
+        }
+    }
+
     #[test]
     fn softmax_kl_stays_finite_near_1e4() {
         let s = [0.5, -1.25, 3.0, 0.0, 2.0, -2.0];

@@ -50,9 +50,11 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// Below this, `exp(x)` is under `f32`'s smallest normal, `2^-126`.
 const MIN_ARG: f32 = -87.336_54;
 
-/// `exp(x)` for `x <= 0`, within 2 ulp of the exact value; 0 for `x < -87.34` (where the
-/// exact value is below `2^-126`) and for `x = -inf`; NaN for NaN. NOTE: `x > 0` is outside
-/// its domain (the softmaxes shift every row to a largest argument of 0).
+/// `exp(x)` for `x <= 0`, within 1 ulp of the exact value (checked once on every `f32`
+/// in `[-88, 0]`; the tests sample them). 0 for `x < MIN_ARG` and for `x = -inf`, where
+/// libm would return subnormals down to `x ≈ -103.97` (no subnormal results); NaN for NaN.
+/// NOTE: `x > 0` is outside its domain (the softmaxes shift every row to a largest
+/// argument of 0).
 #[inline(always)]
 pub fn exp_nonpositive(x: f32) -> f32 {
     // exp(x) = 2^n · exp(r) with n = round(x / ln 2) and |r| <= ln 2 / 2.
@@ -94,8 +96,9 @@ pub fn exp_nonpositive_in_place(x: &mut [f32]) {
 /// is small.
 const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
-/// `ln(x)` for a positive normal `x` (`2^-126 <= x < inf`), within 2 ulp of the exact
-/// value; NaN for NaN. NOTE: 0, subnormals, negatives and infinity are outside its
+/// `ln(x)` for a positive normal `x` (`2^-126 <= x < inf`), within 1 ulp of the exact
+/// value (checked once on every positive normal `f32`; the tests sample them); NaN for
+/// NaN. NOTE: 0, subnormals, negatives and infinity are outside its
 /// domain (the softmaxes take it of a sum of exponentials, which is at least 1).
 #[inline(always)]
 pub fn ln_normal(x: f32) -> f32 {
@@ -138,10 +141,10 @@ mod tests {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
     }
 
-    /// Every 97th `f32` in `[-87.3, 0]` (about 11 million values), against libm's `exp` in
+    /// Every 97th `f32` in `[-87.3, 0]` (about 11.5 million values), against libm's `exp` in
     /// f64 rounded to f32.
     #[test]
-    fn exp_nonpositive_is_within_2_ulp_of_exact() {
+    fn exp_nonpositive_is_within_1_ulp_of_exact() {
         let (lo, hi) = ((-87.3f32).to_bits(), 0.0f32.to_bits());
         let mut worst = (0, 0.0f32);
         // Negative floats: bit patterns from -0.0 (0x8000_0000) up to -87.3.
@@ -154,7 +157,7 @@ mod tests {
                 worst = (u, x);
             }
         }
-        assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+        assert!(worst.0 <= 1, "{} ulp at x = {}", worst.0, worst.1);
     }
 
     #[test]
@@ -172,10 +175,10 @@ mod tests {
         assert!(tiny.is_normal(), "{tiny}");
     }
 
-    /// Every 97th `f32` in `[2^-126, 2^20]` (about 11 million values), against libm's `ln`
+    /// Every 97th `f32` in `[2^-126, 2^20]` (about 12.6 million values), against libm's `ln`
     /// in f64 rounded to f32.
     #[test]
-    fn ln_normal_is_within_2_ulp_of_exact() {
+    fn ln_normal_is_within_1_ulp_of_exact() {
         let (lo, hi) = (f32::MIN_POSITIVE.to_bits(), (1u32 << 20) as f32);
         let mut worst = (0, 0.0f32);
         for bits in (lo..=hi.to_bits()).step_by(97).chain([lo, hi.to_bits()]) {
@@ -186,7 +189,7 @@ mod tests {
                 worst = (u, x);
             }
         }
-        assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+        assert!(worst.0 <= 1, "{} ulp at x = {}", worst.0, worst.1);
     }
 
     #[test]
@@ -204,7 +207,15 @@ mod tests {
     #[test]
     fn exp_nonpositive_in_place_matches_scalar_bits() {
         for len in [0, 1, 3, 7, 8, 15, 16, 17, 33, 100] {
-            let x: Vec<f32> = (0..len).map(|i| -(i as f32) * 0.731 - 0.01).collect();
+            // Ordinary arguments, with the special ones (-inf, below the cut-off, NaN,
+            // -0) dropped in at a few places so that they land in vector lanes too.
+            let special = [f32::NEG_INFINITY, -90.0, f32::NAN, -0.0];
+            let x: Vec<f32> = (0..len)
+                .map(|i| match i % 7 {
+                    3 => special[(i / 7) % special.len()],
+                    _ => -(i as f32) * 0.731 - 0.01,
+                })
+                .collect();
             let mut out = x.clone();
             exp_nonpositive_in_place(&mut out);
             for (i, (&v, &o)) in x.iter().zip(&out).enumerate() {
