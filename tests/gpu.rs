@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{gpu, gradcheck_on, rng, uniform};
+use common::{conv_network_loss, gpu, gradcheck_on, rng, uniform};
 use distill::optim::{OptimizerConfig, OptimizerKind};
 use engine::{Device, Error, Labels, Result, Tensor};
 use models::{Arch, Mode, Module, Network};
@@ -142,14 +142,7 @@ fn gradcheck_conv_network_on_the_gpu() {
         &device,
         "conv_network_gpu",
         &inputs,
-        |t| {
-            let h = t[0]
-                .conv2d(&t[1], 1, 0)?
-                .bias_add(&t[2])?
-                .relu()?
-                .max_pool2d(2, 2)?;
-            h.flatten()?.matmul_t(&t[3])?.cross_entropy(&y)
-        },
+        |t| conv_network_loss(t, &y),
         1e-3,
         5e-2,
     );

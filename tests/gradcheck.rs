@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{distinct, gradcheck, rng, uniform};
+use common::{conv_network_loss, distinct, gradcheck, rng, uniform};
 use engine::{Labels, Tensor};
 use proptest::prelude::*;
 
@@ -143,14 +143,7 @@ fn gradcheck_conv_network() {
         gradcheck(
             "conv_network",
             &inputs,
-            |t| {
-                let h = t[0]
-                    .conv2d(&t[1], 1, 0)?
-                    .bias_add(&t[2])?
-                    .relu()?
-                    .max_pool2d(2, 2)?;
-                h.flatten()?.matmul_t(&t[3])?.cross_entropy(&y)
-            },
+            |t| conv_network_loss(t, &y),
             1e-3,
             5e-2,
         );

@@ -10,7 +10,7 @@ use distill::train::{self, Distillation, TrainOptions};
 use distill::{DistillError, Result};
 use engine::{profile, Device};
 use models::{checkpoint, Arch, Network};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -70,6 +70,18 @@ struct Common {
     /// Random ±2-pixel shifts of the training images.
     #[arg(long)]
     jitter: bool,
+    /// Continue from the checkpoint at --out if there is one.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    place: Place,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// Where a command runs and where it reads MNIST: every command that touches the data.
+#[derive(Args, Clone)]
+struct Place {
     /// auto (a hardware GPU if there is one, else the CPU), gpu (any adapter, software
     /// ones included) or cpu.
     #[arg(long, default_value = "auto")]
@@ -77,16 +89,19 @@ struct Common {
     /// The MNIST folder [default: $MNIST_DIR, else ./data/mnist].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Continue from the checkpoint at --out if there is one.
-    #[arg(long)]
-    resume: bool,
+}
+
+/// What a training command prints.
+#[derive(Args, Clone)]
+struct Output {
     /// Plain progress lines even on a terminal.
     #[arg(long, conflicts_with = "quiet")]
     plain: bool,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
-    /// After the summary, print the time and calls per kernel and the time outside them.
+    /// At the end, print the time and calls per kernel (all runs together) and the time
+    /// outside them.
     #[arg(long)]
     profile: bool,
 }
@@ -132,6 +147,7 @@ struct RunArgs {
     /// Print the presets and exit.
     #[arg(long)]
     list_presets: bool,
+    /// Seeds all three runs (initialisation, batch order, dropout, jitter).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Override the preset's epochs (all three runs).
@@ -146,28 +162,18 @@ struct RunArgs {
     /// Where the checkpoints and the comparison go [default: runs/PRESET-seedSEED].
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long)]
-    data: Option<PathBuf>,
-    #[arg(long, conflicts_with = "quiet")]
-    plain: bool,
-    #[arg(long)]
-    quiet: bool,
-    /// After the comparison, print the time and calls per kernel of the whole study
-    /// (all three runs together) and the time outside them.
-    #[arg(long)]
-    profile: bool,
+    #[command(flatten)]
+    place: Place,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Args)]
 struct EvalArgs {
     #[arg(long)]
     checkpoint: PathBuf,
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    place: Place,
 }
 
 fn main() -> ExitCode {
@@ -202,19 +208,34 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn progress_mode(quiet: bool, plain: bool) -> ProgressMode {
-    match (quiet, plain) {
-        (true, _) => ProgressMode::Quiet,
-        (_, true) => ProgressMode::Plain,
-        _ => ProgressMode::Auto,
+impl Output {
+    fn progress(&self) -> ProgressMode {
+        match (self.quiet, self.plain) {
+            (true, _) => ProgressMode::Quiet,
+            (_, true) => ProgressMode::Plain,
+            _ => ProgressMode::Auto,
+        }
     }
 }
 
-/// Parses `--device` and says which device was chosen.
-fn select_device(flag: &str, mode: ProgressMode) -> Result<Device> {
-    let (device, note) = Device::select(flag)?;
-    say(mode, &note);
-    Ok(device)
+impl Place {
+    /// The device `--device` names and the MNIST files under `--data`, saying which.
+    fn open(&self, mode: ProgressMode) -> Result<(Device, Mnist)> {
+        let (device, note) = Device::select(&self.device)?;
+        say(mode, &note);
+        let dir = data::resolve_data_dir(self.data.as_deref());
+        let mnist = Mnist::load(&dir)?;
+        say(
+            mode,
+            &format!(
+                "MNIST from {}: {} train, {} test",
+                dir.display(),
+                mnist.train.len(),
+                mnist.test.len()
+            ),
+        );
+        Ok((device, mnist))
+    }
 }
 
 fn options(arch: Arch, out: PathBuf, c: &Common) -> TrainOptions {
@@ -229,31 +250,15 @@ fn options(arch: Arch, out: PathBuf, c: &Common) -> TrainOptions {
         jitter: c.jitter,
         out,
         resume: c.resume,
-        progress: progress_mode(c.quiet, c.plain),
+        progress: c.output.progress(),
     }
-}
-
-fn load_data(flag: Option<&Path>, mode: ProgressMode) -> Result<Mnist> {
-    let dir = data::resolve_data_dir(flag);
-    let mnist = Mnist::load(&dir)?;
-    say(
-        mode,
-        &format!(
-            "MNIST from {}: {} train, {} test",
-            dir.display(),
-            mnist.train.len(),
-            mnist.test.len()
-        ),
-    );
-    Ok(mnist)
 }
 
 fn cmd_train(args: TrainArgs) -> Result<()> {
     let opts = options(args.model, args.out, &args.common);
     train::validate(&opts)?;
-    let device = select_device(&args.common.device, opts.progress)?;
-    let data = load_data(args.common.data.as_deref(), opts.progress)?;
-    let profiling = start_profile(args.common.profile);
+    let (device, data) = args.common.place.open(opts.progress)?;
+    let profiling = start_profile(args.common.output.profile);
     let report = train::train(&opts, &data, &device, None)?;
     summary(&opts, &report);
     print_profile(profiling);
@@ -265,8 +270,7 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
     // Check the cheap things before loading anything.
     Distillation::check(args.temperature, args.alpha)?;
     train::validate(&opts)?;
-    let device = select_device(&args.common.device, opts.progress)?;
-    let data = load_data(args.common.data.as_deref(), opts.progress)?;
+    let (device, data) = args.common.place.open(opts.progress)?;
     let (teacher, _) = checkpoint::load_network(&args.teacher, &device)?;
     say(
         opts.progress,
@@ -278,7 +282,7 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
     );
     let kd = Distillation::new(teacher, args.temperature, args.alpha)?;
     // The teacher's logits, computed once inside `train`, are part of the profile.
-    let profiling = start_profile(args.common.profile);
+    let profiling = start_profile(args.common.output.profile);
     let report = train::train(&opts, &data, &device, Some(&kd))?;
     summary(&opts, &report);
     print_profile(profiling);
@@ -342,19 +346,18 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     if preset.epochs == 0 {
         return Err(DistillError::Config("--epochs must be at least 1".into()));
     }
-    let progress = progress_mode(args.quiet, args.plain);
+    let progress = args.output.progress();
     let out_dir = args
         .out_dir
         .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", preset.name, args.seed)));
-    let device = select_device(&args.device, progress)?;
-    let data = load_data(args.data.as_deref(), progress)?;
+    let (device, data) = args.place.open(progress)?;
     let opts = StudyOptions {
         preset,
         seed: args.seed,
         out_dir: out_dir.clone(),
         progress,
     };
-    let profiling = start_profile(args.profile);
+    let profiling = start_profile(args.output.profile);
     let rows = study::run_study(&opts, &data, &device)?;
     print!("{}", study::markdown(&preset, args.seed, &device, &rows));
     println!(
@@ -366,8 +369,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {
-    let device = select_device(&args.device, ProgressMode::Auto)?;
-    let data = load_data(args.data.as_deref(), ProgressMode::Auto)?;
+    let (device, data) = args.place.open(ProgressMode::Auto)?;
     let (network, ckpt) = checkpoint::load_network(&args.checkpoint, &device)?;
     let e = train::evaluate(&network, &data.test, 1000)?;
     let epoch = ckpt.metadata.get("epoch").map_or("?", String::as_str);

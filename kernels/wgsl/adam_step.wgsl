@@ -3,21 +3,6 @@
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   param -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
 
-struct AdamParams {
-    len: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
-    decoupled: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: AdamParams;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;

@@ -3,13 +3,6 @@
 // One thread per row: rows are short (10 classes for MNIST) and many (a whole data set
 // when evaluating), so a row's few loads stay in one thread's cache lines.
 
-struct RowParams {
-    rows: u32,
-    cols: u32,
-    temperature: f32,
-    alpha: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: RowParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;

@@ -1,13 +1,6 @@
 // x, y: (len)
 // y += alpha * x
 
-struct ElementwiseParams {
-    len: u32,
-    alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;

@@ -3,13 +3,6 @@
 // One workgroup per channel: each thread sums a strided share of the (o, i) pairs, then a
 // tree in workgroup memory adds the 256 partials in a fixed order (deterministic).
 
-struct AxisParams {
-    outer: u32,
-    channels: u32,
-    inner: u32,
-    _pad0: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: AxisParams;
 @group(0) @binding(1) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad_bias: array<f32>;

@@ -1,13 +1,6 @@
 // x, out: (outer, channels, inner)  bias: (channels)
 // out[o, c, i] = x[o, c, i] + bias[c]
 
-struct AxisParams {
-    outer: u32,
-    channels: u32,
-    inner: u32,
-    _pad0: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: AxisParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;

@@ -5,39 +5,13 @@
 // Implicit GEMM: out (c_out, n * P) = weight (c_out, K) . cols (K, n * P) with K = c_in*kh*kw,
 // P = h_out*w_out, and cols gathered from x as it is loaded (no im2col buffer).
 //
-// Tiling (shared by matmul and the conv2d kernels): a workgroup of 16 x 16 threads owns a
-// 64 x 64 tile of the output; per BK-deep step it stages both operands in workgroup memory,
-// and each thread accumulates a 4 x 4 block in registers, rows ty + 16 i and columns
-// tx + 16 j, so that neighbouring threads write neighbouring columns. Loads are bounds
-// checked (zero outside), so any m, n, k works.
-
-struct Conv2dParams {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    h_out: u32,
-    w_out: u32,
-    _pad0: u32,
-}
+// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/wgsl.rs);
+// this file supplies load_a, load_b and where the 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-const TILE: u32 = 64u; // rows and columns of the output tile of one workgroup
-const BK: u32 = 16u; // depth of one step along the reduction axis
-const LD: u32 = 65u; // padded row of the k-major tiles: fewer bank conflicts on store
-
-// tile_a[kk * LD + row], tile_b[kk * LD + col]: one BK-deep slice of each operand.
-var<workgroup> tile_a: array<f32, 1040>;
-var<workgroup> tile_b: array<f32, 1040>;
 
 // weight (c_out, K)[co, kk], zero outside.
 fn load_a(co: u32, kk: u32, k_end: u32) -> f32 {
@@ -87,35 +61,7 @@ fn main(
     let k_end = p.c_in * p.kh * p.kw;
     let row0 = tile / tiles_n * TILE;
     let col0 = tile % tiles_n * TILE;
-    var acc: array<f32, 16>;
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        // Each thread stages 4 values of each operand, walking the operand's memory order
-        // so that neighbouring threads read neighbouring words.
-        for (var l = 0u; l < 4u; l++) {
-            let e = tid + l * 256u;
-            let ra = e / BK;
-            let ka = e % BK;
-            tile_a[ka * LD + ra] = load_a(row0 + ra, k0 + ka, k_end);
-            let cb = e % TILE;
-            let kb = e / TILE;
-            tile_b[kb * LD + cb] = load_b(k0 + kb, col0 + cb, k_end);
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            var a_reg: array<f32, 4>;
-            var b_reg: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a_reg[i] = tile_a[kk * LD + lid.y + 16u * i];
-                b_reg[i] = tile_b[kk * LD + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a_reg[i], b_reg[j], acc[i * 4u + j]);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
+    let acc = gemm_tile(row0, col0, k_begin, k_end, false, true, lid, tid);
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
             let row = row0 + lid.y + 16u * i;

@@ -1,13 +1,6 @@
 // grad_out, mask, grad_x: (len)
 // out = x * mask  =>  dL/dx = dL/dout * mask
 
-struct DropoutParams {
-    len: u32,
-    seed: u32,
-    threshold: u32,
-    scale: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: DropoutParams;
 @group(0) @binding(1) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(2) var<storage, read> mask: array<f32>;

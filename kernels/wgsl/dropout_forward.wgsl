@@ -16,13 +16,6 @@ fn dropout_hash(seed: u32, index: u32) -> u32 {
     return lowbias32(index ^ lowbias32(seed ^ 0x9e3779b9u));
 }
 
-struct DropoutParams {
-    len: u32,
-    seed: u32,
-    threshold: u32,
-    scale: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: DropoutParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

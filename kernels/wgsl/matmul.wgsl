@@ -3,35 +3,13 @@
 // c = op(a) . op(b), or c += op(a) . op(b) when accumulate == 1
 // (c is a scratch of partial products when the reduction is split: see k_splits)
 //
-// Tiling (shared by matmul and the conv2d kernels): a workgroup of 16 x 16 threads owns a
-// 64 x 64 tile of the output; per BK-deep step it stages both operands in workgroup memory,
-// and each thread accumulates a 4 x 4 block in registers, rows ty + 16 i and columns
-// tx + 16 j, so that neighbouring threads write neighbouring columns. Loads are bounds
-// checked (zero outside), so any m, n, k works.
-
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    trans_a: u32,
-    trans_b: u32,
-    accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/wgsl.rs);
+// this file supplies load_a, load_b and where the 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-const TILE: u32 = 64u; // rows and columns of the output tile of one workgroup
-const BK: u32 = 16u; // depth of one step along the reduction axis
-const LD: u32 = 65u; // padded row of the k-major tiles: fewer bank conflicts on store
-
-// tile_a[kk * LD + row], tile_b[kk * LD + col]: one BK-deep slice of each operand.
-var<workgroup> tile_a: array<f32, 1040>;
-var<workgroup> tile_b: array<f32, 1040>;
 
 // NOTE: kernels::gpu::matmul repeats these two constants and k_splits.
 const K_CHUNK: u32 = 256u; // length of one piece of a split reduction
@@ -94,35 +72,7 @@ fn main(
     let k_end = select(p.k, min(k_begin + K_CHUNK, p.k), splits > 1u);
     let row0 = tile / tiles_n * TILE;
     let col0 = tile % tiles_n * TILE;
-    var acc: array<f32, 16>;
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        // Each thread stages 4 values of each operand, walking the operand's memory order
-        // so that neighbouring threads read neighbouring words.
-        for (var l = 0u; l < 4u; l++) {
-            let e = tid + l * 256u;
-            let ra = select(e / BK, e % TILE, p.trans_a == 1u);
-            let ka = select(e % BK, e / TILE, p.trans_a == 1u);
-            tile_a[ka * LD + ra] = load_a(row0 + ra, k0 + ka, k_end);
-            let cb = select(e % TILE, e / BK, p.trans_b == 1u);
-            let kb = select(e / TILE, e % BK, p.trans_b == 1u);
-            tile_b[kb * LD + cb] = load_b(k0 + kb, col0 + cb, k_end);
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            var a_reg: array<f32, 4>;
-            var b_reg: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a_reg[i] = tile_a[kk * LD + lid.y + 16u * i];
-                b_reg[i] = tile_b[kk * LD + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a_reg[i], b_reg[j], acc[i * 4u + j]);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
+    let acc = gemm_tile(row0, col0, k_begin, k_end, p.trans_a == 1u, p.trans_b == 0u, lid, tid);
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
             let row = row0 + lid.y + 16u * i;

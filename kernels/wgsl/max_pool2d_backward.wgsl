@@ -3,17 +3,6 @@
 // One thread per input value gathers from the windows that contain it (they overlap when
 // stride < kernel), in output order: no atomics, deterministic, grad_x overwritten.
 
-struct Pool2dParams {
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    kernel: u32,
-    stride: u32,
-    h_out: u32,
-    w_out: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Pool2dParams;
 @group(0) @binding(1) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(2) var<storage, read> argmax: array<u32>;

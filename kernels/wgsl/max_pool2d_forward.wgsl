@@ -4,17 +4,6 @@
 // NOTE: ties go to the first in row-major order (a later value must be strictly greater),
 // and a NaN wins over any number, as kernels::cpu::max_pool2d_forward.
 
-struct Pool2dParams {
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    kernel: u32,
-    stride: u32,
-    h_out: u32,
-    w_out: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Pool2dParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

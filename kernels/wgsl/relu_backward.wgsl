@@ -2,13 +2,6 @@
 // out = max(x, 0)  =>  dL/dx = dL/dout where x > 0, else 0
 // NOTE: relu'(0) = 0, as PyTorch
 
-struct ElementwiseParams {
-    len: u32,
-    alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;

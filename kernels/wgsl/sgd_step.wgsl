@@ -2,13 +2,6 @@
 // PyTorch's SGD: g = grad + wd * param; v = momentum * v + g; param -= lr * v
 // (param -= lr * g, velocity untouched, when momentum == 0)
 
-struct SgdParams {
-    len: u32,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: SgdParams;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;

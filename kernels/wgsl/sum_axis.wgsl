@@ -1,13 +1,6 @@
 // x: (outer, channels, inner)  out: (outer, inner)
 // out[o, i] = sum_c x[o, c, i]; one thread per output, reading along i (coalesced)
 
-struct AxisParams {
-    outer: u32,
-    channels: u32,
-    inner: u32,
-    _pad0: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: AxisParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

@@ -1,13 +1,6 @@
 // grad_out: (outer, inner)  grad_x: (outer, channels, inner)
 // out[o, i] = sum_c x[o, c, i]  =>  dL/dx[o, c, i] = dL/dout[o, i]
 
-struct AxisParams {
-    outer: u32,
-    channels: u32,
-    inner: u32,
-    _pad0: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: AxisParams;
 @group(0) @binding(1) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad_x: array<f32>;

@@ -2,7 +2,7 @@
 //! gradient check.
 #![allow(dead_code)]
 
-use engine::{Device, Result, Tensor};
+use engine::{Device, Labels, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -104,4 +104,16 @@ pub fn gpu() -> Option<Device> {
             }
         })
         .clone()
+}
+
+/// The small network both conv gradient checks take (CPU and GPU): conv (stride 1, no
+/// padding), bias, ReLU, 2 × 2 max-pool, a linear layer without bias and the
+/// cross-entropy against `y`; `t` is `[x, conv weight, conv bias, linear weight]`.
+pub fn conv_network_loss(t: &[Tensor], y: &Labels) -> Result<Tensor> {
+    let h = t[0]
+        .conv2d(&t[1], 1, 0)?
+        .bias_add(&t[2])?
+        .relu()?
+        .max_pool2d(2, 2)?;
+    h.flatten()?.matmul_t(&t[3])?.cross_entropy(y)
 }

@@ -98,38 +98,9 @@ impl KernelId {
         }
     }
 
-    /// The WGSL source, compiled into the binary.
-    pub fn source(self) -> &'static str {
-        match self {
-            KernelId::Matmul => include_str!("../../wgsl/matmul.wgsl"),
-            KernelId::Conv2dForward => include_str!("../../wgsl/conv2d_forward.wgsl"),
-            KernelId::Conv2dBackwardInput => include_str!("../../wgsl/conv2d_backward_input.wgsl"),
-            KernelId::Conv2dBackwardWeight => {
-                include_str!("../../wgsl/conv2d_backward_weight.wgsl")
-            }
-            KernelId::BiasForward => include_str!("../../wgsl/bias_forward.wgsl"),
-            KernelId::BiasBackward => include_str!("../../wgsl/bias_backward.wgsl"),
-            KernelId::MaxPool2dForward => include_str!("../../wgsl/max_pool2d_forward.wgsl"),
-            KernelId::MaxPool2dBackward => include_str!("../../wgsl/max_pool2d_backward.wgsl"),
-            KernelId::ReluForward => include_str!("../../wgsl/relu_forward.wgsl"),
-            KernelId::ReluBackward => include_str!("../../wgsl/relu_backward.wgsl"),
-            KernelId::DropoutForward => include_str!("../../wgsl/dropout_forward.wgsl"),
-            KernelId::DropoutBackward => include_str!("../../wgsl/dropout_backward.wgsl"),
-            KernelId::Add => include_str!("../../wgsl/add.wgsl"),
-            KernelId::Mul => include_str!("../../wgsl/mul.wgsl"),
-            KernelId::Scale => include_str!("../../wgsl/scale.wgsl"),
-            KernelId::Axpy => include_str!("../../wgsl/axpy.wgsl"),
-            KernelId::SumAxis => include_str!("../../wgsl/sum_axis.wgsl"),
-            KernelId::SumAxisBackward => include_str!("../../wgsl/sum_axis_backward.wgsl"),
-            KernelId::LogSoftmaxForward => include_str!("../../wgsl/log_softmax_forward.wgsl"),
-            KernelId::LogSoftmaxBackward => include_str!("../../wgsl/log_softmax_backward.wgsl"),
-            KernelId::CrossEntropyForward => include_str!("../../wgsl/cross_entropy_forward.wgsl"),
-            KernelId::SoftmaxKlForward => include_str!("../../wgsl/softmax_kl_forward.wgsl"),
-            KernelId::KdLossForward => include_str!("../../wgsl/kd_loss_forward.wgsl"),
-            KernelId::ArgmaxRows => include_str!("../../wgsl/argmax_rows.wgsl"),
-            KernelId::SgdStep => include_str!("../../wgsl/sgd_step.wgsl"),
-            KernelId::AdamStep => include_str!("../../wgsl/adam_step.wgsl"),
-        }
+    /// The WGSL source as compiled: see [`crate::wgsl`].
+    pub fn source(self) -> String {
+        crate::wgsl::source(self.name()).expect("every KernelId has a shader")
     }
 }
 
