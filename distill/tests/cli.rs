@@ -648,6 +648,47 @@ fn models_lists_the_four_networks_with_parameter_counts() {
     }
 }
 
+/// One real epoch (about 3 s in release): `--profile` ends the output with the kernel
+/// table, whose rows count the calls one epoch makes.
+#[test]
+fn train_with_profile_prints_the_kernel_table() {
+    let dir = TempDir::new("profile");
+    let data = official_data();
+    let out = train(
+        &dir,
+        &[
+            "--epochs",
+            "1",
+            "--device=cpu",
+            "--quiet",
+            "--profile",
+            &data,
+        ],
+    );
+    out.succeeds();
+    let text = &out.stdout;
+    let summary = text
+        .find("student-cnn: test accuracy")
+        .expect("the summary");
+    let table = text.find("Kernel profile").expect("the profile table");
+    assert!(
+        summary < table,
+        "the table comes after the summary:\n{text}"
+    );
+    // 60,000 images at batch 64 is 938 steps: conv1's forward runs once per step, plus
+    // the test evaluation's batches.
+    let calls = |kernel: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kernel))
+            .unwrap_or_else(|| panic!("no `{kernel}` row:\n{text}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert!(calls("conv2d_forward") >= 938, "{text}");
+    assert!(calls("adam_step") >= 938, "{text}");
+    assert!(text.contains("all kernels"), "{text}");
+}
+
 #[test]
 fn run_list_presets() {
     let dir = TempDir::new("list-presets");
