@@ -292,6 +292,24 @@ fn activation(gpu: &mut GpuBench) {
         |ctx| gpu::relu_backward(ctx, &gx, &gg, &g_grad_x, &p),
         |ctx| assert_eq!(read(ctx, &g_grad_x), grad_x, "gpu relu_backward"),
     );
+    let p = ElementwiseParams::with_alpha(len, 0.2);
+    let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
+    cpu::leaky_relu_forward(&x, &mut out, &p);
+    cpu::leaky_relu_backward(&x, &g, &mut grad_x, &p);
+    gpu.bench(
+        "leaky_relu_forward",
+        "conv1",
+        Throughput::BytesDecimal(bytes(2 * len)),
+        |ctx| gpu::leaky_relu_forward(ctx, &gx, &g_out, &p),
+        |ctx| assert_eq!(read(ctx, &g_out), out, "gpu leaky_relu_forward"),
+    );
+    gpu.bench(
+        "leaky_relu_backward",
+        "conv1",
+        Throughput::BytesDecimal(bytes(3 * len)),
+        |ctx| gpu::leaky_relu_backward(ctx, &gx, &gg, &g_grad_x, &p),
+        |ctx| assert_eq!(read(ctx, &g_grad_x), grad_x, "gpu leaky_relu_backward"),
+    );
 
     let len = BATCH * 1200;
     let p = DropoutParams::new(len, 0.5, 7);
@@ -322,7 +340,7 @@ fn activation(gpu: &mut GpuBench) {
     );
 }
 
-/// `gpu/{bias_forward,bias_backward,sum_axis,sum_axis_backward,add,mul,scale,axpy}/conv1`,
+/// `gpu/{bias_forward,bias_backward,sum_axis,sum_axis_backward,add,scale,axpy}/conv1`,
 /// over conv1's output (64, 32, 26, 26), the bias and sum over its channel axis; in GB/s.
 fn elementwise(gpu: &mut GpuBench) {
     let (outer, channels, inner) = (BATCH, 32, 26 * 26);
@@ -386,26 +404,14 @@ fn elementwise(gpu: &mut GpuBench) {
     );
 
     let p = ElementwiseParams::with_alpha(len, 0.5);
-    type Cpu = fn(&[f32], &[f32], &mut [f32], &ElementwiseParams);
-    type Gpu = fn(
-        &GpuContext,
-        &GpuBuffer,
-        &GpuBuffer,
-        &GpuBuffer,
-        &ElementwiseParams,
-    ) -> Result<(), GpuError>;
-    let binaries: [(&str, Cpu, Gpu); 2] =
-        [("add", cpu::add, gpu::add), ("mul", cpu::mul, gpu::mul)];
-    for (name, cpu_kernel, gpu_kernel) in binaries {
-        cpu_kernel(&x, &y, &mut out, &p);
-        gpu.bench(
-            name,
-            "conv1",
-            Throughput::BytesDecimal(bytes(3 * len)),
-            |ctx| gpu_kernel(ctx, &gx, &gy, &g_out, &p),
-            |ctx| assert_eq!(read(ctx, &g_out), out, "gpu {name}"),
-        );
-    }
+    cpu::add(&x, &y, &mut out, &p);
+    gpu.bench(
+        "add",
+        "conv1",
+        Throughput::BytesDecimal(bytes(3 * len)),
+        |ctx| gpu::add(ctx, &gx, &gy, &g_out, &p),
+        |ctx| assert_eq!(read(ctx, &g_out), out, "gpu add"),
+    );
     cpu::scale(&x, &mut out, &p);
     gpu.bench(
         "scale",
@@ -564,6 +570,46 @@ fn softmax(gpu: &mut GpuBench) {
             },
         );
 
+        // The distillation loss's reduction and its backward, on those pairs and
+        // gradients.
+        let pm = RowParams::new(rows, 2).with_alpha(alpha);
+        let (mut mean, mut means) = (vec![0.0; 1], vec![0.0; 2]);
+        cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm);
+        let (g_mean, g_means, g_pairs_in) =
+            (gpu.ctx.zeros(1), gpu.ctx.zeros(2), gpu.ctx.upload(&pairs));
+        gpu.bench(
+            "row_loss_mean",
+            &label,
+            Throughput::BytesDecimal(bytes(2 * rows + 3)),
+            |ctx| gpu::row_loss_mean(ctx, &g_pairs_in, &g_mean, &g_means, &pm),
+            |ctx| {
+                assert_close("gpu row_loss_mean", &read(ctx, &g_means), &means, 1e-5);
+                assert_close("gpu row_loss_mean loss", &read(ctx, &g_mean), &mean, 1e-5);
+            },
+        );
+        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32);
+        let mut scaled = vec![0.0; len];
+        cpu::row_loss_backward(&kd_grad, &[1.0], &mut scaled, &pb);
+        let (g_kd_grad, g_one, g_scaled) = (
+            gpu.ctx.upload(&kd_grad),
+            gpu.ctx.upload(&[1.0]),
+            gpu.ctx.zeros(len),
+        );
+        gpu.bench(
+            "row_loss_backward",
+            &label,
+            Throughput::BytesDecimal(bytes(2 * len + 1)),
+            |ctx| gpu::row_loss_backward(ctx, &g_kd_grad, &g_one, &g_scaled, &pb),
+            |ctx| {
+                assert_close(
+                    "gpu row_loss_backward",
+                    &read(ctx, &g_scaled),
+                    &scaled,
+                    1e-6,
+                )
+            },
+        );
+
         cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut grad, &p);
         gpu.bench(
             "cross_entropy_forward",
@@ -623,6 +669,26 @@ fn softmax(gpu: &mut GpuBench) {
             |ctx| assert_eq!(read_u32(ctx, &g_argmax), argmax, "gpu argmax_rows"),
         );
     }
+
+    // A distillation step's teacher logits: 64 rows of the cache of the training set's.
+    let (src_rows, cols) = (60_000, 10);
+    let table = inputs(src_rows * cols, 53);
+    let index: Vec<u32> = (0..BATCH).map(|i| (i * 937 % src_rows) as u32).collect();
+    let pg = GatherParams::new(BATCH, cols, src_rows);
+    let mut gathered = vec![0.0; BATCH * cols];
+    cpu::gather_rows(&table, &index, &mut gathered, &pg);
+    let (g_table, g_index, g_gathered) = (
+        gpu.ctx.upload(&table),
+        gpu.ctx.upload_u32(&index),
+        gpu.ctx.zeros(BATCH * cols),
+    );
+    gpu.bench(
+        "gather_rows",
+        "64_of_60000x10",
+        Throughput::BytesDecimal(bytes(2 * BATCH * cols + BATCH)),
+        |ctx| gpu::gather_rows(ctx, &g_table, &g_index, &g_gathered, &pg),
+        |ctx| assert_eq!(read(ctx, &g_gathered), gathered, "gpu gather_rows"),
+    );
 }
 
 criterion_group!(benches, gpu_kernels);

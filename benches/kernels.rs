@@ -436,9 +436,10 @@ fn max_pool2d(crit: &mut Criterion) {
     group.finish();
 }
 
-/// `activation/{relu_forward,relu_backward}/conv1` on conv1's output (64, 32, 26, 26),
-/// and `activation/{dropout_forward,dropout_backward}/mlp_hidden` on a teacher-mlp
-/// hidden layer (64, 1200), p = 0.5 (the teacher-cnn has no dropout).
+/// `activation/{relu,leaky_relu}_{forward,backward}/conv1` on conv1's output (64, 32, 26,
+/// 26) (leaky ReLU at slope 0.2, for a network that puts it there), and
+/// `activation/{dropout_forward,dropout_backward}/mlp_hidden` on a teacher-mlp hidden
+/// layer (64, 1200), p = 0.5 (the teacher-cnn has no dropout).
 fn activation(crit: &mut Criterion) {
     let mut group = quick_group(crit, "activation");
     let len = BATCH * 32 * 26 * 26;
@@ -462,6 +463,23 @@ fn activation(crit: &mut Criterion) {
     group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
     group.bench_function(BenchmarkId::new("relu_backward", "conv1"), |b| {
         b.iter(|| cpu::relu_backward(black_box(&x), &g, &mut grad_x, &p))
+    });
+
+    let p = ElementwiseParams::with_alpha(len, 0.2);
+    cpu::leaky_relu_forward(&x, &mut out, &p);
+    cpu::leaky_relu_backward(&x, &g, &mut grad_x, &p);
+    for i in 0..len {
+        let slope = if x[i] > 0.0 { 1.0 } else { 0.2 };
+        let want = if x[i] > 0.0 { x[i] } else { 0.2 * x[i] };
+        assert_eq!((out[i], grad_x[i]), (want, slope * g[i]), "leaky_relu {i}");
+    }
+    group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
+    group.bench_function(BenchmarkId::new("leaky_relu_forward", "conv1"), |b| {
+        b.iter(|| cpu::leaky_relu_forward(black_box(&x), &mut out, &p))
+    });
+    group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
+    group.bench_function(BenchmarkId::new("leaky_relu_backward", "conv1"), |b| {
+        b.iter(|| cpu::leaky_relu_backward(black_box(&x), &g, &mut grad_x, &p))
     });
 
     let len = BATCH * 1200;
@@ -490,7 +508,7 @@ fn activation(crit: &mut Criterion) {
     group.finish();
 }
 
-/// `elementwise/{bias_forward,bias_backward,sum_axis,sum_axis_backward,add,mul,scale,axpy}/conv1`,
+/// `elementwise/{bias_forward,bias_backward,sum_axis,sum_axis_backward,add,scale,axpy}/conv1`,
 /// all over conv1's output (64, 32, 26, 26), the bias and sum over its channel axis; and
 /// `elementwise/copy_reference/conv1`, a parallel copy of that much memory, the
 /// reference for the memory-bound kernels' fraction of the bandwidth.
@@ -568,24 +586,16 @@ fn elementwise(crit: &mut Criterion) {
         b.iter(|| parallel_copy(black_box(&x), &mut copy))
     });
 
-    // add, mul, scale, axpy
+    // add, scale, axpy
     let p = ElementwiseParams::with_alpha(len, 0.5);
     let mut out = vec![0.0; len];
-    type Kernel = fn(&[f32], &[f32], &mut [f32], &ElementwiseParams);
-    type Binary = (&'static str, Kernel, fn(f32, f32) -> f32);
-    let binaries: [Binary; 2] = [
-        ("add", cpu::add, |a, b| a + b),
-        ("mul", cpu::mul, |a, b| a * b),
-    ];
-    for (name, kernel, op) in binaries {
-        kernel(&x, &y, &mut out, &p);
-        let reference: Vec<f32> = x.iter().zip(&y).map(|(&a, &b)| op(a, b)).collect();
-        assert_eq!(out, reference, "{name}");
-        group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
-        group.bench_function(BenchmarkId::new(name, "conv1"), |b| {
-            b.iter(|| kernel(black_box(&x), &y, &mut out, &p))
-        });
-    }
+    cpu::add(&x, &y, &mut out, &p);
+    let reference: Vec<f32> = x.iter().zip(&y).map(|(&a, &b)| a + b).collect();
+    assert_eq!(out, reference, "add");
+    group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
+    group.bench_function(BenchmarkId::new("add", "conv1"), |b| {
+        b.iter(|| cpu::add(black_box(&x), &y, &mut out, &p))
+    });
     cpu::scale(&x, &mut out, &p);
     let reference: Vec<f32> = x.iter().map(|&v| v * 0.5).collect();
     assert_eq!(out, reference, "scale");
@@ -843,6 +853,33 @@ fn softmax(crit: &mut Criterion) {
             })
         });
 
+        // row_loss_mean of those pairs and row_loss_backward of those gradients: the
+        // distillation loss's reduction (one dispatch on the GPU) and its backward.
+        let pm = RowParams::new(rows, 2).with_alpha(alpha);
+        let (mut mean, mut means) = ([0.0f32], [0.0f32; 2]);
+        cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm);
+        let column_mean = |c: usize| -> f32 {
+            let sum: f64 = pairs.iter().skip(c).step_by(2).map(|&v| v as f64).sum();
+            (sum / rows as f64) as f32
+        };
+        let want = [column_mean(0), column_mean(1)];
+        assert_close("row_loss_mean", &means, &want, 1e-6);
+        let blended = (1.0 - alpha) * want[0] + alpha * want[1];
+        assert_close("row_loss_mean loss", &mean, &[blended], 1e-6);
+        group.throughput(Throughput::BytesDecimal(bytes(2 * rows + 3)));
+        group.bench_function(BenchmarkId::new("row_loss_mean", &label), |b| {
+            b.iter(|| cpu::row_loss_mean(black_box(&pairs), &mut mean, &mut means, &pm))
+        });
+        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32);
+        let mut scaled = vec![0.0; len];
+        cpu::row_loss_backward(&kd_grad, &[1.0], &mut scaled, &pb);
+        let want: Vec<f32> = kd_grad.iter().map(|g| g * (1.0 / rows as f32)).collect();
+        assert_eq!(scaled, want, "row_loss_backward");
+        group.throughput(Throughput::BytesDecimal(bytes(2 * len + 1)));
+        group.bench_function(BenchmarkId::new("row_loss_backward", &label), |b| {
+            b.iter(|| cpu::row_loss_backward(black_box(&kd_grad), &[1.0], &mut scaled, &pb))
+        });
+
         // log_softmax_forward / log_softmax_backward, argmax_rows.
         let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
         cpu::log_softmax_forward(&s, &mut out, &params);
@@ -880,6 +917,23 @@ fn softmax(crit: &mut Criterion) {
             b.iter(|| cpu::argmax_rows(black_box(&s), &mut argmax, &params))
         });
     }
+
+    // gather_rows: a distillation step's teacher logits, 64 rows of the cache of the
+    // training set's (60000, 10).
+    let (src_rows, cols) = (60_000, 10);
+    let table = inputs(src_rows * cols, 53);
+    let index: Vec<u32> = (0..BATCH).map(|i| (i * 937 % src_rows) as u32).collect();
+    let pg = GatherParams::new(BATCH, cols, src_rows);
+    let mut gathered = vec![0.0; BATCH * cols];
+    cpu::gather_rows(&table, &index, &mut gathered, &pg);
+    for (r, &i) in index.iter().enumerate() {
+        let row = &table[i as usize * cols..][..cols];
+        assert_eq!(&gathered[r * cols..][..cols], row, "gather_rows row {r}");
+    }
+    group.throughput(Throughput::BytesDecimal(bytes(2 * BATCH * cols + BATCH)));
+    group.bench_function(BenchmarkId::new("gather_rows", "64_of_60000x10"), |b| {
+        b.iter(|| cpu::gather_rows(black_box(&table), &index, &mut gathered, &pg))
+    });
     group.finish();
 }
 

@@ -6,9 +6,12 @@
 mod common;
 
 use common::{conv_network_loss, gpu, gradcheck_on, rng, uniform};
+use distill::data::{Dataset, Mnist};
 use distill::optim::{OptimizerConfig, OptimizerKind};
+use distill::progress::ProgressMode;
+use distill::train::{self, Distillation, TrainOptions};
 use engine::{Device, Error, Labels, Result, Tensor};
-use models::{Arch, Mode, Module, Network};
+use models::{builtin, Mode, Module, Network};
 
 /// `|a - b| <= tol · max(1, max |a|)`, elementwise.
 fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
@@ -100,6 +103,9 @@ fn every_op_forward_and_backward_matches_the_cpu() {
         |t| t[0].max_pool2d(1, 1),
     );
     cpu_equals_gpu("relu", &device, &[(u(37), vec![37])], |t| t[0].relu());
+    cpu_equals_gpu("leaky_relu", &device, &[(u(37), vec![37])], |t| {
+        t[0].leaky_relu(0.2)
+    });
     cpu_equals_gpu("dropout", &device, &[(u(101), vec![101])], |t| {
         t[0].dropout(0.3, 42)
     });
@@ -125,6 +131,27 @@ fn every_op_forward_and_backward_matches_the_cpu() {
         let teacher = Tensor::from_vec(teacher.clone(), &[3, 10], t[0].device())?;
         Ok(t[0].kd_loss(&teacher, &y(t[0].device()), 4.0, 0.3)?.loss)
     });
+}
+
+/// The constants without a backward: gathered rows and a concatenation.
+#[test]
+fn gather_rows_and_concat_match_the_cpu() {
+    let Some(device) = gpu() else { return };
+    let table = uniform(&mut rng(5), 7 * 3);
+    let index = [6, 0, 0, 3];
+    let run = |device: &Device| {
+        let t = Tensor::from_vec(table.clone(), &[7, 3], device).unwrap();
+        let rows = t
+            .gather_rows(&Labels::new(&index, device).unwrap())
+            .unwrap();
+        assert_eq!(rows.shape(), [4, 3]);
+        let joined = Tensor::concat(&[rows.clone(), t.sum().unwrap()]).unwrap();
+        (rows.to_vec().unwrap(), joined.to_vec().unwrap())
+    };
+    let (cpu, gpu) = (run(&Device::Cpu), run(&device));
+    assert_eq!(cpu.0, gpu.0, "gather_rows copies exactly");
+    assert_close("concat", &cpu.1, &gpu.1, 1e-5);
+    assert_eq!(cpu.0[..3], table[18..21]);
 }
 
 #[test]
@@ -171,8 +198,10 @@ fn mixing_devices_is_a_named_error() {
     );
 }
 
-/// Two optimizer steps of every network on a batch of 3 real-looking inputs: the
-/// parameters after the steps agree between the CPU and the GPU.
+/// Every built-in network on a batch of 3 real-looking inputs: the gradients of the
+/// first step (compared before Adam, whose normalisation would hide a wrong scale), then
+/// the parameters after two steps, agree between the CPU and the GPU. The teacher-mlp's
+/// dropout draws the same masks on both.
 #[test]
 fn training_steps_match_the_cpu_for_every_network() {
     let Some(device) = gpu() else { return };
@@ -180,9 +209,10 @@ fn training_steps_match_the_cpu_for_every_network() {
         .iter()
         .map(|v| v.abs())
         .collect::<Vec<f32>>();
-    for arch in [Arch::StudentCnn, Arch::TeacherCnn, Arch::StudentMlp] {
-        let steps = |device: &Device| -> Vec<Vec<f32>> {
-            let net = Network::new(arch, 0, device).unwrap();
+    for arch in builtin::NAMES {
+        let spec = builtin::builtin(arch).unwrap();
+        let steps = |device: &Device| -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+            let net = Network::new(&spec, 0, device).unwrap();
             let params = net.parameters();
             let mut opt = distill::optim::Optimizer::new(
                 OptimizerConfig::new(OptimizerKind::Adam, 1e-3),
@@ -191,19 +221,108 @@ fn training_steps_match_the_cpu_for_every_network() {
             .unwrap();
             let xs = Tensor::from_vec(x.clone(), &[3, 1, 28, 28], device).unwrap();
             let y = Labels::new(&[1, 7, 3], device).unwrap();
+            let mut first_grads = Vec::new();
             for step in 0..2 {
                 let loss = net
                     .forward(&xs, Mode::Train { seed: step })
                     .unwrap()
                     .cross_entropy(&y)
                     .unwrap();
-                opt.step(&params, &loss.backward().unwrap()).unwrap();
+                let grads = loss.backward().unwrap();
+                if step == 0 {
+                    first_grads = params
+                        .iter()
+                        .map(|(_, t)| grads.get(t).unwrap().to_vec().unwrap())
+                        .collect();
+                }
+                opt.step(&params, &grads).unwrap();
             }
-            params.iter().map(|(_, t)| t.to_vec().unwrap()).collect()
+            let values = params.iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+            (first_grads, values)
         };
-        let (c, g) = (steps(&Device::Cpu), steps(&device));
-        for (i, (a, b)) in c.iter().zip(&g).enumerate() {
-            assert_close(&format!("{arch} parameter {i}"), a, b, 1e-4);
+        let ((cpu_grads, cpu_params), (gpu_grads, gpu_params)) =
+            (steps(&Device::Cpu), steps(&device));
+        let names: Vec<String> = spec
+            .parameter_shapes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for ((name, c), g) in names.iter().zip(&cpu_grads).zip(&gpu_grads) {
+            assert!(
+                c.iter().any(|&v| v != 0.0),
+                "{arch} {name}: an all-zero gradient"
+            );
+            assert_close(&format!("{arch} gradient of {name}"), c, g, 1e-4);
+        }
+        for ((name, c), g) in names.iter().zip(&cpu_params).zip(&gpu_params) {
+            assert_close(&format!("{arch} {name} after two steps"), c, g, 1e-4);
         }
     }
+}
+
+/// MNIST-like images (a fixed pattern in [0, 1]) and digit labels: `n` of them.
+fn synthetic(n: usize) -> Dataset {
+    let pixels = (0..n * 784)
+        .map(|i| ((i * 37) % 101) as f32 / 101.0)
+        .collect();
+    Dataset::from_parts(pixels, (0..n).map(|i| (i % 10) as u8).collect()).unwrap()
+}
+
+/// The queue a training step sends: exactly one submit a step (on every 16th the loss
+/// read rides in it), and a fixed number of dispatches. 40 images at batch 2 are 20
+/// steps, so one epoch holds a read at step 16 and one at its end.
+///
+/// student-cnn, plain: 12 forward dispatches (the input's shift and scale, conv, bias,
+/// ReLU, pool, two linear layers with their biases and the ReLU between; fc1's product,
+/// (2, 2704)·(2704, 64), is cut into pieces along its long reduction and summed), 2 for
+/// the loss (cross-entropy, row_loss_mean), 13 backward (row_loss_backward, fc2 and fc1:
+/// two matmuls and a bias each, two ReLUs, the pool, conv1's bias and weight gradient,
+/// the last in two pieces and their sum_axis) and 6 Adam steps: 33. Distilled: the
+/// batch's teacher logits are gathered on the device, one more.
+#[test]
+fn one_submit_per_training_step_on_the_gpu() {
+    let Some(_) = gpu() else { return };
+    // A device of its own: the other tests' work would be counted on the shared one.
+    let (device, _) = Device::select("gpu").unwrap();
+    let data = Mnist {
+        train: synthetic(40),
+        test: synthetic(10),
+    };
+    let dir = std::env::temp_dir().join(format!("kd-gpu-submits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = |file: &str| TrainOptions {
+        epochs: 1,
+        batch_size: 2,
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam, 1e-3),
+        seed: 0,
+        jitter: false,
+        out: dir.join(file),
+        resume: false,
+        progress: ProgressMode::Quiet,
+    };
+    let spec = builtin::builtin("student-cnn").unwrap();
+    let student = Network::new(&spec, 0, &device).unwrap();
+    let report = train::train(&opts("plain.safetensors"), &student, &data, &device, None).unwrap();
+    let epoch = &report.epochs[0];
+    let queue = epoch.queue.expect("a GPU epoch counts its queue");
+    assert_eq!(epoch.steps, 20);
+    assert_eq!(queue.submits, 20, "one submit per step");
+    assert_eq!(queue.dispatches, 20 * 33, "{queue:?}");
+
+    let teacher = Network::new(&spec, 1, &device).unwrap();
+    let kd = Distillation::new(&teacher, 4.0, 0.5).unwrap();
+    let student = Network::new(&spec, 0, &device).unwrap();
+    let report =
+        train::train(&opts("kd.safetensors"), &student, &data, &device, Some(&kd)).unwrap();
+    let queue = report.epochs[0].queue.unwrap();
+    assert_eq!(queue.submits, 20, "one submit per distillation step");
+    assert_eq!(queue.dispatches, 20 * 34, "{queue:?}");
+    // The metrics file says the same.
+    let line = std::fs::read_to_string(dir.join("kd.metrics.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(
+        (line["gpu_submits"].as_u64(), line["steps"].as_u64()),
+        (Some(20), Some(20))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

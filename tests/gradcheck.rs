@@ -78,6 +78,13 @@ proptest! {
     }
 
     #[test]
+    fn gradcheck_leaky_relu(len in 1usize..40, slope in -0.5f32..0.5, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(distinct(&mut r, len, 0.05), vec![len])];
+        gradcheck("leaky_relu", &inputs, |t| t[0].leaky_relu(slope), EPS, TOL);
+    }
+
+    #[test]
     fn gradcheck_dropout(len in 1usize..40, seed in 0u32..1000) {
         let mut r = rng(seed as u64);
         let inputs = [(uniform(&mut r, len), vec![len])];

@@ -7,9 +7,9 @@ mod common;
 use distill::data::{Dataset, Mnist};
 use distill::optim::{OptimizerConfig, OptimizerKind};
 use distill::progress::ProgressMode;
-use distill::train::{self, Distillation, TrainOptions};
-use engine::Device;
-use models::{checkpoint, Arch, Mode, Module, Network};
+use distill::train::{self, Distillation, TrainOptions, TrainReport};
+use engine::{Device, Tensor};
+use models::{builtin, checkpoint, Linear, Mode, Module, Network};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -42,9 +42,8 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn options(arch: Arch, epochs: usize, out: PathBuf) -> TrainOptions {
+fn options(epochs: usize, out: PathBuf) -> TrainOptions {
     TrainOptions {
-        arch,
         epochs,
         batch_size: 64,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam, 1e-3),
@@ -71,17 +70,29 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The built-in network `arch`, initialised from `opts.seed`, trained as `opts` says.
+fn run(
+    arch: &str,
+    opts: &TrainOptions,
+    data: &Mnist,
+    kd: Option<&Distillation>,
+) -> (Network, TrainReport) {
+    let spec = builtin::builtin(arch).unwrap();
+    let net = Network::new(&spec, opts.seed, &Device::Cpu).unwrap();
+    let report = train::train(opts, &net, data, &Device::Cpu, kd).unwrap();
+    (net, report)
+}
+
 #[test]
 fn short_training_reaches_90_percent_on_1000_test_images() {
     let dir = temp_dir("short");
     let data = slice(10_000, 1000);
-    let report = train::train(
-        &options(Arch::StudentCnn, 2, dir.join("s.safetensors")),
+    let (_, report) = run(
+        "student-cnn",
+        &options(2, dir.join("s.safetensors")),
         &data,
-        &Device::Cpu,
         None,
-    )
-    .unwrap();
+    );
     let test = report.final_test().unwrap();
     assert_eq!(test.total, 1000);
     assert!(test.accuracy > 0.90, "accuracy {}", test.accuracy);
@@ -97,19 +108,15 @@ fn short_training_reaches_90_percent_on_1000_test_images() {
 fn same_seed_gives_bit_identical_parameters() {
     let dir = temp_dir("determinism");
     let data = slice(640, 100);
-    let run = |seed: u64, file: &str| {
-        let mut opts = options(Arch::TeacherCnn, 1, dir.join(file));
+    let train_seed = |seed: u64, file: &str| {
+        let mut opts = options(1, dir.join(file));
         opts.seed = seed;
-        parameters(
-            &train::train(&opts, &data, &Device::Cpu, None)
-                .unwrap()
-                .network,
-        )
+        parameters(&run("teacher-cnn", &opts, &data, None).0)
     };
     let (a, b, c) = (
-        run(0, "a.safetensors"),
-        run(0, "b.safetensors"),
-        run(1, "c.safetensors"),
+        train_seed(0, "a.safetensors"),
+        train_seed(0, "b.safetensors"),
+        train_seed(1, "c.safetensors"),
     );
     assert!(a == b, "same seed, different parameters");
     assert!(a != c, "different seeds, same parameters");
@@ -120,13 +127,7 @@ fn checkpoint_round_trip_gives_identical_logits() {
     let dir = temp_dir("roundtrip");
     let data = slice(640, 100);
     let path = dir.join("t.safetensors");
-    let report = train::train(
-        &options(Arch::TeacherCnn, 1, path.clone()),
-        &data,
-        &Device::Cpu,
-        None,
-    )
-    .unwrap();
+    let (trained, _) = run("teacher-cnn", &options(1, path.clone()), &data, None);
     let (loaded, ckpt) = checkpoint::load_network(&path, &Device::Cpu).unwrap();
     assert_eq!(ckpt.metadata["epoch"], "1");
     let x = engine::Tensor::from_vec(
@@ -135,12 +136,7 @@ fn checkpoint_round_trip_gives_identical_logits() {
         &Device::Cpu,
     )
     .unwrap();
-    let a = report
-        .network
-        .forward(&x, Mode::Eval)
-        .unwrap()
-        .to_vec()
-        .unwrap();
+    let a = trained.forward(&x, Mode::Eval).unwrap().to_vec().unwrap();
     let b = loaded.forward(&x, Mode::Eval).unwrap().to_vec().unwrap();
     assert_eq!(a, b);
 }
@@ -149,29 +145,27 @@ fn checkpoint_round_trip_gives_identical_logits() {
 fn resume_continues_the_same_loss_curve() {
     let dir = temp_dir("resume");
     let data = slice(1280, 100);
-    let straight = train::train(
-        &options(Arch::StudentCnn, 2, dir.join("a.safetensors")),
+    let (straight, straight_report) = run(
+        "student-cnn",
+        &options(2, dir.join("a.safetensors")),
         &data,
-        &Device::Cpu,
         None,
-    )
-    .unwrap();
-    // Stop after one epoch, then resume for the second.
+    );
+    // Stop after one epoch, then resume for the second, into a network of another seed:
+    // the checkpoint's parameters replace it.
     let path = dir.join("b.safetensors");
-    train::train(
-        &options(Arch::StudentCnn, 1, path.clone()),
-        &data,
-        &Device::Cpu,
-        None,
-    )
-    .unwrap();
-    let mut opts = options(Arch::StudentCnn, 2, path.clone());
+    run("student-cnn", &options(1, path.clone()), &data, None);
+    let mut opts = options(2, path.clone());
     opts.resume = true;
-    let resumed = train::train(&opts, &data, &Device::Cpu, None).unwrap();
+    let fresh = Network::new(&builtin::builtin("student-cnn").unwrap(), 9, &Device::Cpu).unwrap();
+    let resumed = train::train(&opts, &fresh, &data, &Device::Cpu, None).unwrap();
     assert_eq!(resumed.epochs.len(), 1);
     assert_eq!(resumed.epochs[0].epoch, 2);
-    assert_eq!(resumed.epochs[0].train_loss, straight.epochs[1].train_loss);
-    assert_eq!(parameters(&resumed.network), parameters(&straight.network));
+    assert_eq!(
+        resumed.epochs[0].train_loss,
+        straight_report.epochs[1].train_loss
+    );
+    assert_eq!(parameters(&fresh), parameters(&straight));
     // The metrics file holds both epochs.
     let lines = std::fs::read_to_string(dir.join("b.metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 2);
@@ -179,47 +173,42 @@ fn resume_continues_the_same_loss_curve() {
 
 /// A small trained teacher for the distillation tests.
 fn teacher(data: &Mnist, dir: &std::path::Path) -> Network {
-    train::train(
-        &options(Arch::StudentCnn, 1, dir.join("teacher.safetensors")),
+    run(
+        "student-cnn",
+        &options(1, dir.join("teacher.safetensors")),
         data,
-        &Device::Cpu,
         None,
     )
-    .unwrap()
-    .network
+    .0
 }
 
-fn distill_run(data: &Mnist, kd: &Distillation, out: PathBuf) -> train::TrainReport {
-    train::train(
-        &options(Arch::StudentCnn, 1, out),
-        data,
-        &Device::Cpu,
-        Some(kd),
-    )
-    .unwrap()
+/// One epoch of a student-cnn distilled as `kd` says.
+fn distill_run(data: &Mnist, kd: &Distillation, out: PathBuf) -> Network {
+    run("student-cnn", &options(1, out), data, Some(kd)).0
 }
 
 #[test]
 fn kd_with_alpha_0_is_exactly_cross_entropy_training() {
     let dir = temp_dir("alpha0");
     let data = slice(640, 100);
-    let kd = Distillation::new(teacher(&data, &dir), 5.0, 0.0).unwrap();
+    let teacher = teacher(&data, &dir);
+    let kd = Distillation::new(&teacher, 5.0, 0.0).unwrap();
     let distilled = distill_run(&data, &kd, dir.join("kd.safetensors"));
-    let plain = train::train(
-        &options(Arch::StudentCnn, 1, dir.join("ce.safetensors")),
+    let (plain, _) = run(
+        "student-cnn",
+        &options(1, dir.join("ce.safetensors")),
         &data,
-        &Device::Cpu,
         None,
-    )
-    .unwrap();
-    assert_eq!(parameters(&distilled.network), parameters(&plain.network));
+    );
+    assert_eq!(parameters(&distilled), parameters(&plain));
 }
 
 #[test]
 fn kd_with_alpha_1_ignores_the_labels() {
     let dir = temp_dir("alpha1");
     let data = slice(640, 100);
-    let kd = Distillation::new(teacher(&data, &dir), 5.0, 1.0).unwrap();
+    let teacher = teacher(&data, &dir);
+    let kd = Distillation::new(&teacher, 5.0, 1.0).unwrap();
     let with_labels = distill_run(&data, &kd, dir.join("a.safetensors"));
     // The same images with every label replaced.
     let wrong: Vec<u8> = data.train.labels().iter().map(|l| (l + 1) % 10).collect();
@@ -228,27 +217,131 @@ fn kd_with_alpha_1_ignores_the_labels() {
         test: data.test.subset(..),
     };
     let without = distill_run(&relabelled, &kd, dir.join("b.safetensors"));
-    assert_eq!(
-        parameters(&with_labels.network),
-        parameters(&without.network)
-    );
+    assert_eq!(parameters(&with_labels), parameters(&without));
 }
 
 #[test]
 fn cached_teacher_logits_epoch_equals_live_teacher_epoch() {
     let dir = temp_dir("cache");
     let data = slice(640, 100);
-    let mut kd = Distillation::new(teacher(&data, &dir), 5.0, 0.5).unwrap();
-    let cached = distill_run(&data, &kd, dir.join("cached.safetensors"));
+    let teacher = teacher(&data, &dir);
+    let mut kd = Distillation::new(&teacher, 5.0, 0.5).unwrap();
+    let (cached_net, cached) = run(
+        "student-cnn",
+        &options(1, dir.join("cached.safetensors")),
+        &data,
+        Some(&kd),
+    );
     kd.cache_teacher = false;
-    let live = distill_run(&data, &kd, dir.join("live.safetensors"));
+    let (live_net, live) = run(
+        "student-cnn",
+        &options(1, dir.join("live.safetensors")),
+        &data,
+        Some(&kd),
+    );
     // NOTE: the cache runs the teacher in batches of 1000 and the live run in batches of
     // 64, so the logits may differ in the last bits; the epochs must still agree.
-    let diff = max_abs_diff(&parameters(&cached.network), &parameters(&live.network));
+    let diff = max_abs_diff(&parameters(&cached_net), &parameters(&live_net));
     assert!(diff < 1e-4, "max parameter difference {diff}");
     let (a, b) = (cached.epochs[0].train_loss, live.epochs[0].train_loss);
     assert!(
         (a - b).abs() < 1e-5 * a.abs().max(1.0),
         "losses {a} and {b}"
+    );
+}
+
+/// A module of the caller's own (no description) trains, checkpoints, resumes, teaches
+/// and is taught through the same loop as a built-in network.
+#[test]
+fn a_custom_module_trains_distills_and_resumes() {
+    /// Softmax regression on the pixels: flatten, one linear layer.
+    struct Affine(Linear);
+    impl Module for Affine {
+        fn forward(&self, x: &Tensor, mode: Mode) -> engine::Result<Tensor> {
+            self.0.forward(&x.flatten()?, mode)
+        }
+        fn parameters(&self) -> Vec<(String, Tensor)> {
+            let named = self.0.parameters().into_iter();
+            named.map(|(n, t)| (format!("affine.{n}"), t)).collect()
+        }
+    }
+    let affine = |seed| {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Affine(Linear::new(784, 10, &mut rng, &Device::Cpu).unwrap())
+    };
+    let dir = temp_dir("custom");
+    let data = slice(2000, 500);
+    let module = affine(0);
+    let report = train::train(
+        &options(2, dir.join("affine.safetensors")),
+        &module,
+        &data,
+        &Device::Cpu,
+        None,
+    )
+    .unwrap();
+    let accuracy = report.final_test().unwrap().accuracy;
+    assert!(
+        accuracy > 0.7,
+        "softmax regression reached {accuracy} (chance: 0.1)"
+    );
+    // Resumed from its checkpoint into a fresh module: the same parameters as straight.
+    let path = dir.join("resumed.safetensors");
+    train::train(
+        &options(1, path.clone()),
+        &affine(0),
+        &data,
+        &Device::Cpu,
+        None,
+    )
+    .unwrap();
+    let (mut opts, resumed) = (options(2, path), affine(5));
+    opts.resume = true;
+    train::train(&opts, &resumed, &data, &Device::Cpu, None).unwrap();
+    let values = |m: &Affine| {
+        m.parameters()
+            .iter()
+            .map(|(_, t)| t.to_vec().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values(&resumed), values(&module));
+    // As a teacher, and as a student of a built-in teacher.
+    let kd = Distillation::new(&module, 4.0, 0.5).unwrap();
+    distill_run(&data, &kd, dir.join("student.safetensors"));
+    let teacher = teacher(&data, &dir);
+    let kd = Distillation::new(&teacher, 4.0, 0.5).unwrap();
+    let student = affine(1);
+    train::train(
+        &options(1, dir.join("affine-kd.safetensors")),
+        &student,
+        &data,
+        &Device::Cpu,
+        Some(&kd),
+    )
+    .unwrap();
+}
+
+/// A network whose output is not ten classes is refused before any step, by name.
+#[test]
+fn a_network_that_does_not_fit_mnist_is_refused() {
+    let dir = temp_dir("misfit");
+    let spec = models::NetworkSpec::new("five-classes")
+        .flatten()
+        .linear("fc", 784, 5);
+    let net = Network::new(&spec, 0, &Device::Cpu).unwrap();
+    let err = train::train(
+        &options(1, dir.join("m.safetensors")),
+        &net,
+        &slice(64, 10),
+        &Device::Cpu,
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("five-classes") && err.contains("[5]") && err.contains("10 classes"),
+        "{err}"
     );
 }

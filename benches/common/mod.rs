@@ -1,7 +1,6 @@
 //! Inputs, shapes and checks shared by the bench files.
 
 use kernels::params::{Conv2dParams, MatmulParams};
-use models::Arch;
 
 /// The teacher-cnn's batch size.
 pub const BATCH: usize = 64;
@@ -97,7 +96,8 @@ pub fn abs(v: &[f32]) -> Vec<f32> {
 
 /// The sizes of the teacher-cnn's parameter tensors, in order (225,034 values in all).
 pub fn teacher_cnn_lens() -> Vec<usize> {
-    Arch::TeacherCnn
+    models::builtin::builtin("teacher-cnn")
+        .expect("a built-in network")
         .parameter_shapes()
         .iter()
         .map(|(_, shape)| shape.iter().product())

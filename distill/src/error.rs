@@ -12,6 +12,11 @@ pub enum DistillError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Engine(#[from] engine::Error),
+    /// A network description that does not fit (a file given to `--model`, ...).
+    #[error(transparent)]
+    Spec(#[from] models::SpecError),
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

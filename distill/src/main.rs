@@ -6,10 +6,10 @@ use distill::optim::{OptimizerConfig, OptimizerKind};
 use distill::presets;
 use distill::progress::{say, ProgressMode};
 use distill::study::{self, StudyOptions};
-use distill::train::{self, Distillation, TrainOptions};
+use distill::train::{self, Distillation, TrainOptions, TrainReport};
 use distill::{DistillError, Result};
-use engine::{profile, Device};
-use models::{checkpoint, Arch, Network};
+use engine::{profile, Device, QueueStats};
+use models::{builtin, checkpoint, Network, NetworkSpec};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -36,8 +36,9 @@ enum Command {
     Run(RunArgs),
     /// Evaluate a checkpoint on the MNIST test set.
     Eval(EvalArgs),
-    /// List the networks with their parameter counts and forward FLOPs per image.
-    Models,
+    /// List the built-in networks (and any named) with their parameter counts and
+    /// forward FLOPs per image.
+    Models(ModelsArgs),
     /// Fetch the four MNIST files from public mirrors and verify their hashes.
     Download {
         /// Where to put them [default: $MNIST_DIR, else ./data/mnist].
@@ -108,9 +109,10 @@ struct Output {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// teacher-cnn, student-cnn, teacher-mlp or student-mlp.
+    /// A built-in network (teacher-cnn, student-cnn, teacher-mlp, student-mlp) or a
+    /// network description file (JSON; see the README).
     #[arg(long)]
-    model: Arch,
+    model: String,
     /// The checkpoint to write after every epoch.
     #[arg(long)]
     out: PathBuf,
@@ -123,9 +125,9 @@ struct DistillArgs {
     /// The teacher's checkpoint.
     #[arg(long)]
     teacher: PathBuf,
-    /// The student network to train.
+    /// The student to train: a built-in network or a description file.
     #[arg(long)]
-    student: Arch,
+    student: String,
     /// Softmax temperature of the distillation term.
     #[arg(long = "T", default_value_t = 5.0)]
     temperature: f32,
@@ -147,6 +149,12 @@ struct RunArgs {
     /// Print the presets and exit.
     #[arg(long)]
     list_presets: bool,
+    /// Replace the preset's teacher: a built-in network or a description file.
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Replace the preset's student: a built-in network or a description file.
+    #[arg(long)]
+    student: Option<String>,
     /// Seeds all three runs (initialisation, batch order, dropout, jitter).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -166,6 +174,12 @@ struct RunArgs {
     place: Place,
     #[command(flatten)]
     output: Output,
+}
+
+#[derive(Args)]
+struct ModelsArgs {
+    /// Networks to describe besides the built-in ones: names or description files.
+    models: Vec<String>,
 }
 
 #[derive(Args)]
@@ -200,10 +214,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Distill(args) => cmd_distill(args),
         Command::Run(args) => cmd_run(args),
         Command::Eval(args) => cmd_eval(args),
-        Command::Models => {
-            cmd_models();
-            Ok(())
-        }
+        Command::Models(args) => cmd_models(args),
         Command::Download { data } => Ok(data::download(&data::resolve_data_dir(data.as_deref()))?),
     }
 }
@@ -238,11 +249,10 @@ impl Place {
     }
 }
 
-fn options(arch: Arch, out: PathBuf, c: &Common) -> TrainOptions {
+fn options(out: PathBuf, c: &Common) -> TrainOptions {
     let mut optimizer = OptimizerConfig::new(c.optimizer, c.lr);
     optimizer.weight_decay = c.weight_decay;
     TrainOptions {
-        arch,
         epochs: c.epochs,
         batch_size: c.batch,
         optimizer,
@@ -255,37 +265,42 @@ fn options(arch: Arch, out: PathBuf, c: &Common) -> TrainOptions {
 }
 
 fn cmd_train(args: TrainArgs) -> Result<()> {
-    let opts = options(args.model, args.out, &args.common);
+    let opts = options(args.out, &args.common);
+    // Check the cheap things before loading anything.
     train::validate(&opts)?;
+    let spec = NetworkSpec::resolve(&args.model)?;
     let (device, data) = args.common.place.open(opts.progress)?;
+    let network = Network::new(&spec, opts.seed, &device)?;
     let profiling = start_profile(args.common.output.profile);
-    let report = train::train(&opts, &data, &device, None)?;
-    summary(&opts, &report);
-    print_profile(profiling);
+    let report = train::train(&opts, &network, &data, &device, None)?;
+    summary(&opts, &network, &report);
+    print_profile(profiling, &[report.queue()]);
     Ok(())
 }
 
 fn cmd_distill(args: DistillArgs) -> Result<()> {
-    let opts = options(args.student, args.out, &args.common);
+    let opts = options(args.out, &args.common);
     // Check the cheap things before loading anything.
     Distillation::check(args.temperature, args.alpha)?;
     train::validate(&opts)?;
+    let spec = NetworkSpec::resolve(&args.student)?;
     let (device, data) = args.common.place.open(opts.progress)?;
     let (teacher, _) = checkpoint::load_network(&args.teacher, &device)?;
     say(
         opts.progress,
         &format!(
             "teacher: {} from {}",
-            teacher.arch(),
+            teacher.name(),
             args.teacher.display()
         ),
     );
-    let kd = Distillation::new(teacher, args.temperature, args.alpha)?;
+    let kd = Distillation::new(&teacher, args.temperature, args.alpha)?;
+    let student = Network::new(&spec, opts.seed, &device)?;
     // The teacher's logits, computed once inside `train`, are part of the profile.
     let profiling = start_profile(args.common.output.profile);
-    let report = train::train(&opts, &data, &device, Some(&kd))?;
-    summary(&opts, &report);
-    print_profile(profiling);
+    let report = train::train(&opts, &student, &data, &device, Some(&kd))?;
+    summary(&opts, &student, &report);
+    print_profile(profiling, &[report.queue()]);
     Ok(())
 }
 
@@ -299,21 +314,34 @@ fn start_profile(on: bool) -> Option<Instant> {
 }
 
 /// With `--profile`: the table of kernel times against the wall time since
-/// [`start_profile`]: per-epoch evaluation and checkpoints included.
-fn print_profile(started: Option<Instant>) {
+/// [`start_profile`]: per-epoch evaluation and checkpoints included; and on a GPU, the
+/// queue's submits and dispatches per training step.
+fn print_profile(started: Option<Instant>, runs: &[(usize, Option<QueueStats>)]) {
     let Some(t0) = started else { return };
     profile::enable(false);
     // Collected first: on the GPU it waits for the last kernels, which is training time.
     let stats = profile::report();
     let wall = t0.elapsed().as_secs_f64();
     print!("\n{}", profile::table(&stats, wall));
+    let steps: usize = runs.iter().map(|(steps, _)| steps).sum();
+    let queues = runs.iter().filter_map(|(_, q)| *q);
+    let (submits, dispatches) = queues.fold((0, 0), |(s, d), q| (s + q.submits, d + q.dispatches));
+    if steps > 0 && runs.iter().any(|(_, q)| q.is_some()) {
+        let per = |n: u64| n as f64 / steps as f64;
+        println!(
+            "GPU queue in the {steps} training steps: {submits} submits ({:.2} a step), \
+             {dispatches} dispatches ({:.1} a step)",
+            per(submits),
+            per(dispatches)
+        );
+    }
 }
 
-fn summary(opts: &TrainOptions, report: &train::TrainReport) {
+fn summary(opts: &TrainOptions, network: &Network, report: &TrainReport) {
     let Some(test) = report.final_test() else {
         println!(
             "{}: all {} epochs were already done in {}",
-            opts.arch,
+            network.name(),
             opts.epochs,
             opts.out.display()
         );
@@ -321,7 +349,7 @@ fn summary(opts: &TrainOptions, report: &train::TrainReport) {
     };
     println!(
         "{}: test accuracy {:.2}% ({} errors of {}), trained {:.1}s, checkpoint {}, metrics {}",
-        opts.arch,
+        network.name(),
         100.0 * test.accuracy,
         test.errors,
         test.total,
@@ -346,6 +374,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     if preset.epochs == 0 {
         return Err(DistillError::Config("--epochs must be at least 1".into()));
     }
+    let teacher = NetworkSpec::resolve(args.teacher.as_deref().unwrap_or(preset.teacher))?;
+    let student = NetworkSpec::resolve(args.student.as_deref().unwrap_or(preset.student))?;
     let progress = args.output.progress();
     let out_dir = args
         .out_dir
@@ -353,6 +383,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let (device, data) = args.place.open(progress)?;
     let opts = StudyOptions {
         preset,
+        teacher,
+        student,
         seed: args.seed,
         out_dir: out_dir.clone(),
         progress,
@@ -364,18 +396,19 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         "\nwritten: {0}/comparison.md, {0}/comparison.json, {0}/accuracy.svg",
         out_dir.display()
     );
-    print_profile(profiling);
+    let runs: Vec<_> = rows.iter().map(|r| (r.train_steps, r.gpu_queue)).collect();
+    print_profile(profiling, &runs);
     Ok(())
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {
     let (device, data) = args.place.open(ProgressMode::Auto)?;
     let (network, ckpt) = checkpoint::load_network(&args.checkpoint, &device)?;
-    let e = train::evaluate(&network, &data.test, 1000)?;
+    let e = train::evaluate(&network, &data.test, 1000, &device)?;
     let epoch = ckpt.metadata.get("epoch").map_or("?", String::as_str);
     println!(
         "{} (epoch {epoch}): test accuracy {:.2}% ({} errors of {}), loss {:.4}, {:.1} µs/image",
-        network.arch(),
+        network.name(),
         100.0 * e.accuracy,
         e.errors,
         e.total,
@@ -385,20 +418,23 @@ fn cmd_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_models() {
+fn cmd_models(args: ModelsArgs) -> Result<()> {
+    let mut specs = builtin::all();
+    for model in &args.models {
+        specs.push(NetworkSpec::resolve(model)?);
+    }
     println!(
-        "{:<12} {:>12} {:>16}",
+        "{:<16} {:>12} {:>16}",
         "model", "parameters", "forward FLOPs"
     );
-    for arch in Arch::ALL {
-        match Network::new(arch, 0, &Device::Cpu) {
-            Ok(net) => println!(
-                "{:<12} {:>12} {:>16}",
-                arch.to_string(),
-                net.parameter_count(),
-                net.forward_flops_per_image()
-            ),
-            Err(e) => println!("{arch}: {e}"),
-        }
+    for spec in specs {
+        let network = Network::new(&spec, 0, &Device::Cpu)?;
+        println!(
+            "{:<16} {:>12} {:>16}",
+            network.name(),
+            network.parameter_count(),
+            network.forward_flops_per_image()
+        );
     }
+    Ok(())
 }

@@ -2,8 +2,7 @@
 //! are kernels (`kernels::cpu::optim`, `wgsl/sgd_step.wgsl`, `wgsl/adam_step.wgsl`),
 //! reached through `Tensor::sgd_step` and `Tensor::adam_step` on the parameter's device.
 
-use engine::{Gradients, Result, Tensor};
-use kernels::params::{AdamParams, SgdParams};
+use engine::{Adam, Error, Gradients, Result, Sgd, Tensor};
 use std::fmt;
 use std::str::FromStr;
 
@@ -120,37 +119,41 @@ impl Optimizer {
     }
 
     /// Updates each parameter in place from its gradient; parameters that the loss did
-    /// not reach are left as they are.
+    /// not reach are left as they are. `params` are the ones the optimizer was made
+    /// for, by name and in order.
     pub fn step(&mut self, params: &[(String, Tensor)], grads: &Gradients) -> Result<()> {
+        let names = params.iter().map(|(name, _)| name);
+        if params.len() != self.slots.len() || !names.eq(self.slots.iter().map(|s| &s.name)) {
+            return Err(Error::BadArgument {
+                op: "optimizer step",
+                message: "the parameters are not the ones the optimizer was made for".into(),
+            });
+        }
         self.step += 1;
         let c = self.config;
         for ((_, param), slot) in params.iter().zip(&self.slots) {
             let Some(grad) = grads.get(param) else {
                 continue;
             };
-            match (&slot.second, c.kind) {
-                (None, _) => {
-                    let p = SgdParams {
-                        len: 0,
+            match &slot.second {
+                None => {
+                    let h = Sgd {
                         lr: c.lr,
                         momentum: c.momentum,
                         weight_decay: c.weight_decay,
                     };
-                    param.sgd_step(grad, &slot.first, &p)?;
+                    param.sgd_step(grad, &slot.first, &h)?;
                 }
-                (Some(v), kind) => {
-                    let decoupled = kind == OptimizerKind::AdamW;
-                    let p = AdamParams::new(
-                        0,
-                        c.lr,
-                        c.beta1,
-                        c.beta2,
-                        c.eps,
-                        c.weight_decay,
-                        decoupled,
-                        self.step,
-                    );
-                    param.adam_step(grad, &slot.first, v, &p)?;
+                Some(v) => {
+                    let h = Adam {
+                        lr: c.lr,
+                        beta1: c.beta1,
+                        beta2: c.beta2,
+                        eps: c.eps,
+                        weight_decay: c.weight_decay,
+                        decoupled: c.kind == OptimizerKind::AdamW,
+                    };
+                    param.adam_step(grad, &slot.first, v, &h, self.step)?;
                 }
             }
         }

@@ -1,7 +1,6 @@
 //! The studies `distill run` knows, as data: one row per preset, no code path of its own.
 
 use crate::optim::OptimizerKind;
-use models::Arch;
 
 /// Everything one `distill run` needs: the teacher, the student, and the recipe that
 /// all three runs (teacher, student alone, distilled student) share.
@@ -9,8 +8,10 @@ use models::Arch;
 pub struct Preset {
     pub name: &'static str,
     pub about: &'static str,
-    pub teacher: Arch,
-    pub student: Arch,
+    /// A built-in network's name, or a description file (`--teacher` overrides it).
+    pub teacher: &'static str,
+    /// Likewise for the student (`--student`).
+    pub student: &'static str,
     /// Jitter the teacher's training images.
     pub teacher_jitter: bool,
     /// Jitter the training images of the two student runs (the transfer set).
@@ -27,8 +28,8 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "default",
         about: "teacher-cnn and student-cnn, 3 epochs, Adam 1e-3, T = 5, alpha = 0.1",
-        teacher: Arch::TeacherCnn,
-        student: Arch::StudentCnn,
+        teacher: "teacher-cnn",
+        student: "student-cnn",
         teacher_jitter: false,
         student_jitter: false,
         temperature: 5.0,
@@ -42,8 +43,8 @@ pub const PRESETS: &[Preset] = &[
         name: "hinton-mnist",
         about: "Hinton et al. 2015, section 3: a dropout, jittered 1200-1200 MLP teacher; \
                 an 800-800 MLP student alone and distilled at T = 20 without jitter",
-        teacher: Arch::TeacherMlp,
-        student: Arch::StudentMlp,
+        teacher: "teacher-mlp",
+        student: "student-mlp",
         teacher_jitter: true,
         student_jitter: false,
         temperature: 20.0,

@@ -8,14 +8,17 @@ use crate::optim::OptimizerConfig;
 use crate::presets::Preset;
 use crate::progress::{say, ProgressMode};
 use crate::train::{self, Distillation, TrainOptions, TrainReport};
-use engine::Device;
-use models::{Arch, Module};
+use engine::{Device, QueueStats};
+use models::{Network, NetworkSpec};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub struct StudyOptions {
     pub preset: Preset,
+    /// The preset's networks, or those `--teacher` and `--student` name.
+    pub teacher: NetworkSpec,
+    pub student: NetworkSpec,
     pub seed: u64,
     pub out_dir: PathBuf,
     pub progress: ProgressMode,
@@ -25,20 +28,24 @@ pub struct StudyOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSummary {
     pub run: &'static str,
-    pub arch: Arch,
+    /// The network's name.
+    pub model: String,
     pub parameters: usize,
     pub test_accuracy: f64,
     pub test_errors: usize,
     pub train_seconds: f64,
     pub inference_us_per_image: f64,
     pub accuracy_per_epoch: Vec<f64>,
+    /// Training steps run, and on a GPU their submits and dispatches.
+    pub train_steps: usize,
+    pub gpu_queue: Option<QueueStats>,
 }
 
 pub fn run_study(opts: &StudyOptions, data: &Mnist, device: &Device) -> Result<Vec<RunSummary>> {
     let p = &opts.preset;
+    let (teacher_spec, student_spec) = (&opts.teacher, &opts.student);
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
-    let train_opts = |arch: Arch, jitter: bool, file: &str| TrainOptions {
-        arch,
+    let train_opts = |jitter: bool, file: &str| TrainOptions {
         epochs: p.epochs,
         batch_size: p.batch,
         optimizer: OptimizerConfig::new(p.optimizer, p.lr),
@@ -49,50 +56,68 @@ pub fn run_study(opts: &StudyOptions, data: &Mnist, device: &Device) -> Result<V
         progress: opts.progress,
     };
     let mut rows = Vec::new();
-    say(opts.progress, &format!("[1/3] teacher {}", p.teacher));
-    let teacher = train::train(
-        &train_opts(p.teacher, p.teacher_jitter, "teacher.safetensors"),
+    say(
+        opts.progress,
+        &format!("[1/3] teacher {}", teacher_spec.name),
+    );
+    let teacher = Network::new(teacher_spec, opts.seed, device)?;
+    let report = train::train(
+        &train_opts(p.teacher_jitter, "teacher.safetensors"),
+        &teacher,
         data,
         device,
         None,
     )?;
-    rows.push(summarize("teacher", &teacher, data)?);
-    say(opts.progress, &format!("[2/3] {} alone", p.student));
-    let alone = train::train(
-        &train_opts(p.student, p.student_jitter, "student.safetensors"),
+    rows.push(summarize("teacher", &teacher, &report, data, device)?);
+    say(opts.progress, &format!("[2/3] {} alone", student_spec.name));
+    let alone = Network::new(student_spec, opts.seed, device)?;
+    let report = train::train(
+        &train_opts(p.student_jitter, "student.safetensors"),
+        &alone,
         data,
         device,
         None,
     )?;
-    rows.push(summarize("student alone", &alone, data)?);
+    rows.push(summarize("student alone", &alone, &report, data, device)?);
     say(
         opts.progress,
         &format!(
             "[3/3] {} distilled at T = {}, alpha = {}",
-            p.student, p.temperature, p.alpha
+            student_spec.name, p.temperature, p.alpha
         ),
     );
-    let kd = Distillation::new(teacher.network, p.temperature, p.alpha)?;
-    let distilled_opts = train_opts(p.student, p.student_jitter, "student-distilled.safetensors");
-    let distilled = train::train(&distilled_opts, data, device, Some(&kd))?;
-    rows.push(summarize("student distilled", &distilled, data)?);
+    // The same seed: the same initial parameters and batch order as the student alone.
+    let distilled = Network::new(student_spec, opts.seed, device)?;
+    let kd = Distillation::new(&teacher, p.temperature, p.alpha)?;
+    let distilled_opts = train_opts(p.student_jitter, "student-distilled.safetensors");
+    let report = train::train(&distilled_opts, &distilled, data, device, Some(&kd))?;
+    rows.push(summarize(
+        "student distilled",
+        &distilled,
+        &report,
+        data,
+        device,
+    )?);
     write_report(&opts.out_dir, p, opts.seed, device, &rows)?;
     Ok(rows)
 }
 
-fn summarize(run: &'static str, report: &TrainReport, data: &Mnist) -> Result<RunSummary> {
+fn summarize(
+    run: &'static str,
+    network: &Network,
+    report: &TrainReport,
+    data: &Mnist,
+    device: &Device,
+) -> Result<RunSummary> {
     // Timed apart from training, at the evaluation batch size.
-    let eval = train::evaluate(&report.network, &data.test, 1000)?;
-    let parameters = report
-        .network
-        .parameters()
-        .iter()
-        .map(|(_, t)| t.numel())
-        .sum();
+    let eval = train::evaluate(network, &data.test, 1000, device)?;
+    let (train_steps, gpu_queue) = report.queue();
     Ok(RunSummary {
+        train_steps,
+        gpu_queue,
         run,
-        arch: report.network.arch(),
-        parameters,
+        model: network.name().to_string(),
+        parameters: network.parameter_count(),
         test_accuracy: eval.accuracy,
         test_errors: eval.errors,
         train_seconds: report.epochs.iter().map(|m| m.epoch_seconds).sum(),
@@ -125,7 +150,7 @@ pub fn write_report(
         "alpha": p.alpha,
         "runs": rows.iter().map(|r| json!({
             "run": r.run,
-            "model": r.arch.to_string(),
+            "model": r.model,
             "parameters": r.parameters,
             "test_accuracy": r.test_accuracy,
             "test_errors": r.test_errors,
@@ -156,7 +181,7 @@ pub fn markdown(p: &Preset, seed: u64, device: &Device, rows: &[RunSummary]) -> 
             s,
             "| {} | {} | {} | {:.2} % | {} | {:.1} s | {:.1} µs/image |",
             r.run,
-            r.arch,
+            r.model,
             r.parameters,
             100.0 * r.test_accuracy,
             r.test_errors,
@@ -258,7 +283,7 @@ pub fn svg_plot(rows: &[RunSummary]) -> String {
             w - right + 35.0,
             ly + 4.0,
             r.run,
-            r.arch
+            r.model
         );
     }
     s.push_str("</svg>\n");
@@ -296,9 +321,11 @@ mod tests {
     use crate::presets;
 
     fn rows() -> Vec<RunSummary> {
-        let row = |run, arch, errors: usize, acc: Vec<f64>| RunSummary {
+        let row = |run, model: &str, errors: usize, acc: Vec<f64>| RunSummary {
             run,
-            arch,
+            model: model.to_string(),
+            train_steps: 2,
+            gpu_queue: None,
             parameters: 10,
             test_accuracy: 1.0 - errors as f64 / 10_000.0,
             test_errors: errors,
@@ -307,14 +334,9 @@ mod tests {
             accuracy_per_epoch: acc,
         };
         vec![
-            row("teacher", Arch::TeacherCnn, 100, vec![0.98, 0.99]),
-            row("student alone", Arch::StudentCnn, 200, vec![0.97, 0.98]),
-            row(
-                "student distilled",
-                Arch::StudentCnn,
-                150,
-                vec![0.975, 0.985],
-            ),
+            row("teacher", "teacher-cnn", 100, vec![0.98, 0.99]),
+            row("student alone", "student-cnn", 200, vec![0.97, 0.98]),
+            row("student distilled", "student-cnn", 150, vec![0.975, 0.985]),
         ]
     }
 

@@ -2,14 +2,21 @@
 //! the loss. Each epoch ends with a test evaluation, a line in the metrics file and an
 //! atomically written checkpoint (parameters and optimizer state), so an interrupted run
 //! loses at most the epoch in progress and `--resume` continues it exactly.
+//!
+//! The student and the teacher are any [`Module`]: a [`models::Network`] built from a
+//! description, or a module of the caller's own.
+//!
+//! On the GPU a step stages its inputs, records its kernels and ends with one submit
+//! (`Device::submit`); every 16 steps that submit also carries the read of the losses.
+//! Nothing else waits for the device until the epoch's evaluation.
 
 use crate::data::{Batch, Batching, Dataset, Mnist, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
 use crate::error::{io, DistillError, Result};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::progress::{say, EpochProgress, ProgressMode};
-use engine::{no_grad, Device, Labels, Tensor};
+use engine::{no_grad, Device, Labels, QueueStats, Tensor};
 use models::checkpoint::{self, Checkpoint};
-use models::{Arch, Mode, Module, Network};
+use models::{Mode, Module, MNIST_INPUT};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,7 +26,6 @@ use std::time::Instant;
 /// How to train one network.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
-    pub arch: Arch,
     pub epochs: usize,
     pub batch_size: usize,
     pub optimizer: OptimizerConfig,
@@ -33,9 +39,27 @@ pub struct TrainOptions {
     pub progress: ProgressMode,
 }
 
+impl TrainOptions {
+    /// The `distill train` defaults: 3 epochs, batch 64, Adam at 1e-3, seed 0, no jitter,
+    /// no resume, progress bars on a terminal; the checkpoint written to `out`.
+    pub fn new(out: impl Into<PathBuf>) -> TrainOptions {
+        TrainOptions {
+            epochs: 3,
+            batch_size: 64,
+            optimizer: OptimizerConfig::new(crate::optim::OptimizerKind::Adam, 1e-3),
+            seed: 0,
+            jitter: false,
+            out: out.into(),
+            resume: false,
+            progress: ProgressMode::Auto,
+        }
+    }
+}
+
 /// Distillation from a frozen teacher: `(1 - alpha)·CE + alpha·T²·KL`.
-pub struct Distillation {
-    pub teacher: Network,
+pub struct Distillation<'a> {
+    /// Any module whose forward gives `(n, 10)` logits, on the training device.
+    pub teacher: &'a dyn Module,
     pub temperature: f32,
     pub alpha: f32,
     /// Compute the teacher's logits once for the whole training set when the images
@@ -43,8 +67,8 @@ pub struct Distillation {
     pub cache_teacher: bool,
 }
 
-impl Distillation {
-    pub fn new(teacher: Network, temperature: f32, alpha: f32) -> Result<Distillation> {
+impl<'a> Distillation<'a> {
+    pub fn new(teacher: &'a dyn Module, temperature: f32, alpha: f32) -> Result<Distillation<'a>> {
         Distillation::check(temperature, alpha)?;
         Ok(Distillation {
             teacher,
@@ -83,12 +107,17 @@ pub struct Evaluation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochMetrics {
     pub epoch: usize,
+    /// Optimizer steps in the epoch.
+    pub steps: usize,
     pub train_loss: f64,
     /// Mean cross-entropy and `T²·KL` of a distillation run.
     pub train_parts: Option<[f64; 2]>,
     pub test: Evaluation,
     pub epoch_seconds: f64,
     pub samples_per_second: f64,
+    /// On a GPU: the submits and dispatches of the epoch's training steps (the
+    /// evaluation after them not included).
+    pub queue: Option<QueueStats>,
 }
 
 impl EpochMetrics {
@@ -101,17 +130,22 @@ impl EpochMetrics {
             "test_loss": self.test.loss,
             "epoch_seconds": self.epoch_seconds,
             "samples_per_second": self.samples_per_second,
+            "steps": self.steps,
         });
         if let Some([ce, kl]) = self.train_parts {
             v["train_ce"] = json!(ce);
             v["train_kl"] = json!(kl);
         }
+        if let Some(q) = self.queue {
+            v["gpu_submits"] = json!(q.submits);
+            v["gpu_dispatches"] = json!(q.dispatches);
+        }
         v
     }
 }
 
+/// What [`train`] did: one entry per epoch it ran.
 pub struct TrainReport {
-    pub network: Network,
     pub epochs: Vec<EpochMetrics>,
     /// Seconds spent training in this process (resumed epochs not counted).
     pub train_seconds: f64,
@@ -120,6 +154,30 @@ pub struct TrainReport {
 impl TrainReport {
     pub fn final_test(&self) -> Option<&Evaluation> {
         self.epochs.last().map(|m| &m.test)
+    }
+
+    /// Steps, and on a GPU the submits and dispatches, of all the training steps run.
+    pub fn queue(&self) -> (usize, Option<QueueStats>) {
+        let steps = self.epochs.iter().map(|m| m.steps).sum();
+        let queue = self
+            .epochs
+            .iter()
+            .filter_map(|m| m.queue)
+            .reduce(|a, b| QueueStats {
+                submits: a.submits + b.submits,
+                dispatches: a.dispatches + b.dispatches,
+            });
+        (steps, queue)
+    }
+}
+
+/// How messages name a module: its description's name, else the checkpoint's stem.
+pub fn model_name(module: &dyn Module, out: &Path) -> String {
+    match module.spec() {
+        Some(spec) => spec.name.clone(),
+        None => out
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned()),
     }
 }
 
@@ -130,21 +188,33 @@ pub fn metrics_path(checkpoint: &Path) -> PathBuf {
 
 /// Where the teacher's logits for a training batch come from.
 enum TeacherLogits<'a> {
-    /// Computed once for the whole training set: `(len, 10)`, reused every epoch.
-    Cached(Vec<f32>),
+    /// Computed once for the whole training set, `(len, 10)` on the training device,
+    /// reused every epoch: each batch gathers its rows there.
+    Cached(Tensor),
     /// Run per batch, on the augmented images.
-    Live(&'a Network),
+    Live(&'a dyn Module),
 }
 
+/// Losses read back every this many steps: on the GPU a read waits for the queue.
+const READ_EVERY: usize = 16;
+
+/// Trains `student` on `device` (where its parameters live) as `opts` says, with the
+/// labels alone or, with `kd`, distilled from a teacher.
 pub fn train(
     opts: &TrainOptions,
+    student: &dyn Module,
     data: &Mnist,
     device: &Device,
     kd: Option<&Distillation>,
 ) -> Result<TrainReport> {
     validate(opts)?;
-    let (network, mut optimizer, done) = start(opts, device)?;
-    let params = network.parameters();
+    check_fits(student, "the student")?;
+    if let Some(kd) = kd {
+        check_fits(kd.teacher, "the teacher")?;
+    }
+    let name = model_name(student, &opts.out);
+    let (mut optimizer, done) = start(opts, student, &name)?;
+    let params = student.parameters();
     let teacher = match kd {
         // NOTE: without augmentation the teacher sees the same image every epoch, so its
         // logits are computed once instead of once per batch per epoch.
@@ -154,12 +224,13 @@ pub fn train(
                 "computing the teacher's logits for the training set once",
             );
             Some(TeacherLogits::Cached(logits_for(
-                &kd.teacher,
+                kd.teacher,
                 &data.train,
                 1000,
+                device,
             )?))
         }
-        Some(kd) => Some(TeacherLogits::Live(&kd.teacher)),
+        Some(kd) => Some(TeacherLogits::Live(kd.teacher)),
         None => None,
     };
     let metrics_file = metrics_path(&opts.out);
@@ -172,15 +243,16 @@ pub fn train(
     let mut batch = Batch::default();
     for epoch in done + 1..=opts.epochs {
         let t0 = Instant::now();
-        let label = format!("{} epoch {epoch}/{}", opts.arch, opts.epochs);
+        let queue0 = device.queue_stats();
+        let label = format!("{name} epoch {epoch}/{}", opts.epochs);
         let mut bar = EpochProgress::new(opts.progress, label, data.train.len());
         let batching = Batching::train(opts.batch_size, opts.seed).with_jitter(opts.jitter);
         let mut batches = data.train.batches(batching, epoch as u64)?;
-        let (mut sum, mut parts_sum, mut pending, mut seen) =
-            (0.0f64, [0.0f64; 2], Vec::new(), 0usize);
+        let mut losses = LossLog::default();
         let mut step = 0u32;
         while batches.next_into(&mut batch) {
             let n = batch.len();
+            // Staged with the batch: none of these uploads waits for the device.
             let x = Tensor::from_vec(
                 batch.images.clone(),
                 &[n, 1, IMAGE_SIDE, IMAGE_SIDE],
@@ -188,7 +260,7 @@ pub fn train(
             )?;
             let y = Labels::new(&batch.labels, device)?;
             let seed = step_seed(opts.seed, epoch, step);
-            let logits = network.forward(&x, Mode::Train { seed })?;
+            let logits = student.forward(&x, Mode::Train { seed })?;
             let (loss, parts) = match (&teacher, kd) {
                 (Some(t), Some(kd)) => {
                     let t_logits = teacher_batch(t, &batch, &x, device)?;
@@ -199,45 +271,108 @@ pub fn train(
             };
             let grads = loss.backward()?;
             optimizer.step(&params, &grads)?;
-            pending.push((n, loss.detach(), parts));
+            losses.push(n, loss.detach(), parts);
             step += 1;
-            // NOTE: on the GPU reading a scalar waits for the queue, so the losses are
-            // read a few steps at a time rather than after every step.
-            if pending.len() == 16 || batches.len() == 0 {
-                let (s, p, k) = drain(&mut pending)?;
-                sum += s;
-                parts_sum[0] += p[0];
-                parts_sum[1] += p[1];
-                seen += k;
-                bar.advance(k, s / k as f64);
+            if losses.len() == READ_EVERY || batches.len() == 0 {
+                // The read submits the step's work with it.
+                let (seen, mean) = losses.drain()?;
+                bar.advance(seen, mean);
+            } else {
+                device.submit();
             }
         }
+        let queue = device
+            .queue_stats()
+            .zip(queue0)
+            .map(|(now, then)| now - then);
         bar.finish();
         let epoch_seconds = t0.elapsed().as_secs_f64();
-        let test = evaluate(&network, &data.test, 1000)?;
+        let test = evaluate(student, &data.test, 1000, device)?;
+        let seen = losses.seen.max(1) as f64;
         let metrics = EpochMetrics {
             epoch,
-            train_loss: sum / seen.max(1) as f64,
-            train_parts: kd.map(|_| {
-                [
-                    parts_sum[0] / seen.max(1) as f64,
-                    parts_sum[1] / seen.max(1) as f64,
-                ]
-            }),
+            steps: step as usize,
+            train_loss: losses.sum / seen,
+            train_parts: kd.map(|_| [losses.parts_sum[0] / seen, losses.parts_sum[1] / seen]),
             test,
             epoch_seconds,
-            samples_per_second: seen as f64 / epoch_seconds.max(1e-9),
+            samples_per_second: losses.seen as f64 / epoch_seconds.max(1e-9),
+            queue,
         };
-        say(opts.progress, &epoch_line(opts.arch, opts.epochs, &metrics));
+        say(opts.progress, &epoch_line(&name, opts.epochs, &metrics));
         append_line(&metrics_file, &metrics.to_json())?;
-        save(opts, &network, &optimizer, &metrics, kd)?;
+        save(opts, student, &optimizer, &metrics, kd)?;
         epochs.push(metrics);
     }
     Ok(TrainReport {
-        network,
         epochs,
         train_seconds: start_time.elapsed().as_secs_f64(),
     })
+}
+
+/// The losses of the steps since the last read, still on the device, and the sums of
+/// those read so far.
+#[derive(Default)]
+struct LossLog {
+    /// `(batch size, loss, [CE, T²·KL] of a distillation step)` per step.
+    pending: Vec<(usize, Tensor, Option<Tensor>)>,
+    sum: f64,
+    parts_sum: [f64; 2],
+    seen: usize,
+}
+
+impl LossLog {
+    fn push(&mut self, n: usize, loss: Tensor, parts: Option<Tensor>) {
+        self.pending.push((n, loss, parts));
+    }
+
+    fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Reads the pending losses back in one read; returns their examples and mean loss.
+    fn drain(&mut self) -> Result<(usize, f64)> {
+        let tensors: Vec<Tensor> = self
+            .pending
+            .iter()
+            .flat_map(|(_, loss, parts)| std::iter::once(loss.clone()).chain(parts.clone()))
+            .collect();
+        if tensors.is_empty() {
+            return Ok((0, 0.0));
+        }
+        let values = Tensor::concat(&tensors)?.to_vec()?;
+        let mut values = values.into_iter();
+        let (mut sum, mut count) = (0.0, 0);
+        for (n, _, parts) in self.pending.drain(..) {
+            let weight = n as f64;
+            sum += values.next().unwrap_or(f32::NAN) as f64 * weight;
+            if parts.is_some() {
+                for part in &mut self.parts_sum {
+                    *part += values.next().unwrap_or(f32::NAN) as f64 * weight;
+                }
+            }
+            count += n;
+        }
+        self.sum += sum;
+        self.seen += count;
+        Ok((count, sum / count.max(1) as f64))
+    }
+}
+
+/// The module takes MNIST images: a described network must take `(1, 28, 28)` and give
+/// one logit per class (a module without a description is checked by its first step).
+fn check_fits(module: &dyn Module, role: &str) -> Result<()> {
+    let Some(spec) = module.spec() else {
+        return Ok(());
+    };
+    let output = spec.output_shape()?;
+    if spec.input != MNIST_INPUT || output != [NUM_CLASSES] {
+        return Err(DistillError::Config(format!(
+            "{role} `{}` takes {:?} images and gives {output:?} values; MNIST needs              {MNIST_INPUT:?} images and {NUM_CLASSES} classes",
+            spec.name, spec.input
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the options that need nothing loaded, so that a bad flag fails at once.
@@ -255,22 +390,15 @@ pub fn validate(opts: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
-/// A fresh network and optimizer, or the ones saved in `opts.out` when resuming; also
-/// the number of epochs already done.
-fn start(opts: &TrainOptions, device: &Device) -> Result<(Network, Optimizer, usize)> {
+/// A fresh optimizer for `student`, or, when resuming, the parameters and optimizer
+/// state saved in `opts.out` (loaded into `student`); also the number of epochs done.
+fn start(opts: &TrainOptions, student: &dyn Module, name: &str) -> Result<(Optimizer, usize)> {
     if opts.resume && opts.out.exists() {
-        let (network, ckpt) = checkpoint::load_network(&opts.out, device)?;
+        let ckpt = checkpoint::read(&opts.out)?;
         let resume_err = |detail: String| DistillError::Resume {
             path: opts.out.clone(),
             detail,
         };
-        if network.arch() != opts.arch {
-            return Err(resume_err(format!(
-                "it holds {}, but --model is {}",
-                network.arch(),
-                opts.arch
-            )));
-        }
         let kind = ckpt
             .metadata
             .get("optimizer")
@@ -282,21 +410,21 @@ fn start(opts: &TrainOptions, device: &Device) -> Result<(Network, Optimizer, us
                 opts.optimizer.kind
             )));
         }
+        checkpoint::load_into(student, &ckpt)?;
         let done = meta_number(&ckpt, "epoch").map_err(resume_err)?;
         let steps = meta_number(&ckpt, "optimizer_steps").map_err(resume_err)?;
-        let mut optimizer = Optimizer::new(opts.optimizer, &network.parameters())?;
+        let mut optimizer = Optimizer::new(opts.optimizer, &student.parameters())?;
         optimizer
             .load_state(steps as u64, &ckpt.tensors)
             .map_err(resume_err)?;
         say(
             opts.progress,
             &format!(
-                "resuming {} from {} after epoch {done}",
-                opts.arch,
+                "resuming {name} from {} after epoch {done}",
                 opts.out.display()
             ),
         );
-        return Ok((network, optimizer, done));
+        return Ok((optimizer, done));
     }
     if opts.resume {
         say(
@@ -307,9 +435,7 @@ fn start(opts: &TrainOptions, device: &Device) -> Result<(Network, Optimizer, us
             ),
         );
     }
-    let network = Network::new(opts.arch, opts.seed, device)?;
-    let optimizer = Optimizer::new(opts.optimizer, &network.parameters())?;
-    Ok((network, optimizer, 0))
+    Ok((Optimizer::new(opts.optimizer, &student.parameters())?, 0))
 }
 
 fn meta_number(ckpt: &Checkpoint, key: &str) -> std::result::Result<usize, String> {
@@ -328,21 +454,6 @@ fn step_seed(seed: u64, epoch: usize, step: u32) -> u32 {
     (mixed ^ (mixed >> 29)) as u32
 }
 
-/// Sums the pending losses (one read each): `(Σ loss·n, [Σ ce·n, Σ kl·n], Σ n)`.
-fn drain(pending: &mut Vec<(usize, Tensor, Option<Tensor>)>) -> Result<(f64, [f64; 2], usize)> {
-    let (mut sum, mut parts_sum, mut count) = (0.0, [0.0; 2], 0);
-    for (n, loss, parts) in pending.drain(..) {
-        sum += loss.to_scalar()? as f64 * n as f64;
-        if let Some(parts) = parts {
-            let p = parts.to_vec()?;
-            parts_sum[0] += p[0] as f64 * n as f64;
-            parts_sum[1] += p[1] as f64 * n as f64;
-        }
-        count += n;
-    }
-    Ok((sum, parts_sum, count))
-}
-
 fn teacher_batch(
     teacher: &TeacherLogits,
     batch: &Batch,
@@ -351,14 +462,8 @@ fn teacher_batch(
 ) -> Result<Tensor> {
     match teacher {
         TeacherLogits::Cached(all) => {
-            let classes = NUM_CLASSES;
-            let rows: Vec<f32> = batch
-                .indices
-                .iter()
-                .flat_map(|&i| &all[i * classes..(i + 1) * classes])
-                .copied()
-                .collect();
-            Ok(Tensor::from_vec(rows, &[batch.len(), classes], device)?)
+            let rows: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
+            Ok(all.gather_rows(&Labels::new(&rows, device)?)?)
         }
         TeacherLogits::Live(network) => {
             let _frozen = no_grad();
@@ -367,11 +472,16 @@ fn teacher_batch(
     }
 }
 
-/// The network's logits `(len, classes)` for every image of `data`, in order, on the host.
-pub fn logits_for(network: &Network, data: &Dataset, batch_size: usize) -> Result<Vec<f32>> {
+/// The module's logits `(len, classes)` for every image of `data`, in order, as a
+/// constant on `device`.
+pub fn logits_for(
+    module: &dyn Module,
+    data: &Dataset,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let _frozen = no_grad();
-    let device = network.device();
-    let mut out = Vec::with_capacity(data.len() * 10);
+    let mut parts = Vec::new();
     let mut batches = data.batches(Batching::eval(batch_size), 0)?;
     let mut batch = Batch::default();
     while batches.next_into(&mut batch) {
@@ -380,17 +490,22 @@ pub fn logits_for(network: &Network, data: &Dataset, batch_size: usize) -> Resul
             &[batch.len(), 1, IMAGE_SIDE, IMAGE_SIDE],
             device,
         )?;
-        out.extend(network.forward(&x, Mode::Eval)?.to_vec()?);
+        parts.push(module.forward(&x, Mode::Eval)?);
     }
-    Ok(out)
+    let classes = parts.first().map_or(NUM_CLASSES, |t| t.shape()[1]);
+    Ok(Tensor::concat(&parts)?.reshape(&[data.len(), classes])?)
 }
 
 /// Accuracy, error count and mean cross-entropy of `network` on `data`, without
 /// recording gradients.
-pub fn evaluate(network: &Network, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
+pub fn evaluate(
+    module: &dyn Module,
+    data: &Dataset,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Evaluation> {
     let _frozen = no_grad();
     let t0 = Instant::now();
-    let device = network.device();
     let (mut correct, mut loss_sum) = (0usize, 0.0f64);
     let mut batches = data.batches(Batching::eval(batch_size), 0)?;
     let mut batch = Batch::default();
@@ -402,7 +517,7 @@ pub fn evaluate(network: &Network, data: &Dataset, batch_size: usize) -> Result<
             &[n, 1, IMAGE_SIDE, IMAGE_SIDE],
             device,
         )?;
-        let logits = network.forward(&x, Mode::Eval)?;
+        let logits = module.forward(&x, Mode::Eval)?;
         let y = Labels::new(&batch.labels, device)?;
         loss_sum += logits.cross_entropy(&y)?.to_scalar()? as f64 * n as f64;
         let predicted = logits.argmax_rows()?;
@@ -422,9 +537,9 @@ pub fn evaluate(network: &Network, data: &Dataset, batch_size: usize) -> Result<
     })
 }
 
-fn epoch_line(arch: Arch, epochs: usize, m: &EpochMetrics) -> String {
+fn epoch_line(name: &str, epochs: usize, m: &EpochMetrics) -> String {
     format!(
-        "{arch} epoch {}/{epochs}: train loss {:.4}, test accuracy {:.2}% ({} errors), {:.1}s ({:.0} samples/s)",
+        "{name} epoch {}/{epochs}: train loss {:.4}, test accuracy {:.2}% ({} errors), {:.1}s ({:.0} samples/s)",
         m.epoch,
         m.train_loss,
         100.0 * m.test.accuracy,
@@ -445,7 +560,7 @@ fn append_line(path: &Path, value: &serde_json::Value) -> Result<()> {
 
 fn save(
     opts: &TrainOptions,
-    network: &Network,
+    module: &dyn Module,
     optimizer: &Optimizer,
     m: &EpochMetrics,
     kd: Option<&Distillation>,
@@ -463,10 +578,14 @@ fn save(
     meta.insert("batch".to_string(), opts.batch_size.to_string());
     meta.insert("jitter".to_string(), opts.jitter.to_string());
     if let Some(kd) = kd {
-        meta.insert("distilled_from".to_string(), kd.teacher.arch().to_string());
+        let teacher = kd
+            .teacher
+            .spec()
+            .map_or("a custom module", |s| s.name.as_str());
+        meta.insert("distilled_from".to_string(), teacher.to_string());
         meta.insert("temperature".to_string(), kd.temperature.to_string());
         meta.insert("alpha".to_string(), kd.alpha.to_string());
     }
-    checkpoint::save(&opts.out, network, &meta, &optimizer.state())?;
+    checkpoint::save(&opts.out, module, &meta, &optimizer.state())?;
     Ok(())
 }

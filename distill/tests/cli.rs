@@ -4,7 +4,7 @@
 //! trains (the teacher takes 30 s an epoch), so the whole file runs in a few seconds.
 
 use engine::Device;
-use models::{checkpoint, Arch, Network};
+use models::{builtin, checkpoint, Network};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Read;
@@ -157,9 +157,11 @@ fn distill(dir: &TempDir, args: &[&str]) -> Output {
     distill_in(dir, args, &[])
 }
 
-/// A checkpoint of a freshly initialised `arch`, as `train` would write after epoch 1.
-fn write_checkpoint(path: &Path, arch: Arch) {
-    let network = Network::new(arch, 0, &Device::Cpu).unwrap();
+/// A checkpoint of a freshly initialised built-in `arch`, as `train` would write after
+/// epoch 1.
+fn write_checkpoint(path: &Path, arch: &str) {
+    let spec = builtin::builtin(arch).unwrap();
+    let network = Network::new(&spec, 0, &Device::Cpu).unwrap();
     let mut meta = BTreeMap::new();
     meta.insert("epoch".to_string(), "1".to_string());
     meta.insert("seed".to_string(), "0".to_string());
@@ -258,7 +260,8 @@ fn unknown_model_lists_the_valid_names() {
     let dir = TempDir::new("unknown-model");
     let out = dir.arg("x.safetensors");
     let mut needles = vec!["resnet"];
-    needles.extend(Arch::ALL.map(Arch::name));
+    needles.extend(builtin::NAMES);
+    needles.push("description file");
     distill(&dir, &["train", "--model", "resnet", "--out", &out]).fails_with(&needles);
     let args = [
         "distill",
@@ -459,7 +462,7 @@ fn eval_corrupt_checkpoint() {
 fn eval_truncated_checkpoint() {
     let dir = TempDir::new("eval-truncated");
     let path = dir.arg("student.safetensors");
-    write_checkpoint(Path::new(&path), Arch::StudentCnn);
+    write_checkpoint(Path::new(&path), "student-cnn");
     let bytes = fs::read(&path).unwrap();
     fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     distill(
@@ -536,7 +539,7 @@ fn run_unknown_preset_lists_the_presets() {
 fn resume_from_another_architecture() {
     let dir = TempDir::new("resume-arch");
     let out = dir.arg("student.safetensors");
-    write_checkpoint(Path::new(&out), Arch::StudentCnn);
+    write_checkpoint(Path::new(&out), "student-cnn");
     let before = fs::read(&out).unwrap();
     let args = [
         "train",
@@ -580,7 +583,7 @@ fn out_in_a_missing_directory() {
 fn failed_run_leaves_an_existing_checkpoint_intact() {
     let dir = TempDir::new("atomic");
     let out = dir.arg("teacher.safetensors");
-    write_checkpoint(Path::new(&out), Arch::TeacherCnn);
+    write_checkpoint(Path::new(&out), "teacher-cnn");
     let metrics = dir.path("teacher.metrics.jsonl");
     fs::write(&metrics, "{\"epoch\":1}\n").unwrap();
     let (before, metrics_before) = (fs::read(&out).unwrap(), fs::read(&metrics).unwrap());
@@ -676,7 +679,8 @@ fn train_with_profile_prints_the_kernel_table() {
         "the table comes after the summary:\n{text}"
     );
     // 60,000 images at batch 64 is 938 steps: conv1's forward runs once per step, plus
-    // the test evaluation's batches.
+    // once for each of the test evaluation's ten batches of 1000; Adam once per step for
+    // each of the student-cnn's six parameter tensors.
     let calls = |kernel: &str| -> u64 {
         let line = text
             .lines()
@@ -684,9 +688,122 @@ fn train_with_profile_prints_the_kernel_table() {
             .unwrap_or_else(|| panic!("no `{kernel}` row:\n{text}"));
         line.split_whitespace().nth(2).unwrap().parse().unwrap()
     };
-    assert!(calls("conv2d_forward") >= 938, "{text}");
-    assert!(calls("adam_step") >= 938, "{text}");
+    assert_eq!(calls("conv2d_forward"), 938 + 10, "{text}");
+    assert_eq!(calls("adam_step"), 6 * 938, "{text}");
+    assert!(!text.contains("GPU queue"), "no queue on the CPU:\n{text}");
     assert!(text.contains("all kernels"), "{text}");
+}
+
+/// A network no library code knows: 4 filters, a leaky ReLU, one linear layer.
+const TINY: &str = r#"{
+  "name": "tiny",
+  "layers": [
+    {"type": "conv2d", "name": "conv1", "in_channels": 1, "out_channels": 4, "kernel": 3},
+    {"type": "leaky_relu", "negative_slope": 0.1},
+    {"type": "max_pool2d", "kernel": 2},
+    {"type": "flatten"},
+    {"type": "linear", "name": "fc1", "in_features": 676, "out_features": 10}
+  ]
+}"#;
+
+/// `--model FILE` trains a described network, `models FILE` lists it, and `eval`
+/// rebuilds it from the checkpoint alone.
+#[test]
+fn train_and_eval_a_network_from_a_description_file() {
+    let dir = TempDir::new("description");
+    let spec = dir.path("tiny.json");
+    fs::write(&spec, TINY).unwrap();
+    let (spec_arg, out, data) = (
+        dir.arg("tiny.json"),
+        dir.arg("tiny.safetensors"),
+        official_data(),
+    );
+    let models = distill(&dir, &["models", &spec_arg]);
+    models.succeeds();
+    // 4·9 + 4 + 676·10 + 10 = 6810 parameters.
+    assert!(
+        models
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["tiny", "6810"])),
+        "{}",
+        models.stdout
+    );
+    let args = [
+        "train",
+        "--model",
+        &spec_arg,
+        "--out",
+        &out,
+        "--epochs=1",
+        "--device=cpu",
+        "--quiet",
+        &data,
+    ];
+    let trained = distill(&dir, &args);
+    trained.succeeds();
+    assert!(
+        trained.stdout.contains("tiny: test accuracy"),
+        "{}",
+        trained.stdout
+    );
+    let ckpt = checkpoint::read(Path::new(&out)).unwrap();
+    assert_eq!(ckpt.spec.as_ref().map(|s| s.name.as_str()), Some("tiny"));
+    let eval = distill(&dir, &["eval", "--checkpoint", &out, "--device=cpu", &data]);
+    eval.succeeds();
+    assert!(
+        eval.stdout.starts_with("tiny (epoch 1): test accuracy"),
+        "{}",
+        eval.stdout
+    );
+}
+
+/// A description that does not fit names the file and the layer, and nothing is written.
+#[test]
+fn a_bad_description_file_is_named_with_its_layer() {
+    let dir = TempDir::new("bad-description");
+    fs::write(dir.path("bad.json"), TINY.replace("676", "600")).unwrap();
+    fs::write(dir.path("garbled.json"), "{\"name\": ").unwrap();
+    let out = dir.arg("x.safetensors");
+    let data = official_data();
+    for (file, needles) in [
+        (
+            "bad.json",
+            vec![
+                "tiny",
+                "layer 5 (linear `fc1`)",
+                "in_features is 600",
+                "676 values",
+            ],
+        ),
+        (
+            "garbled.json",
+            vec!["garbled.json", "not a network description"],
+        ),
+    ] {
+        let model = dir.arg(file);
+        let args = [
+            "train",
+            "--model",
+            &model,
+            "--out",
+            &out,
+            "--device=cpu",
+            &data,
+        ];
+        distill(&dir, &args).fails_with(&needles);
+        let args = [
+            "run",
+            "--student",
+            &model,
+            "--out-dir",
+            &out,
+            "--device=cpu",
+            &data,
+        ];
+        distill(&dir, &args).fails_with(&needles);
+    }
+    assert_eq!(listing(&dir), ["bad.json", "garbled.json"]);
 }
 
 #[test]

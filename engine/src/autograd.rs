@@ -10,11 +10,16 @@
 use crate::backend;
 use crate::error::{Error, Result};
 use crate::ops;
-use crate::storage::{IndexStorage, Storage};
+use crate::storage::Storage;
 use crate::tensor::{Tensor, TensorId};
 use kernels::params::*;
+use kernels::registry as k;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+
+/// The backward of a pointwise activation: `grad_x` from its params, its input `x` and
+/// the gradient of its output, in that order (the backward kernel's arguments).
+pub type PointwiseBackward = fn(&ElementwiseParams, &Storage, &Storage) -> Result<Storage>;
 
 /// How a tensor was computed, with what its backward needs.
 pub enum Op {
@@ -35,13 +40,19 @@ pub enum Op {
         bias: Tensor,
         params: AxisParams,
     },
+    /// Saves the argmax (`u32` words): the backward is a scatter.
     MaxPool2d {
         input: Tensor,
-        argmax: IndexStorage,
+        argmax: Storage,
         params: Pool2dParams,
     },
-    Relu {
+    /// A pointwise activation (ReLU, leaky ReLU): saves its input; `backward` runs the
+    /// activation's backward kernel (see `ops/activation.rs`).
+    Pointwise {
         x: Tensor,
+        params: ElementwiseParams,
+        backward: PointwiseBackward,
+        name: &'static str,
     },
     Dropout {
         x: Tensor,
@@ -88,7 +99,7 @@ impl Op {
             Op::Conv2d { x, weight, .. } => vec![x, weight],
             Op::BiasAdd { x, bias, .. } => vec![x, bias],
             Op::MaxPool2d { input, .. } => vec![input],
-            Op::Relu { x }
+            Op::Pointwise { x, .. }
             | Op::Dropout { x, .. }
             | Op::Scale { x, .. }
             | Op::Reshape { x }
@@ -104,7 +115,7 @@ impl Op {
             Op::Conv2d { .. } => "conv2d",
             Op::BiasAdd { .. } => "bias_add",
             Op::MaxPool2d { .. } => "max_pool2d",
-            Op::Relu { .. } => "relu",
+            Op::Pointwise { name, .. } => name,
             Op::Dropout { .. } => "dropout",
             Op::Add { .. } => "add",
             Op::Scale { .. } => "scale",
@@ -134,12 +145,17 @@ fn backward_op(op: &Op, grad: &Tensor) -> Result<Vec<Option<Storage>>> {
         Op::MaxPool2d { argmax, params, .. } => {
             one(ops::pool::max_pool2d_backward(argmax, params, g))
         }
-        Op::Relu { x } => one(ops::activation::relu_backward(x, g)),
+        Op::Pointwise {
+            x,
+            params,
+            backward,
+            ..
+        } => one(backward(params, &x.storage(), g)),
         Op::Dropout { mask, params, .. } => one(ops::activation::dropout_backward(mask, params, g)),
         Op::Add { .. } => Ok(vec![Some(g.duplicate()?), Some(g.duplicate()?)]),
-        Op::Scale { alpha, .. } => one(backend::scale(g, *alpha)),
+        Op::Scale { alpha, .. } => one(ops::elementwise::scale_backward(*alpha, g)),
         Op::Reshape { .. } => one(g.duplicate()),
-        Op::SumAxis { params, .. } => one(backend::sum_axis_backward(g, params)),
+        Op::SumAxis { params, .. } => one(ops::elementwise::sum_axis_backward(params, g)),
         Op::LogSoftmax { out, params, .. } => one(ops::loss::log_softmax_backward(out, params, g)),
         Op::RowLoss {
             grad: rows_grad,
@@ -217,7 +233,10 @@ impl Tensor {
 
 fn accumulate(pending: &mut HashMap<TensorId, Tensor>, input: &Tensor, g: Storage) -> Result<()> {
     match pending.get(&input.id()) {
-        Some(sum) => backend::axpy(&g, &mut sum.storage_mut(), 1.0),
+        Some(sum) => {
+            let p = ElementwiseParams::with_alpha(g.len(), 1.0);
+            backend::run_into::<k::Axpy>(&p, &[&g], &mut [&mut sum.storage_mut()])
+        }
         None => {
             let g = Tensor::from_storage(g, input.shape().to_vec(), input.device());
             pending.insert(input.id(), g);

@@ -34,6 +34,13 @@ pub enum Error {
     },
     /// The data length does not match the shape's element count.
     DataLength { shape: Vec<usize>, len: usize },
+    /// A storage shorter than the kernel's params say it reads or writes.
+    BufferLength {
+        op: &'static str,
+        arg: &'static str,
+        len: usize,
+        needed: usize,
+    },
     /// The GPU backend failed (no adapter, a buffer past the device's limits, ...).
     Gpu(String),
 }
@@ -66,6 +73,12 @@ impl fmt::Display for Error {
                     numel(shape)
                 )
             }
+            Error::BufferLength {
+                op,
+                arg,
+                len,
+                needed,
+            } => write!(f, "{op}: `{arg}` holds {len} values, the op needs {needed}"),
             Error::Gpu(message) => write!(f, "gpu: {message}"),
         }
     }

@@ -20,18 +20,23 @@
 //! The counters are global, like the device a process trains on. Off, a kernel call
 //! pays one relaxed atomic load.
 
-use kernels::gpu::{GpuContext, GpuTiming, KernelId};
+#[cfg(feature = "gpu")]
+use kernels::gpu::{GpuContext, GpuTiming};
+use kernels::KernelId;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+#[cfg(feature = "gpu")]
+use std::sync::{Arc, Weak};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// `(calls, seconds)` of the CPU kernels, indexed by `KernelId as usize`.
-static CPU: Mutex<[(u64, f64); KernelId::ALL.len()]> = Mutex::new([(0, 0.0); KernelId::ALL.len()]);
+static CPU: Mutex<[(u64, f64); KernelId::COUNT]> = Mutex::new([(0, 0.0); KernelId::COUNT]);
 
 /// The GPU contexts that ran a kernel while profiling was on.
+#[cfg(feature = "gpu")]
 static GPUS: Mutex<Vec<Weak<GpuContext>>> = Mutex::new(Vec::new());
 
 /// One kernel's share of the time on one device.
@@ -54,6 +59,7 @@ impl KernelStat {
 /// Starts (or stops) counting kernel calls and their time, on every device.
 pub fn enable(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
+    #[cfg(feature = "gpu")]
     for ctx in contexts() {
         ctx.set_profiling(on);
     }
@@ -65,7 +71,8 @@ pub fn is_enabled() -> bool {
 
 /// Forgets every call counted so far.
 pub fn reset() {
-    *lock(&CPU) = [(0, 0.0); KernelId::ALL.len()];
+    *lock(&CPU) = [(0, 0.0); KernelId::COUNT];
+    #[cfg(feature = "gpu")]
     for ctx in contexts() {
         ctx.profile_reset();
     }
@@ -88,6 +95,7 @@ pub fn report() -> Vec<KernelStat> {
             device: "cpu",
         })
         .collect();
+    #[cfg(feature = "gpu")]
     for ctx in contexts() {
         for (name, calls, seconds) in ctx.profile_report() {
             match stats
@@ -111,9 +119,15 @@ pub fn report() -> Vec<KernelStat> {
     stats
 }
 
-/// How the GPU kernels were timed, when a GPU ran any while profiling.
-pub fn gpu_timing() -> Option<GpuTiming> {
-    contexts().first().map(|ctx| ctx.profile_timing())
+/// How the GPU kernels were timed, when a GPU ran any while profiling: a line for the
+/// header of the table.
+fn gpu_timing() -> Option<(&'static str, bool)> {
+    #[cfg(feature = "gpu")]
+    if let Some(ctx) = contexts().first() {
+        let timing = ctx.profile_timing();
+        return Some((timing.describe(), timing == GpuTiming::Timestamps));
+    }
+    None
 }
 
 /// Times one CPU kernel call until dropped; `None` (nothing to do) while profiling is off.
@@ -141,6 +155,7 @@ impl Drop for CpuScope {
 
 /// Before a GPU launch: while profiling, makes sure `ctx` times its kernels and is
 /// counted by [`report`].
+#[cfg(feature = "gpu")]
 #[inline]
 pub(crate) fn gpu(ctx: &Arc<GpuContext>) {
     if is_enabled() && !ctx.profiling() {
@@ -148,6 +163,7 @@ pub(crate) fn gpu(ctx: &Arc<GpuContext>) {
     }
 }
 
+#[cfg(feature = "gpu")]
 #[cold]
 fn watch(ctx: &Arc<GpuContext>) {
     let mut gpus = lock(&GPUS);
@@ -161,6 +177,7 @@ fn watch(ctx: &Arc<GpuContext>) {
     ctx.set_profiling(true);
 }
 
+#[cfg(feature = "gpu")]
 fn contexts() -> Vec<Arc<GpuContext>> {
     lock(&GPUS).iter().filter_map(Weak::upgrade).collect()
 }
@@ -178,9 +195,11 @@ pub fn table(stats: &[KernelStat], wall_seconds: f64) -> String {
     if stats.iter().any(|k| k.device == "cpu") {
         let _ = writeln!(s, "CPU times: Instant around each kernel call");
     }
-    if let Some(timing) = gpu_timing().filter(|_| stats.iter().any(|k| k.device == "gpu")) {
-        let _ = writeln!(s, "GPU times: {}", timing.describe());
-        if timing == GpuTiming::Timestamps {
+    if let Some((timing, timestamps)) =
+        gpu_timing().filter(|_| stats.iter().any(|k| k.device == "gpu"))
+    {
+        let _ = writeln!(s, "GPU times: {timing}");
+        if timestamps {
             let _ = writeln!(
                 s,
                 "(the device runs kernels while the host records the next ones: `other` is \

@@ -3,7 +3,7 @@
 use crate::autograd::{is_grad_enabled, Op};
 use crate::device::Device;
 use crate::error::{numel, Error, Result};
-use crate::storage::{IndexStorage, Storage};
+use crate::storage::Storage;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -210,6 +210,11 @@ impl Tensor {
         Ok(())
     }
 
+    /// True when both share their values (a reshape or a detach of the other).
+    pub(crate) fn shares_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+    }
+
     pub(crate) fn check_same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
         if self.device().same(other.device()) {
             Ok(())
@@ -229,20 +234,22 @@ impl From<Storage> for Arc<RwLock<Storage>> {
     }
 }
 
-/// Class labels `(rows)` on a device, for the losses and accuracy counts.
+/// `u32` values `(len)` on a device: the class labels of a batch for the losses, or the
+/// row indices of [`Tensor::gather_rows`].
 #[derive(Clone, Debug)]
 pub struct Labels {
-    storage: Arc<IndexStorage>,
+    storage: Arc<Storage>,
     len: usize,
     device: Device,
-    // The largest label, checked against the logits' column count by every loss.
+    // The largest value, checked by every op against what it indexes.
     max: u32,
 }
 
 impl Labels {
+    /// `labels` on `device`.
     pub fn new(labels: &[u32], device: &Device) -> Result<Labels> {
         let max = labels.iter().copied().max().unwrap_or(0);
-        let storage = IndexStorage::from_vec(labels.to_vec(), device)?;
+        let storage = Storage::from_u32(labels, device)?;
         Ok(Labels {
             storage: Arc::new(storage),
             len: labels.len(),
@@ -251,20 +258,29 @@ impl Labels {
         })
     }
 
+    /// How many values.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Where the values live.
     pub fn device(&self) -> &Device {
         &self.device
     }
 
-    pub fn storage(&self) -> &IndexStorage {
+    /// The words behind them (`u32` bit patterns).
+    pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The values, copied to the host.
+    pub fn to_vec(&self) -> Result<Vec<u32>> {
+        self.storage.to_vec_u32()
     }
 
     pub(crate) fn max(&self) -> u32 {

@@ -96,7 +96,6 @@ fn gpu_kernels_are_timed_on_the_device() {
         stats.iter().all(|s| s.calls > 0 && s.seconds > 0.0),
         "{stats:?}"
     );
-    assert!(profile::gpu_timing().is_some());
     let table = profile::table(&stats, 1.0);
     assert!(table.contains("GPU times:"), "{table}");
     eprintln!("{table}");

@@ -53,6 +53,18 @@ impl MatmulParams {
     pub fn flops(&self) -> u64 {
         2 * self.m as u64 * self.n as u64 * self.k as u64
     }
+    /// The words `a` spans: `m · k`.
+    pub fn a_len(&self) -> usize {
+        self.m as usize * self.k as usize
+    }
+    /// The words `b` spans: `k · n`.
+    pub fn b_len(&self) -> usize {
+        self.k as usize * self.n as usize
+    }
+    /// The words `c` spans: `m · n`.
+    pub fn c_len(&self) -> usize {
+        self.m as usize * self.n as usize
+    }
 }
 
 /// A 2-D convolution (cross-correlation, as PyTorch's `conv2d`) with zero padding.
@@ -202,6 +214,10 @@ impl ElementwiseParams {
             _pad: [0; 2],
         }
     }
+    /// The values each argument spans: `len`.
+    pub fn elements(&self) -> usize {
+        self.len as usize
+    }
 }
 
 /// A per-channel bias over `x: (outer, channels, inner)`: `inner = h·w` for a conv
@@ -261,6 +277,33 @@ impl RowParams {
     pub fn with_alpha(mut self, alpha: f32) -> Self {
         self.alpha = alpha;
         self
+    }
+    /// The values of the logits: `rows · cols`.
+    pub fn elements(&self) -> usize {
+        self.rows as usize * self.cols as usize
+    }
+}
+
+/// `out (rows, cols) = x[index]`: each output row is the row of `x (src_rows, cols)` that
+/// `index (rows)` names (a batch's teacher logits from the cache of the training set's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct GatherParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub src_rows: u32,
+    pub _pad: u32,
+}
+
+impl GatherParams {
+    /// `rows` rows of `cols` values gathered from `src_rows` rows.
+    pub fn new(rows: usize, cols: usize, src_rows: usize) -> Self {
+        Self {
+            rows: rows as u32,
+            cols: cols as u32,
+            src_rows: src_rows as u32,
+            _pad: 0,
+        }
     }
 }
 
@@ -367,6 +410,7 @@ mod tests {
             size_of::<ElementwiseParams>(),
             size_of::<AxisParams>(),
             size_of::<RowParams>(),
+            size_of::<GatherParams>(),
             size_of::<DropoutParams>(),
             size_of::<SgdParams>(),
             size_of::<AdamParams>(),

@@ -211,14 +211,9 @@ proptest! {
         let (ga, gb, out) = (ctx.upload(&a), ctx.upload(&b), ctx.zeros(len));
         let p = ElementwiseParams::with_alpha(len, alpha);
         let mut want = vec![0.0; len];
-        type Binary = (fn(&[f32], &[f32], &mut [f32], &ElementwiseParams),
-            fn(&GpuContext, &GpuBuffer, &GpuBuffer, &GpuBuffer, &ElementwiseParams) -> Result<(), GpuError>);
-        let binary: [(&str, Binary); 2] = [("add", (cpu::add, gpu::add)), ("mul", (cpu::mul, gpu::mul))];
-        for (name, (c, g)) in binary {
-            c(&a, &b, &mut want, &p);
-            g(&ctx, &ga, &gb, &out, &p).unwrap();
-            assert_close(name, &read(&ctx, &out), &want);
-        }
+        cpu::add(&a, &b, &mut want, &p);
+        gpu::add(&ctx, &ga, &gb, &out, &p).unwrap();
+        assert_close("add", &read(&ctx, &out), &want);
         cpu::scale(&a, &mut want, &p);
         gpu::scale(&ctx, &ga, &out, &p).unwrap();
         assert_close("scale", &read(&ctx, &out), &want);
@@ -271,8 +266,19 @@ proptest! {
         cpu::relu_backward(&x, &g, &mut gx, &pe);
         gpu::relu_forward(&ctx, &bx, &bout, &pe).unwrap();
         gpu::relu_backward(&ctx, &bx, &bg, &bgx, &pe).unwrap();
-        prop_assert_eq!(read(&ctx, &bout), out);
-        prop_assert_eq!(read(&ctx, &bgx), gx);
+        prop_assert_eq!(read(&ctx, &bout), out.clone());
+        prop_assert_eq!(read(&ctx, &bgx), gx.clone());
+
+        // Leaky ReLU at PyTorch's default slope and at a negative one.
+        for slope in [0.01, -0.5] {
+            let pl = ElementwiseParams::with_alpha(len, slope);
+            cpu::leaky_relu_forward(&x, &mut out, &pl);
+            cpu::leaky_relu_backward(&x, &g, &mut gx, &pl);
+            gpu::leaky_relu_forward(&ctx, &bx, &bout, &pl).unwrap();
+            gpu::leaky_relu_backward(&ctx, &bx, &bg, &bgx, &pl).unwrap();
+            prop_assert_eq!(read(&ctx, &bout), out.clone());
+            prop_assert_eq!(read(&ctx, &bgx), gx.clone());
+        }
 
         let pd = DropoutParams::new(len, p_drop, seed);
         let (mut out, mut mask, mut gx) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
@@ -370,6 +376,31 @@ proptest! {
         cpu::argmax_rows(&s, &mut arg, &p);
         gpu::argmax_rows(&ctx, &bs, &barg, &p).unwrap();
         prop_assert_eq!(ctx.read_u32(&barg).unwrap(), arg);
+
+        // The mean of the (CE, KL) pairs just computed, and of one column of them.
+        for cols in [1, 2] {
+            let pm = RowParams::new(rows, cols).with_alpha(alpha);
+            let pairs = if cols == 2 { loss2.clone() } else { loss2.iter().step_by(2).copied().collect() };
+            let (mut mean, mut means) = (vec![0.0; 1], vec![0.0; cols]);
+            cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm);
+            let (bmean, bmeans) = (ctx.zeros(1), ctx.zeros(cols));
+            gpu::row_loss_mean(&ctx, &ctx.upload(&pairs), &bmean, &bmeans, &pm).unwrap();
+            assert_close("row_loss_mean loss", &read(&ctx, &bmean), &mean);
+            assert_close("row_loss_mean means", &read(&ctx, &bmeans), &means);
+        }
+        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32);
+        cpu::row_loss_backward(&grad, &[t], &mut out, &pb);
+        gpu::row_loss_backward(&ctx, &bgrad, &ctx.upload(&[t]), &bout, &pb).unwrap();
+        assert_close("row_loss_backward", &read(&ctx, &bout), &out);
+
+        // Rows of the student's logits in a random order, repeats included.
+        let index: Vec<u32> = (0..rows + 3).map(|_| rng.random_range(0..rows as u32)).collect();
+        let pg = GatherParams::new(index.len(), cols, rows);
+        let mut gathered = vec![0.0; index.len() * cols];
+        cpu::gather_rows(&s, &index, &mut gathered, &pg);
+        let bgathered = ctx.zeros(gathered.len());
+        gpu::gather_rows(&ctx, &bs, &ctx.upload_u32(&index), &bgathered, &pg).unwrap();
+        prop_assert_eq!(read(&ctx, &bgathered), gathered);
     }
 }
 
@@ -471,13 +502,16 @@ fn more_than_65535_workgroups() {
     );
 }
 
-/// 600 dispatches recorded before one read cross the per-submit uniform ring twice:
+/// 2,400 dispatches recorded before one read cross the per-submit uniform ring twice:
 /// each must still see its own params.
 #[test]
 fn many_dispatches_before_one_read() {
-    let Some(ctx) = gpu() else { return };
+    let Some(_) = gpu() else { return };
+    // A context of its own: the queue counts would include the other tests' work.
+    let ctx = GpuContext::new(AdapterChoice::Any).unwrap();
     let (x, y) = (ctx.upload(&[1.0, 2.0, 3.0]), ctx.zeros(3));
-    for i in 0..600 {
+    let before = ctx.queue_stats();
+    for i in 0..2400 {
         gpu::axpy(
             &ctx,
             &x,
@@ -486,25 +520,59 @@ fn many_dispatches_before_one_read() {
         )
         .unwrap();
     }
-    // Σ alpha = 200 · (0 + 1 + 2) = 600.
-    assert_eq!(read(&ctx, &y), [600.0, 1200.0, 1800.0]);
+    // Σ alpha = 800 · (0 + 1 + 2) = 2400.
+    assert_eq!(read(&ctx, &y), [2400.0, 4800.0, 7200.0]);
+    // Two full rings of 1024, then the read's submit with the last 352.
+    let sent = ctx.queue_stats() - before;
+    assert_eq!((sent.submits, sent.dispatches), (3, 2400));
 }
 
 /// A buffer dropped while a recorded kernel still reads it goes back to the pool; an
 /// upload that reuses it must not overwrite what that kernel reads.
+/// And the upload does so without a submit of its own.
 #[test]
 fn pooled_buffers_are_refilled_after_earlier_readers() {
-    let Some(ctx) = gpu() else { return };
+    let Some(_) = gpu() else { return };
+    let ctx = GpuContext::new(AdapterChoice::Any).unwrap();
     let out = ctx.zeros(4);
     {
         let tmp = ctx.upload(&[1.0, 2.0, 3.0, 4.0]);
         gpu::scale(&ctx, &tmp, &out, &ElementwiseParams::with_alpha(4, 2.0)).unwrap();
     }
+    let before = ctx.queue_stats();
     let reused = ctx.upload(&[-7.0; 4]);
+    let doubled = ctx.zeros(4);
+    gpu::scale(
+        &ctx,
+        &reused,
+        &doubled,
+        &ElementwiseParams::with_alpha(4, 2.0),
+    )
+    .unwrap();
+    assert_eq!(
+        (ctx.queue_stats() - before).submits,
+        0,
+        "uploads do not submit"
+    );
     assert_eq!(read(&ctx, &out), [2.0, 4.0, 6.0, 8.0]);
+    assert_eq!(read(&ctx, &doubled), [-14.0; 4]);
     assert_eq!(read(&ctx, &reused), [-7.0; 4]);
     ctx.copy(&out, &reused).unwrap();
     assert_eq!(read(&ctx, &reused), [2.0, 4.0, 6.0, 8.0]);
+}
+
+/// `copy_to` places a buffer at a word offset of another, and refuses to run past it.
+#[test]
+fn copy_to_an_offset() {
+    let Some(ctx) = gpu() else { return };
+    let dst = ctx.upload(&[9.0; 5]);
+    ctx.copy_to(&ctx.upload(&[1.0, 2.0]), &dst, 2).unwrap();
+    assert_eq!(read(&ctx, &dst), [9.0, 9.0, 1.0, 2.0, 9.0]);
+    let err = ctx.copy_to(&ctx.upload(&[1.0, 2.0]), &dst, 4).unwrap_err();
+    assert!(
+        matches!(err, GpuError::BufferTooSmall { needed: 6, .. }),
+        "{err}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 // K = c_out*kh*kw and g[(co, ky, kx), (b, iy, ix)] = dL/dout at the (oy, ox) above, or 0 when
 // (iy + pad - ky) is not a multiple of the stride or falls outside the output.
 //
-// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/wgsl.rs);
+// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/registry.rs);
 // this file supplies load_a, load_b and where the 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;

@@ -1,22 +1,22 @@
 // x: (n, c_in, h, w)  grad_out: (n, c_out, h_out, w_out)
-// partial: (splits, c_out, c_in * kh * kw) with splits = ceil(n * h_out * w_out / K_CHUNK)
+// grad_weight: (splits, c_out, c_in * kh * kw) with splits = ceil(n * h_out * w_out / K_CHUNK)
 // out[b, co, oy, ox] = sum weight[co, ci, ky, kx] * x[b, ci, oy*s + ky - pad, ox*s + kx - pad]
 //   =>  dL/dweight[co, ci, ky, kx] = sum_{b, oy, ox} dL/dout[b, co, oy, ox] * x[b, ci, oy*s + ky - pad, ox*s + kx - pad]
 //
 // Implicit GEMM: grad_weight (c_out, K) = g (c_out, n * P) . colsT (n * P, K) with K = c_in*kh*kw,
 // P = h_out*w_out. The reduction over n * P is long and the output small, so it is split
 // into K_CHUNK-long pieces, one partial per piece (the launcher sums them with sum_axis,
-// in a fixed order: deterministic). With one piece, partial is grad_weight itself.
+// in a fixed order: deterministic). With one piece, it is the weight gradient itself.
 //
-// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/wgsl.rs);
+// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/registry.rs);
 // this file supplies load_a, load_b and where the 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_weight: array<f32>;
 
-// The length of each piece of the reduction; kernels::gpu::conv2d repeats it.
+// The length of each piece of the reduction; kernels/src/gpu/split.rs repeats it.
 const K_CHUNK: u32 = 1024u;
 
 // g[co, kk = (b, oy, ox)] = dL/dout[b, co, oy, ox], zero outside.
@@ -77,7 +77,7 @@ fn main(
             let row = row0 + lid.y + 16u * i;
             let col = col0 + lid.x + 16u * j;
             if (row < rows && col < cols) {
-                partial[(split * rows + row) * cols + col] = acc[i * 4u + j];
+                grad_weight[(split * rows + row) * cols + col] = acc[i * 4u + j];
             }
         }
     }

@@ -5,7 +5,7 @@
 // Implicit GEMM: out (c_out, n * P) = weight (c_out, K) . cols (K, n * P) with K = c_in*kh*kw,
 // P = h_out*w_out, and cols gathered from x as it is loaded (no im2col buffer).
 //
-// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/wgsl.rs);
+// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/registry.rs);
 // this file supplies load_a, load_b and where the 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;

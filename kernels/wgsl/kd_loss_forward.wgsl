@@ -11,7 +11,7 @@
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;
 
-// The row helpers and kl_term are lib/kl_rows.wgsl's (prepended: kernels/src/wgsl.rs).
+// The row helpers and kl_term are lib/kl_rows.wgsl's (prepended: kernels/src/registry.rs).
 
 // A quiet NaN: the loss of a row whose label is out of range (the CPU twin panics).
 fn nan() -> f32 {

@@ -3,7 +3,7 @@
 // c = op(a) . op(b), or c += op(a) . op(b) when accumulate == 1
 // (c is a scratch of partial products when the reduction is split: see k_splits)
 //
-// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/wgsl.rs);
+// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/registry.rs);
 // this file supplies load_a, load_b and where the 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;

@@ -5,12 +5,18 @@
 //! (`conv1.weight: (out, in, kh, kw)`, `fc1.weight: (out, in)`, `fc1.bias: (out)`),
 //! so `safetensors.torch.load_file` gives a dict that a PyTorch module of the same
 //! architecture loads as is. Optimizer state sits beside it under [`EXTRA_PREFIX`]
-//! (`optim.fc1.weight.m`). `__metadata__` holds string pairs: `format` =
-//! [`FORMAT`], `arch` (an [`Arch`] name), `epoch`, `seed` (decimal integers),
-//! `metrics` (a JSON document), and whatever else the caller adds.
+//! (`optim.fc1.weight.m`). `__metadata__` holds string pairs: `format` = [`FORMAT`],
+//! `network` (the module's [`NetworkSpec`] as JSON, when it has one: any network is
+//! rebuilt from the file alone), `epoch`, `seed` (decimal integers), `metrics` (a JSON
+//! document), and whatever else the caller adds.
+//!
+//! Files of the previous format, `kd-stack/1`, name a built-in network under `arch`
+//! instead of a description; they still load.
 
+use crate::builtin;
 use crate::module::Module;
-use crate::network::{Arch, Network};
+use crate::network::{ModelError, Network};
+use crate::spec::{NetworkSpec, SpecError};
 use engine::{Device, Tensor};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -21,22 +27,26 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The value of the `format` metadata key.
-pub const FORMAT: &str = "kd-stack/1";
+pub const FORMAT: &str = "kd-stack/2";
+
+/// The previous format: a built-in network's name under `arch`, no description.
+pub const FORMAT_1: &str = "kd-stack/1";
 
 /// Tensors whose names start with this are state saved beside the parameters
 /// (optimizer moments, ...); any other name must be a parameter of the network.
 pub const EXTRA_PREFIX: &str = "optim.";
 
-/// The metadata keys every checkpoint holds; `save` writes `format` and `arch` itself
-/// and takes the others from the caller.
-pub const REQUIRED_KEYS: [&str; 5] = ["format", "arch", "epoch", "seed", "metrics"];
+/// The metadata keys every checkpoint holds; `save` writes `format` (and `network`)
+/// itself and takes the others from the caller.
+pub const REQUIRED_KEYS: [&str; 4] = ["format", "epoch", "seed", "metrics"];
 
 /// A checkpoint file read into memory.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
     /// The file it was read from; errors name it.
     pub path: PathBuf,
-    pub arch: Arch,
+    /// The network it holds, when the module that saved it had a description.
+    pub spec: Option<NetworkSpec>,
     /// All of `__metadata__`, the required keys included.
     pub metadata: BTreeMap<String, String>,
     /// `(name, shape, values)`: the parameters in `state_dict` order, then the extra
@@ -60,10 +70,19 @@ impl Checkpoint {
             .filter(|(name, _, _)| name.starts_with(EXTRA_PREFIX))
     }
 
+    /// The network's name: the description's, else `a module without a description`.
+    pub fn name(&self) -> &str {
+        self.spec
+            .as_ref()
+            .map_or("a module without a description", |s| s.name.as_str())
+    }
+
+    /// The `epoch` metadata, a count of epochs done.
     pub fn epoch(&self) -> Option<u64> {
         self.metadata.get("epoch")?.parse().ok()
     }
 
+    /// The `seed` metadata.
     pub fn seed(&self) -> Option<u64> {
         self.metadata.get("seed")?.parse().ok()
     }
@@ -77,8 +96,11 @@ impl Checkpoint {
 /// What went wrong with a checkpoint file; every variant but `Engine` names the file.
 #[derive(Debug)]
 pub enum CheckpointError {
+    /// Reading or writing the file failed.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
     /// Not a safetensors file: truncated, corrupt, or something else entirely.
@@ -97,14 +119,21 @@ pub enum CheckpointError {
         key: String,
         detail: String,
     },
-    UnknownArch {
+    /// The `network` description (or a `kd-stack/1` file's `arch` name) is not one.
+    BadNetwork {
         path: PathBuf,
-        name: String,
+        error: SpecError,
     },
-    WrongArch {
+    /// The file holds another network than the one it is loaded into.
+    WrongNetwork {
         path: PathBuf,
-        expected: Arch,
-        found: Arch,
+        expected: String,
+        found: String,
+    },
+    /// The file was saved from a module without a description, so it cannot be rebuilt
+    /// from the file alone.
+    NoDescription {
+        path: PathBuf,
     },
     MissingTensor {
         path: PathBuf,
@@ -149,22 +178,20 @@ impl fmt::Display for CheckpointError {
             E::BadMetadata { path, key, detail } => {
                 write!(f, "{}: metadata key `{key}`: {detail}", file(path))
             }
-            E::UnknownArch { path, name } => {
-                let valid: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
-                write!(
-                    f,
-                    "{}: unknown architecture `{name}`; expected one of: {}",
-                    file(path),
-                    valid.join(", ")
-                )
-            }
-            E::WrongArch {
+            E::BadNetwork { path, error } => write!(f, "{}: {error}", file(path)),
+            E::WrongNetwork {
                 path,
                 expected,
                 found,
             } => write!(
                 f,
                 "{}: holds a {found} network, expected {expected}",
+                file(path)
+            ),
+            E::NoDescription { path } => write!(
+                f,
+                "{}: holds no network description (saved from a custom module); build the \
+                 module in code and load the file into it with `checkpoint::load_into`",
                 file(path)
             ),
             E::MissingTensor { path, name } => {
@@ -215,22 +242,39 @@ impl From<engine::Error> for CheckpointError {
     }
 }
 
+impl CheckpointError {
+    fn from_model(path: &Path, e: ModelError) -> CheckpointError {
+        match e {
+            ModelError::Spec(error) => CheckpointError::BadNetwork {
+                path: path.to_path_buf(),
+                error,
+            },
+            ModelError::Engine(e) => CheckpointError::Engine(e),
+        }
+    }
+}
+
 /// Writes `network`'s parameters, the `extra` tensors (names under [`EXTRA_PREFIX`])
 /// and the metadata to `path`, atomically: the bytes go to `<path>.tmp-<pid>` in the
 /// same directory, are synced, and the temporary file is renamed over `path`, so a
 /// failed or interrupted save leaves any existing `path` as it was.
 ///
-/// `metadata` must hold `epoch`, `seed` (integers) and `metrics` (JSON); `format` and
-/// `arch` are written here (the caller may pass them only with the same values).
+/// `metadata` must hold `epoch`, `seed` (integers) and `metrics` (JSON); `format` and,
+/// for a module with a description, `network` are written here (the caller may pass
+/// them only with the same values).
 pub fn save(
     path: &Path,
-    network: &Network,
+    module: &dyn Module,
     metadata: &BTreeMap<String, String>,
     extra: &[(String, Tensor)],
 ) -> Result<(), CheckpointError> {
     let mut header = metadata.clone();
-    for (key, value) in [("format", FORMAT), ("arch", network.arch().name())] {
-        match header.insert(key.to_string(), value.to_string()) {
+    let mut written = vec![("format", FORMAT.to_string())];
+    if let Some(spec) = module.spec() {
+        written.push(("network", spec.to_json()));
+    }
+    for (key, value) in written {
+        match header.insert(key.to_string(), value.clone()) {
             Some(given) if given != value => {
                 return Err(CheckpointError::BadMetadata {
                     path: path.to_path_buf(),
@@ -244,7 +288,7 @@ pub fn save(
     check_metadata(path, &header)?;
 
     // Check every name before reading any values back from the device.
-    let parameters = network.parameters();
+    let parameters = module.parameters();
     let mut seen = HashSet::new();
     for (name, _) in parameters.iter().chain(extra) {
         if !seen.insert(name.as_str()) {
@@ -330,9 +374,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Reads and validates a checkpoint: a safetensors file with the required metadata, a
-/// known architecture, F32 tensors, every parameter of that architecture with its
-/// shape, and no other tensors but extra state.
+/// Reads and validates a checkpoint: a safetensors file with the required metadata, F32
+/// tensors, and, when it describes its network, every parameter of that network with its
+/// shape and no other tensors but extra state.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
@@ -349,11 +393,14 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let arch = check_metadata(path, &metadata)?;
+    let spec = check_metadata(path, &metadata)?;
 
     // Parameters in state_dict order, then the rest by name, so that every check below
     // reports the same tensor first whatever the file's order.
-    let expected = arch.parameter_shapes();
+    let expected = spec
+        .as_ref()
+        .map(NetworkSpec::parameter_shapes)
+        .unwrap_or_default();
     let order: HashMap<&str, usize> = expected
         .iter()
         .enumerate()
@@ -380,44 +427,57 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             .collect();
         tensors.push((name, view.shape().to_vec(), values));
     }
-    check_tensors(path, &expected, &tensors)?;
+    if spec.is_some() {
+        check_tensors(path, &expected, &tensors)?;
+    }
     Ok(Checkpoint {
         path: path.to_path_buf(),
-        arch,
+        spec,
         metadata,
         tensors,
     })
 }
 
-/// Reads the checkpoint at `path` and builds its network on `device` from it.
+/// Reads the checkpoint at `path` and builds its network on `device` from the
+/// description it holds.
 pub fn load_network(
     path: &Path,
     device: &Device,
 ) -> Result<(Network, Checkpoint), CheckpointError> {
     let ckpt = read(path)?;
-    let network = Network::new(ckpt.arch, 0, device)?;
+    let Some(spec) = &ckpt.spec else {
+        return Err(CheckpointError::NoDescription {
+            path: path.to_path_buf(),
+        });
+    };
+    let network =
+        Network::new(spec, 0, device).map_err(|e| CheckpointError::from_model(path, e))?;
     load_into(&network, &ckpt)?;
     Ok((network, ckpt))
 }
 
-/// As [`load_network`], failing with `WrongArch` unless the file holds `expected`.
-pub fn load_network_as(
-    path: &Path,
-    expected: Arch,
-    device: &Device,
-) -> Result<(Network, Checkpoint), CheckpointError> {
-    let ckpt = read(path)?;
-    check_arch(&ckpt, expected)?;
-    let network = Network::new(ckpt.arch, 0, device)?;
-    load_into(&network, &ckpt)?;
-    Ok((network, ckpt))
-}
-
-/// Overwrites `network`'s parameters in place with the checkpoint's. Checks everything
-/// first (architecture, names, shapes), so on error the network is unchanged.
-pub fn load_into(network: &Network, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
-    check_arch(ckpt, network.arch())?;
-    let parameters = network.parameters();
+/// Overwrites `module`'s parameters in place with the checkpoint's. Checks everything
+/// first (the network, names, shapes), so on error the module is unchanged.
+pub fn load_into(module: &dyn Module, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    if let (Some(expected), Some(found)) = (module.spec(), &ckpt.spec) {
+        if expected != found {
+            let (expected, found) = (expected.name.clone(), found.name.clone());
+            let (expected, found) = match expected == found {
+                // Same name, other layers: say so rather than "x, expected x".
+                true => (
+                    format!("{expected} as described now"),
+                    format!("another {found}"),
+                ),
+                false => (expected, found),
+            };
+            return Err(CheckpointError::WrongNetwork {
+                path: ckpt.path.clone(),
+                expected,
+                found,
+            });
+        }
+    }
+    let parameters = module.parameters();
     let expected: Vec<(String, Vec<usize>)> = parameters
         .iter()
         .map(|(name, t)| (name.clone(), t.shape().to_vec()))
@@ -432,23 +492,11 @@ pub fn load_into(network: &Network, ckpt: &Checkpoint) -> Result<(), CheckpointE
     Ok(())
 }
 
-fn check_arch(ckpt: &Checkpoint, expected: Arch) -> Result<(), CheckpointError> {
-    if ckpt.arch == expected {
-        Ok(())
-    } else {
-        Err(CheckpointError::WrongArch {
-            path: ckpt.path.clone(),
-            expected,
-            found: ckpt.arch,
-        })
-    }
-}
-
-/// The required keys are there and well formed; returns the architecture.
+/// The required keys are there and well formed; returns the network's description.
 fn check_metadata(
     path: &Path,
     metadata: &BTreeMap<String, String>,
-) -> Result<Arch, CheckpointError> {
+) -> Result<Option<NetworkSpec>, CheckpointError> {
     let get = |key: &str| {
         metadata
             .get(key)
@@ -462,20 +510,33 @@ fn check_metadata(
         key: key.to_string(),
         detail,
     };
-    let format = get("format")?;
-    if format != FORMAT {
-        return Err(bad(
-            "format",
-            format!("expected `{FORMAT}`, found `{format}`"),
-        ));
-    }
-    let name = get("arch")?;
-    let arch = name
-        .parse::<Arch>()
-        .map_err(|_| CheckpointError::UnknownArch {
-            path: path.to_path_buf(),
-            name: name.clone(),
-        })?;
+    let bad_network = |error: SpecError| CheckpointError::BadNetwork {
+        path: path.to_path_buf(),
+        error,
+    };
+    let spec = match get("format")?.as_str() {
+        FORMAT => match metadata.get("network") {
+            Some(json) => Some(NetworkSpec::from_json(json).map_err(bad_network)?),
+            None => None,
+        },
+        FORMAT_1 => {
+            let name = get("arch")?;
+            let spec = builtin::builtin(name).ok_or_else(|| {
+                bad_network(SpecError {
+                    network: name.clone(),
+                    layer: None,
+                    message: format!("not a built-in network ({})", builtin::NAMES.join(", ")),
+                })
+            })?;
+            Some(spec)
+        }
+        format => {
+            return Err(bad(
+                "format",
+                format!("expected `{FORMAT}` (or `{FORMAT_1}`), found `{format}`"),
+            ))
+        }
+    };
     for key in ["epoch", "seed"] {
         let value = get(key)?;
         if value.parse::<u64>().is_err() {
@@ -486,7 +547,7 @@ fn check_metadata(
     if let Err(e) = serde_json::from_str::<serde_json::Value>(metrics) {
         return Err(bad("metrics", format!("not JSON ({e})")));
     }
-    Ok(arch)
+    Ok(spec)
 }
 
 /// Every expected parameter is present with its shape; nothing else but extra state.

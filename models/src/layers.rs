@@ -1,5 +1,5 @@
-//! The layers: `Linear`, `Conv2d` (trainable) and `MaxPool2d`, `ReLU`, `Flatten`,
-//! `Dropout` (stateless). Each forward is one or two engine ops.
+//! The layers: `Linear`, `Conv2d` (trainable) and `MaxPool2d`, `ReLU`, `LeakyReLU`,
+//! `Flatten`, `Dropout` (stateless). Each forward is one or two engine ops.
 
 use crate::init::pytorch_uniform;
 use crate::module::{Mode, Module};
@@ -138,6 +138,23 @@ pub struct ReLU;
 impl Module for ReLU {
     fn forward(&self, x: &Tensor, _mode: Mode) -> engine::Result<Tensor> {
         x.relu()
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+}
+
+/// `x` where `x > 0`, else `negative_slope · x`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeakyReLU {
+    /// The slope for negative inputs.
+    pub negative_slope: f32,
+}
+
+impl Module for LeakyReLU {
+    fn forward(&self, x: &Tensor, _mode: Mode) -> engine::Result<Tensor> {
+        x.leaky_relu(self.negative_slope)
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {

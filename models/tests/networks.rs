@@ -1,7 +1,15 @@
-//! The four architectures: sizes, shapes, init, dropout, and a backward pass.
+//! The four built-in networks: sizes, shapes, init, dropout, and a backward pass.
 
 use engine::{Device, Labels, Tensor};
-use models::{Arch, Conv2d, Dropout, LayerSpec, Linear, Mode, Module, Network, INPUT_SHAPE};
+use models::{builtin, Conv2d, Dropout, LayerSpec, Linear, Mode, Module, Network, NetworkSpec};
+
+fn spec(arch: &str) -> NetworkSpec {
+    builtin::builtin(arch).unwrap()
+}
+
+fn net(arch: &str, seed: u64) -> Network {
+    Network::new(&spec(arch), seed, &Device::Cpu).unwrap()
+}
 
 const TRAIN: Mode = Mode::Train { seed: 1 };
 
@@ -31,15 +39,15 @@ fn parameter_counts() {
     // student-mlp: fc1 784·800 + 800 = 628000, fc2 800·800 + 800 = 640800,
     //   fc3 800·10 + 10 = 8010.
     let expected = [
-        (Arch::TeacherCnn, 320 + 18496 + 204928 + 1290),
-        (Arch::StudentCnn, 160 + 173120 + 650),
-        (Arch::TeacherMlp, 942000 + 1441200 + 12010),
-        (Arch::StudentMlp, 628000 + 640800 + 8010),
+        ("teacher-cnn", 320 + 18496 + 204928 + 1290),
+        ("student-cnn", 160 + 173120 + 650),
+        ("teacher-mlp", 942000 + 1441200 + 12010),
+        ("student-mlp", 628000 + 640800 + 8010),
     ];
     assert_eq!(expected.map(|(_, n)| n), [225034, 173930, 2395210, 1276810]);
     for (arch, count) in expected {
-        assert_eq!(arch.parameter_count(), count, "{arch}");
-        let network = Network::new(arch, 0, &Device::Cpu).unwrap();
+        assert_eq!(spec(arch).parameter_count(), count, "{arch}");
+        let network = net(arch, 0);
         assert_eq!(network.parameter_count(), count, "{arch}");
     }
 }
@@ -54,14 +62,14 @@ fn forward_flops_per_image() {
     // teacher-mlp: 1200 · 1569 + 1200 · 2401 + 10 · 2401 = 1882800 + 2881200 + 24010.
     // student-mlp: 800 · 1569 + 800 · 1601 + 10 · 1601 = 1255200 + 1280800 + 16010.
     let expected = [
-        (Arch::TeacherCnn, 411008 + 4468288 + 409728 + 2570),
-        (Arch::StudentCnn, 205504 + 346176 + 1290),
-        (Arch::TeacherMlp, 1882800 + 2881200 + 24010),
-        (Arch::StudentMlp, 1255200 + 1280800 + 16010),
+        ("teacher-cnn", 411008 + 4468288 + 409728 + 2570),
+        ("student-cnn", 205504 + 346176 + 1290),
+        ("teacher-mlp", 1882800 + 2881200 + 24010),
+        ("student-mlp", 1255200 + 1280800 + 16010),
     ];
     for (arch, flops) in expected {
-        assert_eq!(arch.forward_flops_per_image(), flops, "{arch}");
-        let network = Network::new(arch, 0, &Device::Cpu).unwrap();
+        assert_eq!(spec(arch).forward_flops_per_image(), flops, "{arch}");
+        let network = net(arch, 0);
         assert_eq!(network.forward_flops_per_image(), flops, "{arch}");
     }
 }
@@ -69,25 +77,27 @@ fn forward_flops_per_image() {
 #[test]
 fn layer_specs_fit_together() {
     // Each linear layer's in_features is what the layer before it produces.
-    for arch in Arch::ALL {
-        let mut shape = INPUT_SHAPE.to_vec();
-        for layer in arch.layers() {
+    for arch in builtin::NAMES {
+        let spec = spec(arch);
+        let mut shape = spec.input.to_vec();
+        for layer in &spec.layers {
             if let LayerSpec::Linear {
                 name, in_features, ..
             } = layer
             {
-                assert_eq!(shape, [in_features], "{arch} {name}");
+                assert_eq!(shape, [*in_features], "{arch} {name}");
             }
-            shape = layer.output_shape(&shape);
+            shape = layer.output_shape(&shape).unwrap();
         }
         assert_eq!(shape, [10], "{arch}");
+        assert_eq!(spec.check().unwrap().last().unwrap(), &[10]);
     }
 }
 
 #[test]
 fn output_shapes_for_batch_1_and_3() {
-    for arch in Arch::ALL {
-        let network = Network::new(arch, 0, &Device::Cpu).unwrap();
+    for arch in builtin::NAMES {
+        let network = net(arch, 0);
         for n in [1, 3] {
             for mode in [Mode::Eval, TRAIN] {
                 let logits = network.forward(&images(n), mode).unwrap();
@@ -100,7 +110,7 @@ fn output_shapes_for_batch_1_and_3() {
 
 #[test]
 fn forward_rejects_other_input_shapes() {
-    let network = Network::new(Arch::StudentMlp, 0, &Device::Cpu).unwrap();
+    let network = net("student-mlp", 0);
     for shape in [
         vec![2, 784],
         vec![2, 1, 28, 27],
@@ -119,9 +129,9 @@ fn forward_rejects_other_input_shapes() {
 #[test]
 fn state_dict_names_and_shapes() {
     type StateDict = &'static [(&'static str, &'static [usize])];
-    let expected: [(Arch, StateDict); 4] = [
+    let expected: [(&str, StateDict); 4] = [
         (
-            Arch::TeacherCnn,
+            "teacher-cnn",
             &[
                 ("conv1.weight", &[32, 1, 3, 3]),
                 ("conv1.bias", &[32]),
@@ -134,7 +144,7 @@ fn state_dict_names_and_shapes() {
             ],
         ),
         (
-            Arch::StudentCnn,
+            "student-cnn",
             &[
                 ("conv1.weight", &[16, 1, 3, 3]),
                 ("conv1.bias", &[16]),
@@ -145,7 +155,7 @@ fn state_dict_names_and_shapes() {
             ],
         ),
         (
-            Arch::TeacherMlp,
+            "teacher-mlp",
             &[
                 ("fc1.weight", &[1200, 784]),
                 ("fc1.bias", &[1200]),
@@ -156,7 +166,7 @@ fn state_dict_names_and_shapes() {
             ],
         ),
         (
-            Arch::StudentMlp,
+            "student-mlp",
             &[
                 ("fc1.weight", &[800, 784]),
                 ("fc1.bias", &[800]),
@@ -168,7 +178,7 @@ fn state_dict_names_and_shapes() {
         ),
     ];
     for (arch, expected) in expected {
-        let network = Network::new(arch, 0, &Device::Cpu).unwrap();
+        let network = net(arch, 0);
         let got: Vec<(String, Vec<usize>)> = network
             .parameters()
             .iter()
@@ -179,23 +189,23 @@ fn state_dict_names_and_shapes() {
             .map(|(n, s)| (n.to_string(), s.to_vec()))
             .collect();
         assert_eq!(got, want, "{arch}");
-        assert_eq!(arch.parameter_shapes(), want, "{arch}");
+        assert_eq!(spec(arch).parameter_shapes(), want, "{arch}");
         assert!(network.parameters().iter().all(|(_, t)| t.requires_grad()));
     }
 }
 
 #[test]
 fn init_is_deterministic_by_seed() {
-    for arch in Arch::ALL {
-        let a = values(&Network::new(arch, 42, &Device::Cpu).unwrap());
-        let b = values(&Network::new(arch, 42, &Device::Cpu).unwrap());
+    for arch in builtin::NAMES {
+        let a = values(&net(arch, 42));
+        let b = values(&net(arch, 42));
         let bits = |v: &[(String, Vec<usize>, Vec<f32>)]| -> Vec<u32> {
             v.iter()
                 .flat_map(|(_, _, x)| x.iter().map(|f| f.to_bits()))
                 .collect()
         };
         assert_eq!(bits(&a), bits(&b), "{arch}");
-        let c = values(&Network::new(arch, 43, &Device::Cpu).unwrap());
+        let c = values(&net(arch, 43));
         for ((name, _, x), (_, _, y)) in a.iter().zip(&c) {
             assert_ne!(x, y, "{arch} {name}: seeds 42 and 43 drew the same values");
         }
@@ -205,8 +215,8 @@ fn init_is_deterministic_by_seed() {
 #[test]
 fn init_follows_pytorch_default() {
     // Weight and bias ~ U(-1/√fan_in, 1/√fan_in), fan_in = in_features or c_in·k·k.
-    for arch in Arch::ALL {
-        let network = Network::new(arch, 7, &Device::Cpu).unwrap();
+    for arch in builtin::NAMES {
+        let network = net(arch, 7);
         let parameters = network.parameters();
         for pair in parameters.chunks(2) {
             let [(w_name, w), (b_name, b)] = pair else {
@@ -234,9 +244,9 @@ fn init_follows_pytorch_default() {
 
 #[test]
 fn to_device_copies_into_new_leaves() {
-    let network = Network::new(Arch::StudentCnn, 3, &Device::Cpu).unwrap();
+    let network = net("student-cnn", 3);
     let copy = network.to_device(&Device::Cpu).unwrap();
-    assert_eq!(copy.arch(), Arch::StudentCnn);
+    assert_eq!(copy.spec(), network.spec());
     assert_eq!(values(&network), values(&copy));
     let x = images(2);
     let before = network.forward(&x, Mode::Eval).unwrap().to_vec().unwrap();
@@ -257,8 +267,8 @@ fn to_device_copies_into_new_leaves() {
 
 #[test]
 fn every_parameter_gets_a_gradient() {
-    for arch in Arch::ALL {
-        let network = Network::new(arch, 0, &Device::Cpu).unwrap();
+    for arch in builtin::NAMES {
+        let network = net(arch, 0);
         let labels = Labels::new(&[3, 7], &Device::Cpu).unwrap();
         let loss = network
             .forward(&images(2), TRAIN)
@@ -280,19 +290,21 @@ fn every_parameter_gets_a_gradient() {
 }
 
 #[test]
-fn arch_names_parse_and_display() {
-    let names = Arch::ALL.map(|a| a.to_string());
+fn builtin_names_resolve_and_others_do_not() {
     assert_eq!(
-        names,
+        builtin::NAMES,
         ["teacher-cnn", "student-cnn", "teacher-mlp", "student-mlp"]
     );
-    for arch in Arch::ALL {
-        assert_eq!(arch.name().parse::<Arch>().unwrap(), arch);
+    for arch in builtin::NAMES {
+        let spec = NetworkSpec::resolve(arch).unwrap();
+        assert_eq!(spec.name, arch);
+        assert_eq!(net(arch, 0).name(), arch);
     }
-    let err = "teacher".parse::<Arch>().unwrap_err().to_string();
+    assert_eq!(builtin::all().len(), 4);
+    let err = NetworkSpec::resolve("teacher").unwrap_err().to_string();
     assert!(err.contains("`teacher`"), "{err}");
-    for name in names {
-        assert!(err.contains(&name), "{err}");
+    for name in builtin::NAMES {
+        assert!(err.contains(name), "{err}");
     }
 }
 
@@ -351,7 +363,7 @@ fn dropout_eval_is_identity() {
     let y = layer.forward(&x, Mode::Eval).unwrap();
     assert_eq!(y.to_vec().unwrap(), x.to_vec().unwrap());
     // And the teacher-mlp, whose only randomness is dropout, is deterministic in eval.
-    let network = Network::new(Arch::TeacherMlp, 0, &Device::Cpu).unwrap();
+    let network = net("teacher-mlp", 0);
     let a = network.forward(&x, Mode::Eval).unwrap().to_vec().unwrap();
     assert_eq!(
         network.forward(&x, Mode::Eval).unwrap().to_vec().unwrap(),
@@ -381,7 +393,7 @@ fn dropout_train_is_seeded_and_differs_across_layers() {
     assert_ne!(first.seed(9), second.seed(9));
 
     // Through a network: the same step seed replays, another differs, eval differs.
-    let network = Network::new(Arch::TeacherMlp, 0, &Device::Cpu).unwrap();
+    let network = net("teacher-mlp", 0);
     let x = images(3);
     let run = |mode| network.forward(&x, mode).unwrap().to_vec().unwrap();
     let a = run(Mode::Train { seed: 5 });

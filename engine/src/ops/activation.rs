@@ -1,16 +1,49 @@
-//! ReLU and inverted dropout.
+//! Pointwise activations (ReLU, leaky ReLU) and inverted dropout.
+//!
+//! A pointwise activation is a pair of kernels of `kernels::registry`, its forward and
+//! its backward; [`Tensor::pointwise`] runs the forward and records the backward in an
+//! [`Op::Pointwise`]. A new one is a line here, beside its kernels.
 
 use crate::autograd::Op;
-use crate::backend;
+use crate::backend::run;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use kernels::params::{DropoutParams, ElementwiseParams};
+use kernels::registry::{self as k, Kernel};
 
 impl Tensor {
+    /// `max(x, 0)`, elementwise. NOTE: relu'(0) = 0, as PyTorch.
     pub fn relu(&self) -> Result<Tensor> {
-        let out = backend::relu_forward(&self.storage(), &ElementwiseParams::new(self.numel()))?;
-        let record = Op::Relu { x: self.clone() };
+        self.pointwise(k::ReluForward, k::ReluBackward, 0.0)
+    }
+
+    /// `x` where `x > 0`, else `slope · x`: PyTorch's `LeakyReLU(negative_slope)`.
+    pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
+        if !slope.is_finite() {
+            return Err(Error::BadArgument {
+                op: "leaky_relu",
+                message: format!("the negative slope must be finite, got {slope}"),
+            });
+        }
+        self.pointwise(k::LeakyReluForward, k::LeakyReluBackward, slope)
+    }
+
+    /// Runs the pointwise activation `forward` (with `alpha`, its one scalar) and
+    /// records `backward` for the gradient, which reads the saved input.
+    fn pointwise<F, B>(&self, forward: F, _backward: B, alpha: f32) -> Result<Tensor>
+    where
+        F: Kernel<Params = ElementwiseParams>,
+        B: Kernel<Params = ElementwiseParams> + Default,
+    {
+        let p = ElementwiseParams::with_alpha(self.numel(), alpha);
+        let [out] = run(forward, &p, &[&self.storage()])?;
+        let record = Op::Pointwise {
+            x: self.clone(),
+            params: p,
+            backward: pointwise_backward::<B>,
+            name: F::ID.file(),
+        };
         Ok(Tensor::from_op(
             out,
             self.shape().to_vec(),
@@ -30,7 +63,7 @@ impl Tensor {
             });
         }
         let p = DropoutParams::new(self.numel(), p_drop, seed);
-        let (out, mask) = backend::dropout_forward(&self.storage(), &p)?;
+        let [out, mask] = run(k::DropoutForward, &p, &[&self.storage()])?;
         let record = Op::Dropout {
             x: self.clone(),
             mask,
@@ -45,12 +78,18 @@ impl Tensor {
     }
 }
 
-// NOTE: relu'(0) = 0, as PyTorch.  dx = g · [x > 0]
-pub(crate) fn relu_backward(x: &Tensor, g: &Storage) -> Result<Storage> {
-    backend::relu_backward(&x.storage(), g, &ElementwiseParams::new(x.numel()))
+/// The backward kernel `B` of a pointwise activation on `(x, g)`.
+fn pointwise_backward<B: Kernel<Params = ElementwiseParams> + Default>(
+    p: &ElementwiseParams,
+    x: &Storage,
+    g: &Storage,
+) -> Result<Storage> {
+    let [grad_x] = run(B::default(), p, &[x, g])?;
+    Ok(grad_x)
 }
 
 // dx = g · mask
 pub(crate) fn dropout_backward(mask: &Storage, p: &DropoutParams, g: &Storage) -> Result<Storage> {
-    backend::dropout_backward(g, mask, p)
+    let [grad_x] = run(k::DropoutBackward, p, &[g, mask])?;
+    Ok(grad_x)
 }

@@ -1,11 +1,12 @@
 //! 2-D convolution and the per-channel bias that follows it (and a linear layer).
 
 use crate::autograd::Op;
-use crate::backend;
+use crate::backend::run;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use kernels::params::{AxisParams, Conv2dParams};
+use kernels::registry as k;
 
 impl Tensor {
     /// `x: (n, c_in, h, w)`, `weight: (c_out, c_in, kh, kw)` -> `(n, c_out, h_out, w_out)`;
@@ -25,7 +26,7 @@ impl Tensor {
         }
         let p =
             Conv2dParams::new(n, c_in, h, w, c_out, kh, kw, stride, pad).ok_or_else(mismatch)?;
-        let out = backend::conv2d_forward(&self.storage(), &weight.storage(), &p)?;
+        let [out] = run(k::Conv2dForward, &p, &[&self.storage(), &weight.storage()])?;
         let shape = vec![n, c_out, p.h_out as usize, p.w_out as usize];
         let record = Op::Conv2d {
             x: self.clone(),
@@ -47,7 +48,7 @@ impl Tensor {
             });
         }
         let p = AxisParams::new(shape[0], shape[1], shape[2..].iter().product());
-        let out = backend::bias_forward(&self.storage(), &bias.storage(), &p)?;
+        let [out] = run(k::BiasForward, &p, &[&self.storage(), &bias.storage()])?;
         let record = Op::BiasAdd {
             x: self.clone(),
             bias: bias.clone(),
@@ -67,11 +68,17 @@ pub(crate) fn conv2d_backward(
     needs: [bool; 2],
 ) -> Result<Vec<Option<Storage>>> {
     let dx = match needs[0] {
-        true => Some(backend::conv2d_backward_input(g, &weight.storage(), p)?),
+        true => {
+            let [dx] = run(k::Conv2dBackwardInput, p, &[g, &weight.storage()])?;
+            Some(dx)
+        }
         false => None,
     };
     let dw = match needs[1] {
-        true => Some(backend::conv2d_backward_weight(&x.storage(), g, p)?),
+        true => {
+            let [dw] = run(k::Conv2dBackwardWeight, p, &[&x.storage(), g])?;
+            Some(dw)
+        }
         false => None,
     };
     Ok(vec![dx, dw])
@@ -84,5 +91,6 @@ pub(crate) fn bias_add_backward(
     needs_x: bool,
 ) -> Result<Vec<Option<Storage>>> {
     let dx = if needs_x { Some(g.duplicate()?) } else { None };
-    Ok(vec![dx, Some(backend::bias_backward(g, p)?)])
+    let [dbias] = run(k::BiasBackward, p, &[g])?;
+    Ok(vec![dx, Some(dbias)])
 }

@@ -1,10 +1,12 @@
-//! Elementwise arithmetic, reshapes and sums.
+//! Elementwise arithmetic, reshapes, sums and concatenation.
 
-use crate::autograd::Op;
-use crate::backend;
+use crate::autograd::{is_grad_enabled, Op};
+use crate::backend::run;
 use crate::error::{numel, Error, Result};
+use crate::storage::Storage;
 use crate::tensor::Tensor;
-use kernels::params::AxisParams;
+use kernels::params::{AxisParams, ElementwiseParams};
+use kernels::registry as k;
 
 impl Tensor {
     /// `self + rhs`, same shapes.
@@ -17,7 +19,8 @@ impl Tensor {
                 rhs: rhs.shape().to_vec(),
             });
         }
-        let out = backend::add(&self.storage(), &rhs.storage())?;
+        let p = ElementwiseParams::new(self.numel());
+        let [out] = run(k::Add, &p, &[&self.storage(), &rhs.storage()])?;
         let record = Op::Add {
             a: self.clone(),
             b: rhs.clone(),
@@ -32,7 +35,8 @@ impl Tensor {
 
     /// `alpha · self`.
     pub fn scale(&self, alpha: f32) -> Result<Tensor> {
-        let out = backend::scale(&self.storage(), alpha)?;
+        let p = ElementwiseParams::with_alpha(self.numel(), alpha);
+        let [out] = run(k::Scale, &p, &[&self.storage()])?;
         let record = Op::Scale {
             x: self.clone(),
             alpha,
@@ -84,7 +88,7 @@ impl Tensor {
             shape[axis],
             numel(&shape[axis + 1..]),
         );
-        let out = backend::sum_axis(&self.storage(), &p)?;
+        let [out] = run(k::SumAxis, &p, &[&self.storage()])?;
         let mut out_shape = shape.to_vec();
         out_shape.remove(axis);
         let record = Op::SumAxis {
@@ -110,4 +114,47 @@ impl Tensor {
         }
         self.sum()?.scale(1.0 / self.numel() as f32)
     }
+
+    /// The values of `parts`, each flattened, one after the other: a 1-D constant on
+    /// their device. The training loop reads a run of steps' losses back in one read.
+    ///
+    /// No gradient flows through it: a part that needs one is an error (detach it).
+    pub fn concat(parts: &[Tensor]) -> Result<Tensor> {
+        let Some(first) = parts.first() else {
+            return Err(Error::BadArgument {
+                op: "concat",
+                message: "no tensors to join".into(),
+            });
+        };
+        for part in parts {
+            first.check_same_device("concat", part)?;
+            if part.requires_grad() && is_grad_enabled() {
+                return Err(Error::BadArgument {
+                    op: "concat",
+                    message: "records no gradient; detach the parts that need one".into(),
+                });
+            }
+        }
+        let guards: Vec<_> = parts.iter().map(|t| t.storage()).collect();
+        let storages: Vec<&Storage> = guards.iter().map(|g| &**g).collect();
+        let out = Storage::concat(&storages, first.device())?;
+        let len = out.len();
+        Ok(Tensor::from_storage(out, vec![len], first.device()))
+    }
+}
+
+// out = alpha · x  =>  dx = alpha · g
+pub(crate) fn scale_backward(alpha: f32, g: &Storage) -> Result<Storage> {
+    let [dx] = run(
+        k::Scale,
+        &ElementwiseParams::with_alpha(g.len(), alpha),
+        &[g],
+    )?;
+    Ok(dx)
+}
+
+// out[o, i] = Σ_c x[o, c, i]  =>  dx[o, c, i] = g[o, i]
+pub(crate) fn sum_axis_backward(p: &AxisParams, g: &Storage) -> Result<Storage> {
+    let [dx] = run(k::SumAxisBackward, p, &[g])?;
+    Ok(dx)
 }

@@ -2,15 +2,17 @@
 //! softmax-KL distillation term and the fused distillation loss.
 //!
 //! Each loss runs one fused kernel that writes the per-row losses and the per-row
-//! gradients together; the op returns the mean over rows and saves those gradients, so
-//! the backward is a scale by `upstream / rows`.
+//! gradients together, then `row_loss_mean` (one dispatch) takes the mean over rows
+//! (and, for the distillation loss, weighs its two terms). The op saves the per-row
+//! gradients, so the backward is one kernel too: a scale by `upstream / rows`.
 
-use crate::autograd::Op;
-use crate::backend;
+use crate::autograd::{is_grad_enabled, Op};
+use crate::backend::run;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::{Labels, Tensor};
-use kernels::params::{AxisParams, MatmulParams, RowParams};
+use kernels::params::{ElementwiseParams, GatherParams, RowParams};
+use kernels::registry as k;
 
 /// The output of [`Tensor::kd_loss`].
 pub struct KdLoss {
@@ -66,7 +68,7 @@ impl Tensor {
     pub fn log_softmax(&self) -> Result<Tensor> {
         let (rows, cols) = self.rows_cols("log_softmax")?;
         let p = RowParams::new(rows, cols);
-        let out = backend::log_softmax_forward(&self.storage(), &p)?;
+        let [out] = run(k::LogSoftmaxForward, &p, &[&self.storage()])?;
         let record = Op::LogSoftmax {
             x: self.clone(),
             out: out.duplicate()?,
@@ -85,8 +87,9 @@ impl Tensor {
         let (rows, cols) = self.rows_cols("cross_entropy")?;
         self.check_labels("cross_entropy", labels, rows, cols)?;
         let p = RowParams::new(rows, cols);
-        let (loss, grad) = backend::cross_entropy_forward(&self.storage(), labels.storage(), &p)?;
-        self.row_loss(&loss, grad, rows)
+        let reads = [&*self.storage(), labels.storage()];
+        let [loss, grad] = run(k::CrossEntropyForward, &p, &reads)?;
+        Ok(self.row_loss(&loss, grad, RowParams::new(rows, 1))?.0)
     }
 
     /// Mean over rows of `T²·KL(softmax(teacher/T) ‖ softmax(self/T))`. The teacher's
@@ -94,8 +97,12 @@ impl Tensor {
     pub fn softmax_kl(&self, teacher: &Tensor, temperature: f32) -> Result<Tensor> {
         let (rows, cols) = self.check_kd_inputs("softmax_kl", teacher, temperature, 1.0)?;
         let p = RowParams::new(rows, cols).with_temperature(temperature);
-        let (loss, grad) = backend::softmax_kl_forward(&self.storage(), &teacher.storage(), &p)?;
-        self.row_loss(&loss, grad, rows)
+        let [loss, grad] = run(
+            k::SoftmaxKlForward,
+            &p,
+            &[&self.storage(), &teacher.storage()],
+        )?;
+        Ok(self.row_loss(&loss, grad, RowParams::new(rows, 1))?.0)
     }
 
     /// Hinton's distillation loss, `(1 - α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T))`
@@ -113,21 +120,13 @@ impl Tensor {
         let p = RowParams::new(rows, cols)
             .with_temperature(temperature)
             .with_alpha(alpha);
-        let (pairs, grad) =
-            backend::kd_loss_forward(&self.storage(), &teacher.storage(), labels.storage(), &p)?;
-        // (rows, 2) -> [Σ CE, Σ T²·KL]
-        let sums = backend::sum_axis(&pairs, &AxisParams::new(1, rows, 2))?;
-        let parts = backend::scale(&sums, 1.0 / rows as f32)?;
-        // NOTE: the weighted sum as a (1, 2)·(2, 1) product keeps it on the device.
-        let weights = Storage::from_vec(vec![1.0 - alpha, alpha], self.device())?;
-        let total = backend::matmul(&parts, &weights, &MatmulParams::new(1, 1, 2))?;
-        let record = Op::RowLoss {
-            logits: self.clone(),
-            grad,
-            rows,
-        };
+        let reads = [&*self.storage(), &*teacher.storage(), labels.storage()];
+        let [pairs, grad] = run(k::KdLossForward, &p, &reads)?;
+        // (rows, 2) [CE, T²·KL] pairs -> the weighted mean and the two means.
+        let (loss, parts) =
+            self.row_loss(&pairs, grad, RowParams::new(rows, 2).with_alpha(alpha))?;
         Ok(KdLoss {
-            loss: Tensor::from_op(total, vec![], self.device(), record),
+            loss,
             parts: Tensor::from_storage(parts, vec![2], self.device()),
         })
     }
@@ -163,34 +162,80 @@ impl Tensor {
         Ok((rows, cols))
     }
 
-    /// The scalar mean of per-row losses, recording their per-row gradients.
-    fn row_loss(&self, loss: &Storage, grad: Storage, rows: usize) -> Result<Tensor> {
-        let sum = backend::sum_axis(loss, &AxisParams::new(1, rows, 1))?;
-        let mean = backend::scale(&sum, 1.0 / rows as f32)?;
+    /// The scalar loss over per-row `losses` `(p.rows, p.cols)` (see `row_loss_mean`),
+    /// recording their per-row gradients; and the column means.
+    fn row_loss(&self, losses: &Storage, grad: Storage, p: RowParams) -> Result<(Tensor, Storage)> {
+        let [loss, means] = run(k::RowLossMean, &p, &[losses])?;
         let record = Op::RowLoss {
             logits: self.clone(),
             grad,
-            rows,
+            rows: p.rows as usize,
         };
-        Ok(Tensor::from_op(mean, vec![], self.device(), record))
+        Ok((Tensor::from_op(loss, vec![], self.device(), record), means))
     }
 
     /// The index of the largest logit of each row (first on ties); reads back.
     pub fn argmax_rows(&self) -> Result<Vec<u32>> {
         let (rows, cols) = self.rows_cols("argmax_rows")?;
-        backend::argmax_rows(&self.storage(), &RowParams::new(rows, cols))?.to_vec()
+        let [out] = run(
+            k::ArgmaxRows,
+            &RowParams::new(rows, cols),
+            &[&self.storage()],
+        )?;
+        out.to_vec_u32()
+    }
+
+    /// `out[r] = self[index[r]]`: the rows of `self (rows, cols)` that `index` names, as a
+    /// constant on the same device (a batch's teacher logits from the training set's).
+    ///
+    /// No gradient flows through it: a `self` that needs one is an error (detach it).
+    pub fn gather_rows(&self, index: &Labels) -> Result<Tensor> {
+        let &[rows, cols] = self.shape() else {
+            return Err(Error::BadShape {
+                op: "gather_rows",
+                shape: self.shape().to_vec(),
+                expected: "(rows, cols)",
+            });
+        };
+        if !index.device().same(self.device()) {
+            return Err(Error::DeviceMismatch {
+                op: "gather_rows",
+                lhs: self.device().to_string(),
+                rhs: index.device().to_string(),
+            });
+        }
+        if !index.is_empty() && index.max() as usize >= rows {
+            return Err(Error::BadArgument {
+                op: "gather_rows",
+                message: format!("row {} of a table of {rows} rows", index.max()),
+            });
+        }
+        if self.requires_grad() && is_grad_enabled() {
+            return Err(Error::BadArgument {
+                op: "gather_rows",
+                message: "records no gradient; detach the table first".into(),
+            });
+        }
+        let p = GatherParams::new(index.len(), cols, rows);
+        let [out] = run(k::GatherRows, &p, &[&self.storage(), index.storage()])?;
+        Ok(Tensor::from_storage(
+            out,
+            vec![index.len(), cols],
+            self.device(),
+        ))
     }
 }
 
 // d/dx of log_softmax: dx = g - softmax(x) · Σ_j g_j, with softmax = exp(out)
 pub(crate) fn log_softmax_backward(out: &Storage, p: &RowParams, g: &Storage) -> Result<Storage> {
-    backend::log_softmax_backward(out, g, p)
+    let [dx] = run(k::LogSoftmaxBackward, p, &[out, g])?;
+    Ok(dx)
 }
 
 // loss = (1/rows) Σ_r loss_r, so d loss / d logits_r = upstream · grad_r / rows,
 // with grad_r = d loss_r / d logits_r from the forward kernel.
 pub(crate) fn row_loss_backward(rows_grad: &Storage, rows: usize, g: &Storage) -> Result<Storage> {
-    let upstream = backend::sum_axis_backward(g, &AxisParams::new(1, rows_grad.len(), 1))?;
-    let scaled = backend::mul(rows_grad, &upstream)?;
-    backend::scale(&scaled, 1.0 / rows as f32)
+    let p = ElementwiseParams::with_alpha(rows_grad.len(), 1.0 / rows as f32);
+    let [dx] = run(k::RowLossBackward, &p, &[rows_grad, g])?;
+    Ok(dx)
 }

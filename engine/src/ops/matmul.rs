@@ -1,11 +1,18 @@
 //! Matrix products: `a · b` and `a · bᵀ` (a linear layer's `x · Wᵀ` with `W: (out, in)`).
 
 use crate::autograd::Op;
-use crate::backend;
+use crate::backend::run;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use kernels::params::MatmulParams;
+use kernels::registry::Matmul;
+
+/// `op(a) · op(b)` as `p` says.
+fn matmul(a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
+    let [c] = run(Matmul, p, &[a, b])?;
+    Ok(c)
+}
 
 impl Tensor {
     /// `(m, k) · (k, n) -> (m, n)`.
@@ -37,7 +44,7 @@ impl Tensor {
         if trans_b {
             p = p.trans_b();
         }
-        let out = backend::matmul(&self.storage(), &rhs.storage(), &p)?;
+        let out = matmul(&self.storage(), &rhs.storage(), &p)?;
         let record = Op::Matmul {
             a: self.clone(),
             b: rhs.clone(),
@@ -60,12 +67,8 @@ pub(crate) fn matmul_backward(
     let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
     let da = match (needs[0], trans_b) {
         (false, _) => None,
-        (true, true) => Some(backend::matmul(
-            g,
-            &b.storage(),
-            &MatmulParams::new(m, k, n),
-        )?),
-        (true, false) => Some(backend::matmul(
+        (true, true) => Some(matmul(g, &b.storage(), &MatmulParams::new(m, k, n))?),
+        (true, false) => Some(matmul(
             g,
             &b.storage(),
             &MatmulParams::new(m, k, n).trans_b(),
@@ -73,12 +76,12 @@ pub(crate) fn matmul_backward(
     };
     let db = match (needs[1], trans_b) {
         (false, _) => None,
-        (true, true) => Some(backend::matmul(
+        (true, true) => Some(matmul(
             g,
             &a.storage(),
             &MatmulParams::new(n, k, m).trans_a(),
         )?),
-        (true, false) => Some(backend::matmul(
+        (true, false) => Some(matmul(
             &a.storage(),
             g,
             &MatmulParams::new(k, n, m).trans_a(),

@@ -1,12 +1,44 @@
 //! Optimizer steps on tensors, in place: the update rules live in `kernels`, the state
 //! and schedule in `distill::optim`.
 
-use crate::backend;
+use crate::backend::run_into;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use kernels::params::{AdamParams, SgdParams};
+use kernels::registry as k;
 
-fn check(op: &'static str, param: &Tensor, other: &Tensor) -> Result<()> {
+/// SGD's hyper-parameters, as PyTorch's `SGD`: `g = grad + weight_decay · p;
+/// v = momentum · v + g; p -= lr · v` (plain `p -= lr · g` when `momentum == 0`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    /// The learning rate.
+    pub lr: f32,
+    /// The velocity's decay; 0 for plain SGD.
+    pub momentum: f32,
+    /// L2 decay added to the gradient.
+    pub weight_decay: f32,
+}
+
+/// Adam's hyper-parameters, as PyTorch's `Adam`, or `AdamW` with `decoupled`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    /// The learning rate.
+    pub lr: f32,
+    /// The first moment's decay.
+    pub beta1: f32,
+    /// The second moment's decay.
+    pub beta2: f32,
+    /// Added to the root of the second moment.
+    pub eps: f32,
+    /// L2 decay added to the gradient (Adam) or applied to the parameter (AdamW).
+    pub weight_decay: f32,
+    /// AdamW: `p -= lr · weight_decay · p` before the update instead of the L2 term.
+    pub decoupled: bool,
+}
+
+/// `other` has the shape and device of `param`, and is not the same tensor (a step on a
+/// parameter with itself as its gradient would wait forever on its own lock).
+fn check(op: &'static str, param: &Tensor, other: &Tensor, name: &str) -> Result<()> {
     param.check_same_device(op, other)?;
     if param.shape() != other.shape() {
         return Err(Error::ShapeMismatch {
@@ -15,41 +47,56 @@ fn check(op: &'static str, param: &Tensor, other: &Tensor) -> Result<()> {
             rhs: other.shape().to_vec(),
         });
     }
+    if param.shares_storage(other) {
+        return Err(Error::BadArgument {
+            op,
+            message: format!("the {name} is the parameter itself"),
+        });
+    }
     Ok(())
 }
 
 impl Tensor {
     /// One SGD step on this parameter; `velocity` is its momentum buffer.
-    pub fn sgd_step(&self, grad: &Tensor, velocity: &Tensor, p: &SgdParams) -> Result<()> {
-        check("sgd_step", self, grad)?;
-        check("sgd_step", self, velocity)?;
+    pub fn sgd_step(&self, grad: &Tensor, velocity: &Tensor, h: &Sgd) -> Result<()> {
+        check("sgd_step", self, grad, "gradient")?;
+        check("sgd_step", self, velocity, "velocity")?;
         let p = SgdParams {
             len: self.numel() as u32,
-            ..*p
+            lr: h.lr,
+            momentum: h.momentum,
+            weight_decay: h.weight_decay,
         };
-        backend::sgd_step(
-            &mut self.storage_mut(),
-            &grad.storage(),
-            &mut velocity.storage_mut(),
-            &p,
-        )
+        let mut writes = [&mut *self.storage_mut(), &mut *velocity.storage_mut()];
+        run_into::<k::SgdStep>(&p, &[&grad.storage()], &mut writes)
     }
 
-    /// One Adam (or AdamW) step on this parameter with moments `m` and `v`.
-    pub fn adam_step(&self, grad: &Tensor, m: &Tensor, v: &Tensor, p: &AdamParams) -> Result<()> {
-        check("adam_step", self, grad)?;
-        check("adam_step", self, m)?;
-        check("adam_step", self, v)?;
-        let p = AdamParams {
-            len: self.numel() as u32,
-            ..*p
-        };
-        backend::adam_step(
-            &mut self.storage_mut(),
-            &grad.storage(),
-            &mut m.storage_mut(),
-            &mut v.storage_mut(),
-            &p,
-        )
+    /// Step `t` (counted from 1) of Adam on this parameter with moments `m` and `v`.
+    pub fn adam_step(&self, grad: &Tensor, m: &Tensor, v: &Tensor, h: &Adam, t: u64) -> Result<()> {
+        check("adam_step", self, grad, "gradient")?;
+        check("adam_step", self, m, "first moment")?;
+        check("adam_step", self, v, "second moment")?;
+        if m.shares_storage(v) {
+            return Err(Error::BadArgument {
+                op: "adam_step",
+                message: "the two moments are the same tensor".into(),
+            });
+        }
+        let p = AdamParams::new(
+            self.numel(),
+            h.lr,
+            h.beta1,
+            h.beta2,
+            h.eps,
+            h.weight_decay,
+            h.decoupled,
+            t,
+        );
+        let mut writes = [
+            &mut *self.storage_mut(),
+            &mut *m.storage_mut(),
+            &mut *v.storage_mut(),
+        ];
+        run_into::<k::AdamStep>(&p, &[&grad.storage()], &mut writes)
     }
 }

@@ -1,11 +1,12 @@
 //! Max pooling; the forward saves the argmax so that the backward is a scatter.
 
 use crate::autograd::Op;
-use crate::backend;
+use crate::backend::run;
 use crate::error::{Error, Result};
-use crate::storage::{IndexStorage, Storage};
+use crate::storage::Storage;
 use crate::tensor::Tensor;
 use kernels::params::Pool2dParams;
+use kernels::registry as k;
 
 impl Tensor {
     /// `(n, c, h, w)` -> `(n, c, h_out, w_out)`, windows of `kernel × kernel` moved by
@@ -23,7 +24,7 @@ impl Tensor {
             shape: self.shape().to_vec(),
             expected: "h, w >= kernel >= 1 and stride >= 1",
         })?;
-        let (out, argmax) = backend::max_pool2d_forward(&self.storage(), &p)?;
+        let [out, argmax] = run(k::MaxPool2dForward, &p, &[&self.storage()])?;
         let shape = vec![n, c, p.h_out as usize, p.w_out as usize];
         let record = Op::MaxPool2d {
             input: self.clone(),
@@ -36,9 +37,10 @@ impl Tensor {
 
 // dx[argmax(window)] += g[window]; zero elsewhere.
 pub(crate) fn max_pool2d_backward(
-    argmax: &IndexStorage,
+    argmax: &Storage,
     p: &Pool2dParams,
     g: &Storage,
 ) -> Result<Storage> {
-    backend::max_pool2d_backward(g, argmax, p)
+    let [grad_x] = run(k::MaxPool2dBackward, p, &[g, argmax])?;
+    Ok(grad_x)
 }

@@ -1,8 +1,8 @@
-//! ReLU and dropout, forward and backward.
+//! ReLU, leaky ReLU and dropout, forward and backward.
 //!
 //! ```text
-//! relu:     x, out, grad_out, grad_x: (len)
-//! dropout:  x, out, mask, grad_out, grad_x: (len)
+//! relu, leaky_relu:   x, out, grad_out, grad_x: (len)
+//! dropout:            x, out, mask, grad_out, grad_x: (len)
 //! ```
 //!
 //! Dropout draws its mask from a counter-based hash of `(seed, index)` rather than a
@@ -36,6 +36,38 @@ pub fn relu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32], p: &Elemen
     par_chunked(grad_x, |start, grad_x| {
         for ((gx, &x), &g) in grad_x.iter_mut().zip(&x[start..]).zip(&grad_out[start..]) {
             *gx = if x > 0.0 { g } else { 0.0 };
+        }
+    });
+}
+
+/// `out = x` where `x > 0`, else `alpha · x`: PyTorch's `LeakyReLU(negative_slope = alpha)`.
+///
+/// NOTE: NaN stays NaN (`alpha · NaN`).
+pub fn leaky_relu_forward(x: &[f32], out: &mut [f32], p: &ElementwiseParams) {
+    let (len, slope) = (p.len as usize, p.alpha);
+    assert_eq!(
+        (x.len(), out.len()),
+        (len, len),
+        "leaky_relu_forward: len {len}"
+    );
+    par_chunked(out, |start, out| {
+        for (o, &x) in out.iter_mut().zip(&x[start..]) {
+            *o = if x > 0.0 { x } else { slope * x };
+        }
+    });
+}
+
+// out = x (x > 0), slope · x (else)  =>  dL/dx = dL/dout (x > 0), slope · dL/dout (else)
+/// `grad_x = grad_out` where `x > 0`, else `alpha · grad_out`.
+///
+/// NOTE: the slope applies at `x = 0`, as PyTorch's `leaky_relu_backward`.
+pub fn leaky_relu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32], p: &ElementwiseParams) {
+    let (len, slope) = (p.len as usize, p.alpha);
+    let lens = (x.len(), grad_out.len(), grad_x.len());
+    assert_eq!(lens, (len, len, len), "leaky_relu_backward: len {len}");
+    par_chunked(grad_x, |start, grad_x| {
+        for ((gx, &x), &g) in grad_x.iter_mut().zip(&x[start..]).zip(&grad_out[start..]) {
+            *gx = if x > 0.0 { g } else { slope * g };
         }
     });
 }
@@ -140,8 +172,35 @@ mod tests {
         assert_eq!(grad_x, [0.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
     }
 
+    #[test]
+    fn leaky_relu_by_hand() {
+        // slope 0.2: -2 -> -0.4; the slope also applies at 0 in the backward, as PyTorch.
+        let x = [-2.0, -0.0, 0.0, 1e-30, 3.0, f32::NAN];
+        let p = ElementwiseParams::with_alpha(x.len(), 0.2);
+        let mut out = [9.0; 6];
+        leaky_relu_forward(&x, &mut out, &p);
+        assert_eq!(out[..5], [-0.4, 0.0, 0.0, 1e-30, 3.0]);
+        assert!(out[5].is_nan());
+        let mut grad_x = [9.0; 6];
+        leaky_relu_backward(&x, &[10.0; 6], &mut grad_x, &p);
+        assert_eq!(grad_x, [2.0, 2.0, 2.0, 10.0, 10.0, 2.0]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn leaky_relu_matches_reference(len in 0..3 * CHUNK, slope in -1.0f32..1.0, seed in any::<u64>()) {
+            let (x, g) = (random(len, seed), random(len, seed + 1));
+            let p = ElementwiseParams::with_alpha(len, slope);
+            let (mut out, mut grad_x) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            leaky_relu_forward(&x, &mut out, &p);
+            leaky_relu_backward(&x, &g, &mut grad_x, &p);
+            for i in 0..len {
+                prop_assert_eq!(out[i], if x[i] > 0.0 { x[i] } else { slope * x[i] });
+                prop_assert_eq!(grad_x[i], if x[i] > 0.0 { g[i] } else { slope * g[i] });
+            }
+        }
 
         // Lengths up to three chunks cover the serial and the parallel paths.
         #[test]

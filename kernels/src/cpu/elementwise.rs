@@ -1,10 +1,11 @@
 //! Elementwise arithmetic, the per-channel bias and sums over an axis.
 //!
 //! ```text
-//! add, mul:           a, b, out: (len)
+//! add:                a, b, out: (len)
 //! scale, axpy:        x, out, y: (len)
 //! bias_forward:       x, out: (outer, channels, inner)   bias: (channels)
 //! sum_axis:           x: (outer, channels, inner)        out: (outer, inner)
+//! gather_rows:        x: (src_rows, cols)  index: (rows)  out: (rows, cols)
 //! ```
 //!
 //! Large inputs are cut into fixed chunks of [`CHUNK`] elements, one rayon task each;
@@ -64,11 +65,6 @@ pub(crate) fn sum8(xs: &[f32]) -> f32 {
 /// `out = a + b`.
 pub fn add(a: &[f32], b: &[f32], out: &mut [f32], p: &ElementwiseParams) {
     zip_with(a, b, out, p, |a, b| a + b);
-}
-
-/// `out = a * b`, elementwise.
-pub fn mul(a: &[f32], b: &[f32], out: &mut [f32], p: &ElementwiseParams) {
-    zip_with(a, b, out, p, |a, b| a * b);
 }
 
 /// `out = alpha * x`.
@@ -257,6 +253,28 @@ pub fn sum_axis_backward(grad_out: &[f32], grad_x: &mut [f32], p: &AxisParams) {
     });
 }
 
+/// `out[r] = x[index[r]]`, rows of `cols` values: a batch's rows of a table that lives
+/// on the device (the teacher's logits for the whole training set).
+///
+/// Panics on an index `>= src_rows`; the engine checks the indices first.
+pub fn gather_rows(x: &[f32], index: &[u32], out: &mut [f32], p: &GatherParams) {
+    let (rows, cols, src_rows) = (p.rows as usize, p.cols as usize, p.src_rows as usize);
+    let lens = (x.len(), index.len(), out.len());
+    assert_eq!(
+        lens,
+        (src_rows * cols, rows, rows * cols),
+        "gather_rows: {p:?}"
+    );
+    if cols == 0 {
+        return;
+    }
+    for (out, &r) in out.chunks_exact_mut(cols).zip(index) {
+        let r = r as usize;
+        assert!(r < src_rows, "gather_rows: index {r} >= {src_rows} rows");
+        out.copy_from_slice(&x[r * cols..][..cols]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,8 +331,6 @@ mod tests {
             let mut out = vec![f32::NAN; len];
             add(&a, &b, &mut out, &p);
             prop_assert!(out.iter().enumerate().all(|(i, &o)| o == a[i] + b[i]));
-            mul(&a, &b, &mut out, &p);
-            prop_assert!(out.iter().enumerate().all(|(i, &o)| o == a[i] * b[i]));
             scale(&a, &mut out, &p);
             prop_assert!(out.iter().enumerate().all(|(i, &o)| o == alpha * a[i]));
             let mut y = b.clone();
@@ -393,6 +409,22 @@ mod tests {
             sum_axis(&[], &mut sums, &p);
             assert!(sums.iter().all(|&s| s == 0.0));
         }
+    }
+
+    #[test]
+    fn gather_rows_by_hand() {
+        // x: 3 rows of 2 = [[0, 1], [2, 3], [4, 5]]; index [2, 0, 2] picks rows 2, 0, 2.
+        let x: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        let mut out = vec![f32::NAN; 6];
+        gather_rows(&x, &[2, 0, 2], &mut out, &GatherParams::new(3, 2, 3));
+        assert_eq!(out, [4.0, 5.0, 0.0, 1.0, 4.0, 5.0]);
+        gather_rows(&x, &[], &mut [], &GatherParams::new(0, 2, 3));
+    }
+
+    #[test]
+    #[should_panic(expected = "index 3 >= 3 rows")]
+    fn gather_rows_refuses_an_index_past_the_table() {
+        gather_rows(&[0.0; 6], &[3], &mut [0.0; 2], &GatherParams::new(1, 2, 3));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! softmax_kl_forward     student, teacher: (rows, cols)      loss: rows, grad: (rows, cols)
 //! kd_loss_forward        student, teacher, labels            loss: (rows, 2), grad: (rows, cols)
 //! argmax_rows            x: (rows, cols)                     out: rows
+//! row_loss_mean          losses: (rows, cols), cols 1 or 2   loss: 1, means: cols
+//! row_loss_backward      grad_rows: (rows, cols), upstream: 1  grad: (rows, cols)
 //! ```
 //!
 //! Rows are independent, so a task owns a block of whole rows and every row is computed
@@ -554,6 +556,51 @@ pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) {
     x.par_chunks(block * cols)
         .zip(out.par_chunks_mut(block))
         .for_each(|(x, o)| run(x, o));
+}
+
+/// The mean over rows of per-row losses `(rows, cols)`: `means[c] = Σ_r losses[r, c] /
+/// rows`, and `loss[0] = means[0]` when `cols == 1`, `(1 - α)·means[0] + α·means[1]` when
+/// `cols == 2` (the cross-entropy and `T²·KL` columns of [`kd_loss_forward`]).
+///
+/// NOTE: summed in `f64`, then rounded: the GPU's `f32` tree agrees to about 1e-6.
+pub fn row_loss_mean(losses: &[f32], loss: &mut [f32], means: &mut [f32], p: &RowParams) {
+    const OP: &str = "row_loss_mean";
+    let (rows, cols) = checked_shape(OP, p, &[("losses", losses.len())]);
+    assert!(rows > 0 && cols <= 2, "{OP}: ({rows}, {cols}) losses");
+    check_len(OP, "loss", loss.len(), 1);
+    check_len(OP, "means", means.len(), cols);
+    let mut sums = [0.0f64; 2];
+    for row in losses.chunks_exact(cols) {
+        for (s, &l) in sums.iter_mut().zip(row) {
+            *s += l as f64;
+        }
+    }
+    for (m, s) in means.iter_mut().zip(sums) {
+        *m = (s / rows as f64) as f32;
+    }
+    loss[0] = match *means {
+        [m] => m,
+        [ce, kl] => (1.0 - p.alpha) * ce + p.alpha * kl,
+        _ => unreachable!("checked: 1 or 2 columns"),
+    };
+}
+
+// loss = (1/rows) Σ_r loss_r  =>  d loss / d logits_r = upstream · grad_r / rows,
+// with grad_r = d loss_r / d logits_r from the loss kernel and `p.alpha = 1 / rows`.
+/// `grad = (grad_rows · upstream[0]) · alpha`: the backward of [`row_loss_mean`].
+pub fn row_loss_backward(
+    grad_rows: &[f32],
+    upstream: &[f32],
+    grad: &mut [f32],
+    p: &ElementwiseParams,
+) {
+    let len = p.len as usize;
+    let lens = (grad_rows.len(), upstream.len(), grad.len());
+    assert_eq!(lens, (len, 1, len), "row_loss_backward: len {len}");
+    let (up, alpha) = (upstream[0], p.alpha);
+    for (g, &r) in grad.iter_mut().zip(grad_rows) {
+        *g = (r * up) * alpha;
+    }
 }
 
 #[cfg(test)]
@@ -1138,5 +1185,32 @@ mod tests {
             }
         }
         assert_eq!(whole, by_row);
+    }
+
+    #[test]
+    fn row_loss_mean_by_hand() {
+        // One column [1, 2, 6]: mean 3. Two columns [[1, 10], [3, 30]]: means [2, 20],
+        // and at alpha 0.25 the loss is 0.75 · 2 + 0.25 · 20 = 6.5.
+        let (mut loss, mut means) = ([f32::NAN], [f32::NAN]);
+        row_loss_mean(
+            &[1.0, 2.0, 6.0],
+            &mut loss,
+            &mut means,
+            &RowParams::new(3, 1),
+        );
+        assert_eq!((loss, means), ([3.0], [3.0]));
+        let (mut loss, mut means) = ([f32::NAN], [f32::NAN; 2]);
+        let p = RowParams::new(2, 2).with_alpha(0.25);
+        row_loss_mean(&[1.0, 10.0, 3.0, 30.0], &mut loss, &mut means, &p);
+        assert_eq!((loss, means), ([6.5], [2.0, 20.0]));
+    }
+
+    #[test]
+    fn row_loss_backward_scales_by_upstream_over_rows() {
+        // grad_rows [2, -4] · upstream 3 · (1 / 2 rows) = [3, -6].
+        let mut grad = [f32::NAN; 2];
+        let p = ElementwiseParams::with_alpha(2, 0.5);
+        row_loss_backward(&[2.0, -4.0], &[3.0], &mut grad, &p);
+        assert_eq!(grad, [3.0, -6.0]);
     }
 }

@@ -71,15 +71,33 @@ impl std::fmt::Debug for GpuBuffer {
 }
 
 /// Free buffers keyed by size class, up to `cap` bytes in all.
+///
+/// NOTE: a buffer freed since the last submit may still be read by recorded commands.
+/// Later *commands* on it are ordered after those, so [`Reuse::Recorded`] may take it;
+/// but `queue.write_buffer` lands before every command of the next submit, so an upload
+/// ([`Reuse::Written`]) takes only buffers freed before the last submit. That is what lets
+/// an upload in the middle of a step go without a submit of its own.
 pub(crate) struct BufferPool {
     free: Mutex<PoolState>,
     cap: u64,
     max_buffer: u64,
 }
 
+/// What the taker of a pooled buffer does with it first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// Records commands on it (clear, dispatch, copy): any free buffer will do.
+    Recorded,
+    /// Writes it with `queue.write_buffer`: only buffers no recorded command can see.
+    Written,
+}
+
 #[derive(Default)]
 struct PoolState {
-    by_class: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Freed before the last submit.
+    settled: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Freed since the last submit.
+    recent: HashMap<u64, Vec<wgpu::Buffer>>,
     bytes: u64,
 }
 
@@ -93,11 +111,21 @@ impl BufferPool {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A buffer of at least `bytes` bytes (rounded up to its size class).
-    pub(crate) fn take(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+    pub(crate) fn take(&self, device: &wgpu::Device, bytes: u64, reuse: Reuse) -> wgpu::Buffer {
         let class = size_class(bytes, self.max_buffer);
-        let mut state = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(buffer) = state.by_class.get_mut(&class).and_then(Vec::pop) {
+        let mut state = self.lock();
+        let pop =
+            |lists: &mut HashMap<u64, Vec<wgpu::Buffer>>| lists.get_mut(&class).and_then(Vec::pop);
+        let found = match reuse {
+            Reuse::Recorded => pop(&mut state.recent).or_else(|| pop(&mut state.settled)),
+            Reuse::Written => pop(&mut state.settled),
+        };
+        if let Some(buffer) = found {
             state.bytes -= class;
             return buffer;
         }
@@ -114,17 +142,25 @@ impl BufferPool {
 
     pub(crate) fn put(&self, buffer: wgpu::Buffer) {
         let class = buffer.size();
-        let mut state = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         if state.bytes + class <= self.cap {
             state.bytes += class;
-            state.by_class.entry(class).or_default().push(buffer);
+            state.recent.entry(class).or_default().push(buffer);
+        }
+    }
+
+    /// After a submit: every buffer freed before it may now be written.
+    pub(crate) fn settle(&self) {
+        let mut state = self.lock();
+        let recent = std::mem::take(&mut state.recent);
+        for (class, buffers) in recent {
+            state.settled.entry(class).or_default().extend(buffers);
         }
     }
 
     /// Frees every pooled buffer.
     pub(crate) fn clear(&self) {
-        let mut state = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        *state = PoolState::default();
+        *self.lock() = PoolState::default();
     }
 }
 

@@ -1,10 +1,12 @@
 //! The device, its queue, the pending command encoder, and the only sync point: `read`.
 
-use super::buffer::{BufferPool, GpuBuffer};
-use super::pipeline::{Compiled, KernelId, PipelineCache};
+use super::buffer::{BufferPool, GpuBuffer, Reuse};
+use super::pipeline::{Compiled, PipelineCache};
 use super::profile::Profiler;
 use super::GpuError;
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::registry::KernelId;
+use crate::QueueStats;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Which adapters [`GpuContext::new`] may pick.
@@ -34,6 +36,9 @@ pub struct GpuContext {
     dispatch_limit: AtomicU32,
     /// Kernel timing for `--profile`; see [`super::profile`].
     pub(crate) profiler: Profiler,
+    /// `queue.submit` calls and recorded dispatches since creation.
+    submits: AtomicU64,
+    dispatches: AtomicU64,
 }
 
 /// Work recorded since the last submit.
@@ -97,6 +102,8 @@ impl GpuContext {
             uniforms,
             uniform_slot,
             error,
+            submits: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
         }))
     }
 
@@ -121,23 +128,23 @@ impl GpuContext {
     }
 
     fn upload_bytes(self: &Arc<Self>, bytes: &[u8], len: usize) -> GpuBuffer {
-        // NOTE: write_buffer lands before every command of the next submit, so commands
-        // still recorded against a pooled buffer must be submitted before it is refilled.
-        // The pending lock is held throughout, so that no other thread can record a
-        // command (or return a buffer it used to the pool) between the submit and the write.
-        let mut pending = self.lock_pending();
-        self.submit_locked(&mut pending);
-        let buffer = self.pool.take(&self.device, 4 * len.max(1) as u64);
+        // NOTE: write_buffer lands before every command of the next submit, so the buffer
+        // must be one that no recorded command can see: `Reuse::Written` (buffer.rs).
+        // Then the upload needs no submit, and a step's inputs can be staged mid-step.
+        let buffer = self
+            .pool
+            .take(&self.device, 4 * len.max(1) as u64, Reuse::Written);
         if !bytes.is_empty() {
             self.queue.write_buffer(&buffer, 0, bytes);
         }
-        drop(pending);
         GpuBuffer::new(self.clone(), buffer, len)
     }
 
     /// A new buffer of `len` zero words (`0.0` or `0u32`).
     pub fn zeros(self: &Arc<Self>, len: usize) -> GpuBuffer {
-        let buffer = self.pool.take(&self.device, 4 * len.max(1) as u64);
+        let buffer = self
+            .pool
+            .take(&self.device, 4 * len.max(1) as u64, Reuse::Recorded);
         self.encode(|enc| enc.clear_buffer(&buffer, 0, None));
         GpuBuffer::new(self.clone(), buffer, len)
     }
@@ -153,23 +160,42 @@ impl GpuContext {
 
     /// A buffer of `len` words with unspecified contents, for partial results.
     pub(crate) fn scratch(self: &Arc<Self>, len: usize) -> GpuBuffer {
-        let buffer = self.pool.take(&self.device, 4 * len.max(1) as u64);
+        let buffer = self
+            .pool
+            .take(&self.device, 4 * len.max(1) as u64, Reuse::Recorded);
         GpuBuffer::new(self.clone(), buffer, len)
     }
 
-    /// Records `dst[..src.len()] = src`; `dst` must be at least as long.
+    /// Records `dst[..src.len()] = src`; `dst` must be at least as long (a buffer copied
+    /// onto itself is left as it is).
     pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer) -> Result<(), GpuError> {
-        let (len, needed) = (dst.len(), src.len());
+        match std::ptr::eq(src, dst) {
+            true => Ok(()),
+            false => self.copy_to(src, dst, 0),
+        }
+    }
+
+    /// Records `dst[offset..offset + src.len()] = src`.
+    pub fn copy_to(&self, src: &GpuBuffer, dst: &GpuBuffer, offset: usize) -> Result<(), GpuError> {
+        let (len, needed) = (dst.len(), offset + src.len());
         if len < needed {
             return Err(GpuError::BufferTooSmall {
-                op: "copy",
+                op: "copy_to",
                 arg: "dst",
                 len,
                 needed,
             });
         }
-        if !std::ptr::eq(src, dst) {
-            self.copy_words(src, dst, needed);
+        if std::ptr::eq(src, dst) {
+            return Err(GpuError::Aliased {
+                op: "copy_to",
+                a: "src",
+                b: "dst",
+            });
+        }
+        if !src.is_empty() {
+            let (at, bytes) = (4 * offset as u64, 4 * src.len() as u64);
+            self.encode(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), at, bytes));
         }
         Ok(())
     }
@@ -180,6 +206,19 @@ impl GpuContext {
             let bytes = 4 * words as u64;
             self.encode(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes));
         }
+    }
+
+    /// The submits and dispatches this context has made since it was created; the
+    /// difference of two readings is the work in between.
+    pub fn queue_stats(&self) -> QueueStats {
+        QueueStats {
+            submits: self.submits.load(Ordering::Relaxed),
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn count_dispatch(&self) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Submits the recorded work, waits for it, and returns the buffer's values.
@@ -248,6 +287,8 @@ impl GpuContext {
                 .write_buffer(&self.uniforms, 0, &pending.uniform_bytes);
         }
         self.queue.submit([encoder.finish()]);
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.pool.settle();
         pending.uniform_bytes.clear();
         pending.dispatches = 0;
         self.after_submit(timestamps);

@@ -3,19 +3,41 @@
 
 use super::buffer::GpuBuffer;
 use super::context::GpuContext;
-use super::pipeline::KernelId;
 use super::profile::GpuTiming;
 use super::GpuError;
+use crate::params::RowParams;
+use crate::registry::KernelId;
 
-/// Dispatches per submit; each takes one slot of the uniform ring.
-pub const MAX_PENDING: u64 = 256;
+/// Dispatches per submit; each takes one slot of the uniform ring. A training step of
+/// the largest network records about 70, so a step never overflows into two submits.
+pub const MAX_PENDING: u64 = 1024;
 
 /// Threads per workgroup of the one-thread-per-element kernels (`@workgroup_size(256)`).
 pub(crate) const WG: u64 = 256;
 
 /// Workgroups for `len` elements at one thread each.
-pub(crate) fn groups(len: usize) -> u64 {
+pub(crate) fn elements(len: usize) -> u64 {
     (len as u64).div_ceil(WG)
+}
+
+/// Rows and columns of a GEMM tile (`TILE` in `lib/gemm_tile.wgsl`).
+pub(crate) const TILE: u64 = 64;
+
+/// Workgroups of a GEMM-tiled output of `rows × cols`: one per tile.
+pub(crate) fn tiles(rows: u32, cols: u32) -> u64 {
+    (rows as u64).div_ceil(TILE) * (cols as u64).div_ceil(TILE)
+}
+
+/// Threads per workgroup of the row kernels (`@workgroup_size(64)`), one row each.
+const ROWS_PER_GROUP: u64 = 64;
+
+/// Workgroups of a row kernel; none without columns (nothing to compute, and no label
+/// can be in range).
+pub(crate) fn row_groups(p: &RowParams) -> u64 {
+    match p.cols {
+        0 => 0,
+        _ => (p.rows as u64).div_ceil(ROWS_PER_GROUP),
+    }
 }
 
 /// Bytes between uniform slots: the adapter's offset alignment, at least 64 (the largest
@@ -106,6 +128,7 @@ pub(crate) fn launch<P: bytemuck::Pod>(
         pass.dispatch_workgroups(x, y, 1);
     }
     pending.dispatches += 1;
+    ctx.count_dispatch();
     if let Some(t0) = t0 {
         ctx.submit_and_wait(&mut pending)?;
         ctx.add_kernel_time(op, t0.elapsed());

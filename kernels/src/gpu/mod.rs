@@ -8,52 +8,43 @@
 //!   .upload(&[f32]) .upload_u32(&[u32]) .zeros(len)   -> GpuBuffer (len in 4-byte words)
 //!   .read(&buf) .read_u32(&buf)  -> Result<Vec<_>, GpuError>   the only point that waits
 //!   .flush()                     submit recorded work without waiting
-//!   .copy(&src, &dst) -> Result  recorded, like every launcher; .trim_pool()
+//!   .copy(&src, &dst) .copy_to(&src, &dst, offset) -> Result   recorded, like a launcher
+//!   .queue_stats()               submits and dispatches so far; .trim_pool()
 //!   .set_profiling(bool) .profile_report() .profile_reset() .profile_timing()
 //!                                kernel times for --profile (see profile.rs)
 //! GpuBuffer                      .len(); on drop its wgpu::Buffer goes back to the pool
-//! KernelId                       one variant per wgsl/<name>.wgsl; KernelId::ALL, .name()
-//! matmul(ctx, a, b, c, &p) ...   one launcher per kernel, same names and argument order
-//!                                as kernels::cpu; outputs are passed by & (the GPU writes)
+//! matmul(ctx, a, b, c, &p) ...   one launcher per kernel (see kernels::registry), same
+//!                                names and argument order as kernels::cpu; outputs are
+//!                                passed by & (the GPU writes)
 //! ```
 //!
 //! Launchers check buffer lengths against the params, then *record* a dispatch into the
 //! context's pending command encoder and return: nothing waits until [`GpuContext::read`].
-//! The pending work is submitted every `MAX_PENDING` (256) dispatches or on `read` /
-//! `flush`. Each dispatch gets its own slot of a uniform ring for its params, because
+//! The pending work is submitted on `read` / `flush`, or every `MAX_PENDING` (1024)
+//! dispatches. Each dispatch gets its own slot of a uniform ring for its params, because
 //! `queue.write_buffer` lands before *all* the commands of the next submit. For the same
-//! reason `upload` submits the pending work before it writes (its pooled buffer may still
-//! be read by recorded commands): upload inputs before recording a step, not between ops.
+//! reason an `upload` takes only a pooled buffer freed before the last submit (no
+//! recorded command can still read it), so uploads never force a submit: a training step
+//! stages its inputs and records its kernels, and one `flush` sends the whole step.
 //! Errors wgpu raises later (out of memory, validation) are returned by the next `read`.
 //!
 //! Every shader binds its params struct (from [`crate::params`], the same bytes) at
 //! `@binding(0)` and its buffers from `@binding(1)` in argument order, so shapes never
 //! enter shader text and each pipeline is compiled once, on first use.
 
-mod activation;
 mod buffer;
 mod context;
-mod conv2d;
-mod elementwise;
-mod launch;
-mod matmul;
-mod optim;
+pub(crate) mod launch;
 mod pipeline;
-mod pool;
 mod profile;
-mod softmax;
+mod split;
 
-pub use activation::*;
+pub use crate::registry::launchers::*;
+pub use crate::QueueStats;
 pub use buffer::GpuBuffer;
 pub use context::{AdapterChoice, GpuContext};
-pub use conv2d::*;
-pub use elementwise::*;
-pub use matmul::*;
-pub use optim::*;
-pub use pipeline::KernelId;
-pub use pool::*;
 pub use profile::GpuTiming;
-pub use softmax::*;
+pub use split::{conv2d_backward_weight, matmul, sum_axis};
 
 use std::fmt;
 

@@ -17,8 +17,8 @@
 
 use super::context::{GpuContext, Pending};
 use super::launch::MAX_PENDING;
-use super::pipeline::KernelId;
 use super::GpuError;
+use crate::registry::KernelId;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -64,12 +64,20 @@ struct Queries {
     resolve: wgpu::Buffer,
 }
 
-#[derive(Default)]
 struct State {
     /// `(calls, seconds)` per kernel, indexed by `KernelId as usize`.
-    totals: [(u64, f64); KernelId::ALL.len()],
+    totals: [(u64, f64); KernelId::COUNT],
     /// One per submit with profiled dispatches, until the device has written it.
     in_flight: Vec<Readback>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            totals: [(0, 0.0); KernelId::COUNT],
+            in_flight: Vec::new(),
+        }
+    }
 }
 
 /// The resolved timestamps of one submit, on their way back to the host.

@@ -1,5 +1,5 @@
 // The tiled inner product shared by matmul and the three conv2d kernels (prepended to them:
-// kernels/src/wgsl.rs). A workgroup of 16 x 16 threads owns a 64 x 64 tile of the output;
+// kernels/src/registry.rs). A workgroup of 16 x 16 threads owns a 64 x 64 tile of the output;
 // per BK-deep step it stages both operands in workgroup memory, and each thread accumulates
 // a 4 x 4 block in registers, rows ty + 16 i and columns tx + 16 j, so that neighbouring
 // threads write neighbouring columns. The kernel supplies the operands as

@@ -1,5 +1,5 @@
 // The row helpers of the softmax-KL and the KD loss (prepended to both:
-// kernels/src/wgsl.rs), over the kernel's `student` and `teacher` bindings. They come in
+// kernels/src/registry.rs), over the kernel's `student` and `teacher` bindings. They come in
 // one copy per array because a WGSL function cannot take a storage array as a parameter.
 
 // The largest value of the row at `base`.

@@ -1,6 +1,6 @@
 // Every params struct, field for field the #[repr(C)] struct of the same name in
 // kernels/src/params.rs (sizes padded to 16 bytes there): the bytes a launcher uploads are
-// the kernel's uniform `p`. Prepended to every kernel (kernels/src/wgsl.rs).
+// the kernel's uniform `p`. Prepended to every kernel (kernels/src/registry.rs).
 
 struct MatmulParams {
     m: u32,
@@ -87,4 +87,11 @@ struct AdamParams {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+}
+
+struct GatherParams {
+    rows: u32,
+    cols: u32,
+    src_rows: u32,
+    _pad0: u32,
 }

@@ -1,5 +1,7 @@
 // x, out: (len)
-// out = max(x, 0); NOTE: NaN stays NaN, as PyTorch
+// The forward of a pointwise activation: out[i] = forward(x[i], p.alpha). The
+// activation's own file (wgsl/relu.wgsl, wgsl/leaky_relu.wgsl) defines `forward` and
+// `backward`; this file gives them their bindings and entry point.
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -12,6 +14,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.len) {
         return;
     }
-    let v = x[i];
-    out[i] = select(v, 0.0, v < 0.0);
+    out[i] = forward(x[i], p.alpha);
 }

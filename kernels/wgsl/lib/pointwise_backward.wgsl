@@ -1,6 +1,6 @@
 // x, grad_out, grad_x: (len)
-// out = max(x, 0)  =>  dL/dx = dL/dout where x > 0, else 0
-// NOTE: relu'(0) = 0, as PyTorch
+// The backward of a pointwise activation: grad_x[i] = backward(x[i], grad_out[i], p.alpha),
+// with `backward` from the activation's own file (see lib/pointwise_forward.wgsl).
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -14,5 +14,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.len) {
         return;
     }
-    grad_x[i] = select(0.0, grad_out[i], x[i] > 0.0);
+    grad_x[i] = backward(x[i], grad_out[i], p.alpha);
 }
