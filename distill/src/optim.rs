@@ -6,20 +6,26 @@ use engine::{Adam, Error, Gradients, Result, Sgd, Tensor};
 use std::fmt;
 use std::str::FromStr;
 
+/// Which update rule an [`Optimizer`] applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptimizerKind {
+    /// SGD with momentum, as PyTorch's `SGD`.
     Sgd,
+    /// Adam, with weight decay added to the gradient (L2), as PyTorch's `Adam`.
     Adam,
+    /// Adam with decoupled weight decay, as PyTorch's `AdamW`.
     AdamW,
 }
 
 impl OptimizerKind {
+    /// Every kind, in the order `from_str` tries their names.
     pub const ALL: [OptimizerKind; 3] = [
         OptimizerKind::Sgd,
         OptimizerKind::Adam,
         OptimizerKind::AdamW,
     ];
 
+    /// The name `--optimizer` takes and checkpoints record: `sgd`, `adam`, `adamw`.
     pub fn name(self) -> &'static str {
         match self {
             OptimizerKind::Sgd => "sgd",
@@ -45,19 +51,27 @@ impl FromStr for OptimizerKind {
     }
 }
 
-/// Hyper-parameters, with PyTorch's defaults for the ones not given.
+/// Hyper-parameters: PyTorch's defaults for the ones not given, but SGD's momentum 0.9.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimizerConfig {
+    /// The update rule.
     pub kind: OptimizerKind,
+    /// Learning rate, > 0.
     pub lr: f32,
+    /// SGD's momentum factor; unused by Adam.
     pub momentum: f32,
+    /// Weight decay: L2 on the gradient for SGD and Adam, decoupled for AdamW.
     pub weight_decay: f32,
+    /// Adam's decay rate of the first moment; unused by SGD.
     pub beta1: f32,
+    /// Adam's decay rate of the second moment; unused by SGD.
     pub beta2: f32,
+    /// Adam's term added to the denominator; unused by SGD.
     pub eps: f32,
 }
 
 impl OptimizerConfig {
+    /// `kind` at `lr`, with momentum 0.9, no weight decay, β = (0.9, 0.999) and ε = 1e-8.
     pub fn new(kind: OptimizerKind, lr: f32) -> Self {
         OptimizerConfig {
             kind,
@@ -78,6 +92,7 @@ struct Slot {
     second: Option<Tensor>,
 }
 
+/// An optimizer over a fixed list of named parameters: its state and its step count.
 pub struct Optimizer {
     config: OptimizerConfig,
     step: u64,
@@ -109,6 +124,7 @@ impl Optimizer {
         })
     }
 
+    /// The hyperparameters it was made with.
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
     }

@@ -6,7 +6,9 @@ use crate::optim::OptimizerKind;
 /// all three runs (teacher, student alone, distilled student) share.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Preset {
+    /// What `--preset` takes: `default`, `hinton-mnist`.
     pub name: &'static str,
+    /// One line for `--list-presets`.
     pub about: &'static str,
     /// A built-in network's name, or a description file (`--teacher` overrides it).
     pub teacher: &'static str,
@@ -16,14 +18,21 @@ pub struct Preset {
     pub teacher_jitter: bool,
     /// Jitter the training images of the two student runs (the transfer set).
     pub student_jitter: bool,
+    /// The distillation temperature `T` (`--T` overrides it).
     pub temperature: f32,
+    /// The weight of the KL term in `[0, 1]` (`--alpha` overrides it).
     pub alpha: f32,
+    /// Epochs of each of the three runs (`--epochs` overrides it).
     pub epochs: usize,
+    /// Training batch size.
     pub batch: usize,
+    /// The optimizer of all three runs.
     pub optimizer: OptimizerKind,
+    /// Its learning rate.
     pub lr: f32,
 }
 
+/// Every preset, in the order `--list-presets` prints them.
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "default",

@@ -5,11 +5,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Instant;
 
+/// What a run prints while it trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgressMode {
     /// A bar when stderr is a terminal, plain lines when it is not.
     Auto,
+    /// Plain lines on stderr, about ten an epoch, even on a terminal.
     Plain,
+    /// No bar, no progress lines, no [`say`] messages.
     Quiet,
 }
 
@@ -25,6 +28,7 @@ pub struct EpochProgress {
 }
 
 impl EpochProgress {
+    /// The display of an epoch of `total_samples` examples, each line or bar prefixed `label`.
     pub fn new(mode: ProgressMode, label: String, total_samples: usize) -> EpochProgress {
         let terminal = std::io::stderr().is_terminal();
         let bar = (mode == ProgressMode::Auto && terminal).then(|| {
@@ -69,6 +73,7 @@ impl EpochProgress {
         }
     }
 
+    /// Ends the epoch's display; a bar is cleared, since the epoch's line follows.
     pub fn finish(self) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();

@@ -26,9 +26,13 @@ use std::time::Instant;
 /// How to train one network.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// The epoch count to reach, at least 1; a resumed run counts the epochs already done.
     pub epochs: usize,
+    /// Training examples per optimizer step, at least 1; the last batch may be smaller.
     pub batch_size: usize,
+    /// The optimizer and its hyperparameters.
     pub optimizer: OptimizerConfig,
+    /// Seeds the shuffle, the jitter and the dropout masks; saved in the checkpoint.
     pub seed: u64,
     /// Random ±2-pixel shifts of the training images.
     pub jitter: bool,
@@ -36,6 +40,7 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue from `out` when it exists.
     pub resume: bool,
+    /// What the run prints while it trains.
     pub progress: ProgressMode,
 }
 
@@ -60,7 +65,9 @@ impl TrainOptions {
 pub struct Distillation<'a> {
     /// Any module whose forward gives `(n, 10)` logits, on the training device.
     pub teacher: &'a dyn Module,
+    /// The softening temperature `T > 0`.
     pub temperature: f32,
+    /// The weight of the KL term, in `[0, 1]`: 0 is plain training on the labels.
     pub alpha: f32,
     /// Compute the teacher's logits once for the whole training set when the images
     /// are not augmented (on by default; off runs the teacher on every batch).
@@ -68,6 +75,8 @@ pub struct Distillation<'a> {
 }
 
 impl<'a> Distillation<'a> {
+    /// Distillation from `teacher` with `cache_teacher` on; errors when
+    /// [`Distillation::check`] does.
     pub fn new(teacher: &'a dyn Module, temperature: f32, alpha: f32) -> Result<Distillation<'a>> {
         Distillation::check(temperature, alpha)?;
         Ok(Distillation {
@@ -97,23 +106,34 @@ impl<'a> Distillation<'a> {
 /// Test-set results.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
+    /// Fraction of test examples classified correctly, in `[0, 1]`.
     pub accuracy: f64,
+    /// Test examples misclassified.
     pub errors: usize,
+    /// Test examples seen.
     pub total: usize,
+    /// Mean cross-entropy per example.
     pub loss: f64,
+    /// Wall-clock seconds the evaluation took.
     pub seconds: f64,
 }
 
+/// One epoch of [`train`]; [`EpochMetrics::to_json`] is its line in the metrics file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochMetrics {
+    /// The epoch, counted from 1.
     pub epoch: usize,
     /// Optimizer steps in the epoch.
     pub steps: usize,
+    /// Mean training loss per example, as the optimizer saw it (with dropout, jitter).
     pub train_loss: f64,
     /// Mean cross-entropy and `T²·KL` of a distillation run.
     pub train_parts: Option<[f64; 2]>,
+    /// The test-set evaluation after the epoch.
     pub test: Evaluation,
+    /// Wall-clock seconds of the training steps, the evaluation not included.
     pub epoch_seconds: f64,
+    /// Training examples per second over `epoch_seconds`.
     pub samples_per_second: f64,
     /// On a GPU: the submits and dispatches of the epoch's training steps (the
     /// evaluation after them not included).
@@ -121,6 +141,7 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
+    /// The metrics-file line: `train_ce`, `train_kl` and the GPU counts only when present.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = json!({
             "epoch": self.epoch,
@@ -146,12 +167,14 @@ impl EpochMetrics {
 
 /// What [`train`] did: one entry per epoch it ran.
 pub struct TrainReport {
+    /// The epochs this call ran, in order; not those a resumed checkpoint had done.
     pub epochs: Vec<EpochMetrics>,
     /// Seconds spent training in this process (resumed epochs not counted).
     pub train_seconds: f64,
 }
 
 impl TrainReport {
+    /// The test evaluation after the last epoch run; `None` when none ran.
     pub fn final_test(&self) -> Option<&Evaluation> {
         self.epochs.last().map(|m| &m.test)
     }

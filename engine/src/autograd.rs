@@ -25,68 +25,105 @@ pub type PointwiseBackward = fn(&ElementwiseParams, &Storage, &Storage) -> Resul
 pub enum Op {
     /// `out = a · b`, or `a · bᵀ` when `trans_b` (a linear layer's `x · Wᵀ`).
     Matmul {
+        /// The left operand, `(m, k)`.
         a: Tensor,
+        /// The right operand: `(k, n)`, or `(n, k)` when `trans_b`.
         b: Tensor,
+        /// Whether `b` was read transposed.
         trans_b: bool,
     },
+    /// `out = conv2d(x, weight)`: cross-correlation with zero padding, no bias.
     Conv2d {
+        /// The input batch, `(n, c_in, h, w)`.
         x: Tensor,
+        /// The filters, `(c_out, c_in, kh, kw)`.
         weight: Tensor,
+        /// The shapes, stride and padding the forward ran with.
         params: Conv2dParams,
     },
     /// `out[o, c, i] = x[o, c, i] + bias[c]`.
     BiasAdd {
+        /// The input, `(outer, channels, inner)` as `params` views it.
         x: Tensor,
+        /// One value per channel, `(channels)`.
         bias: Tensor,
+        /// How the forward viewed `x`.
         params: AxisParams,
     },
     /// Saves the argmax (`u32` words): the backward is a scatter.
     MaxPool2d {
+        /// The input batch, `(n, c, h, w)`.
         input: Tensor,
+        /// Per output value, the index of its winner within its `(h, w)` plane.
         argmax: Storage,
+        /// The shapes, window and stride the forward ran with.
         params: Pool2dParams,
     },
     /// A pointwise activation (ReLU, leaky ReLU): saves its input; `backward` runs the
     /// activation's backward kernel (see `ops/activation.rs`).
     Pointwise {
+        /// The activation's input.
         x: Tensor,
+        /// The element count and the activation's scalar (leaky ReLU's slope).
         params: ElementwiseParams,
+        /// Runs the activation's backward kernel.
         backward: PointwiseBackward,
+        /// The activation's WGSL file stem (`relu`, `leaky_relu`): what [`Op::name`] returns.
         name: &'static str,
     },
+    /// Inverted dropout: saves the mask it multiplied by.
     Dropout {
+        /// The input.
         x: Tensor,
+        /// Per element, `1 / (1 - p_drop)` where kept and 0 where dropped.
         mask: Storage,
+        /// The element count, threshold, scale and seed the mask was drawn with.
         params: DropoutParams,
     },
+    /// `out = a + b`, same shapes.
     Add {
+        /// The left operand.
         a: Tensor,
+        /// The right operand.
         b: Tensor,
     },
+    /// `out = alpha · x`.
     Scale {
+        /// The input.
         x: Tensor,
+        /// The scalar factor.
         alpha: f32,
     },
+    /// The same values under another shape; the backward passes the gradient through.
     Reshape {
+        /// The input, in its original shape.
         x: Tensor,
     },
     /// `out[o, i] = Σ_c x[o, c, i]`.
     SumAxis {
+        /// The input, `(outer, channels, inner)` as `params` views it.
         x: Tensor,
+        /// How the forward viewed `x`; `channels` is the summed axis.
         params: AxisParams,
     },
     /// Saves its own output: the backward needs `softmax = exp(out)`.
     LogSoftmax {
+        /// The logits, `(rows, cols)`.
         x: Tensor,
+        /// The forward's output, `log softmax(x)`, `(rows, cols)`.
         out: Storage,
+        /// The shape of the logits.
         params: RowParams,
     },
     /// The mean over rows of a row-wise loss whose per-row gradients the forward kernel
     /// already computed (cross-entropy, softmax-KL, the fused distillation loss): the
     /// backward only scales them by `upstream / rows`.
     RowLoss {
+        /// The logits the loss was computed from, `(rows, cols)`.
         logits: Tensor,
+        /// Per-row gradients `d loss_r / d logits_r`, `(rows, cols)`.
         grad: Storage,
+        /// Rows averaged over: the backward scales by `1 / rows`.
         rows: usize,
     },
 }
@@ -109,6 +146,7 @@ impl Op {
         }
     }
 
+    /// A short name of the op for messages: `matmul`, `conv2d`, an activation's `relu`.
     pub fn name(&self) -> &'static str {
         match self {
             Op::Matmul { .. } => "matmul",
@@ -172,14 +210,17 @@ pub struct Gradients {
 }
 
 impl Gradients {
+    /// The gradient of `tensor`, shaped like it; `None` when the backward did not reach it.
     pub fn get(&self, tensor: &Tensor) -> Option<&Tensor> {
         self.grads.get(&tensor.id())
     }
 
+    /// The number of leaves with a gradient.
     pub fn len(&self) -> usize {
         self.grads.len()
     }
 
+    /// Whether no leaf got a gradient.
     pub fn is_empty(&self) -> bool {
         self.grads.is_empty()
     }
@@ -285,6 +326,8 @@ pub fn no_grad() -> NoGradGuard {
     NoGradGuard { previous }
 }
 
+/// Returned by [`no_grad`]: while it lives, ops record no graph; dropping it restores the
+/// previous mode.
 pub struct NoGradGuard {
     previous: bool,
 }

@@ -23,7 +23,9 @@ pub(crate) fn run<K: Kernel, const N: usize>(
     reads: &[&Storage],
 ) -> Result<[Storage; N]> {
     let op = K::ID.name();
-    let first = reads.first().ok_or_else(|| internal(op, "no input"))?;
+    let first = reads
+        .first()
+        .ok_or_else(|| internal(op, "was called without inputs"))?;
     let mut outputs: Vec<Storage> = K::ARGS
         .iter()
         .zip(K::lens(p))
@@ -33,7 +35,7 @@ pub(crate) fn run<K: Kernel, const N: usize>(
     run_into::<K>(p, reads, &mut outputs.iter_mut().collect::<Vec<_>>())?;
     outputs
         .try_into()
-        .map_err(|_| internal(op, "another number of outputs"))
+        .map_err(|_| internal(op, "has another number of outputs than its caller takes"))
 }
 
 /// Runs `K` on `reads` and `writes` (its [`Access::Write`] arguments, updated in place:
@@ -53,7 +55,10 @@ pub(crate) fn run_into<K: Kernel>(
         }
     }
     if reads.len() != read_lens.len() || writes.len() != write_lens.len() {
-        return Err(internal(op, "another number of arguments"));
+        return Err(internal(
+            op,
+            "was called with another number of arguments than it has",
+        ));
     }
     let short = |(name, len): (&'static str, usize), s: &Storage| -> Result<()> {
         match s.len() < len {
@@ -104,14 +109,15 @@ pub(crate) fn run_into<K: Kernel>(
             profile::gpu(ctx);
             K::gpu(ctx, &reads, &writes, p).map_err(crate::storage::gpu_error)
         }
-        (None, None) => Err(internal(op, "no arguments")),
+        (None, None) => Err(internal(op, "was called without arguments")),
     }
 }
 
+/// A call that does not match the kernel's declaration: a bug in the engine, not input.
 fn internal(op: &'static str, what: &str) -> Error {
     Error::BadArgument {
         op,
-        message: format!("called with {what} than the kernel declares (a bug in the engine)"),
+        message: format!("the kernel {what} (a bug in the engine)"),
     }
 }
 

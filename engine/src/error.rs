@@ -2,43 +2,71 @@
 
 use std::fmt;
 
+/// The engine's result: every fallible op returns one.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Why an op refused its input, or the device failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Two operands whose shapes do not fit together.
     ShapeMismatch {
+        /// The op that refused them.
         op: &'static str,
+        /// The shape of the left operand (or of `self`).
         lhs: Vec<usize>,
+        /// The shape of the right operand (or of the other argument).
         rhs: Vec<usize>,
     },
     /// An operand whose shape the op cannot take (wrong rank, zero size, kernel too big).
     BadShape {
+        /// The op that refused it.
         op: &'static str,
+        /// The shape it got.
         shape: Vec<usize>,
+        /// What shape it takes, in words (`"(rows, classes), both >= 1"`).
         expected: &'static str,
     },
     /// Operands on different devices: moving a tensor is explicit (`Tensor::to_device`).
     DeviceMismatch {
+        /// The op that refused them.
         op: &'static str,
+        /// The device of the left operand, as displayed.
         lhs: String,
+        /// The device of the right operand, as displayed.
         rhs: String,
     },
     /// A scalar argument out of its range (a temperature <= 0, a probability > 1, ...).
-    BadArgument { op: &'static str, message: String },
+    BadArgument {
+        /// The op that refused it.
+        op: &'static str,
+        /// What is wrong, with the value given.
+        message: String,
+    },
     /// A class label that the logits have no column for.
     LabelOutOfRange {
+        /// The op that refused it.
         op: &'static str,
+        /// The largest label given.
         label: u32,
+        /// Columns of the logits: labels must be below it.
         classes: usize,
     },
     /// The data length does not match the shape's element count.
-    DataLength { shape: Vec<usize>, len: usize },
+    DataLength {
+        /// The shape of the tensor.
+        shape: Vec<usize>,
+        /// The number of values given.
+        len: usize,
+    },
     /// A storage shorter than the kernel's params say it reads or writes.
     BufferLength {
+        /// The kernel's name.
         op: &'static str,
+        /// The kernel argument that is short.
         arg: &'static str,
+        /// The values the storage holds.
         len: usize,
+        /// The values the params say it spans.
         needed: usize,
     },
     /// The GPU backend failed (no adapter, a buffer past the device's limits, ...).

@@ -44,13 +44,16 @@ static GPUS: Mutex<Vec<Weak<GpuContext>>> = Mutex::new(Vec::new());
 pub struct KernelStat {
     /// As in `kernels::cpu` and `KernelId::name`: `matmul`, `conv2d_backward_weight`, ...
     pub name: &'static str,
+    /// Calls counted.
     pub calls: u64,
+    /// Their total time in seconds: host clock on the CPU, device timestamps on the GPU.
     pub seconds: f64,
     /// `cpu` or `gpu`.
     pub device: &'static str,
 }
 
 impl KernelStat {
+    /// Seconds per call.
     pub fn mean_seconds(&self) -> f64 {
         self.seconds / self.calls.max(1) as f64
     }
@@ -65,6 +68,7 @@ pub fn enable(on: bool) {
     }
 }
 
+/// Whether kernel calls are being counted.
 pub fn is_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }

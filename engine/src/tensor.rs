@@ -69,11 +69,13 @@ impl Tensor {
         Ok(Tensor::leaf(storage, shape.to_vec(), device.clone(), true))
     }
 
+    /// A constant of zeros.
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         let storage = Storage::zeros(numel(shape), device)?;
         Ok(Tensor::leaf(storage, shape.to_vec(), device.clone(), false))
     }
 
+    /// A constant of shape `[]` holding `value`.
     pub fn scalar(value: f32, device: &Device) -> Result<Tensor> {
         Tensor::from_vec(vec![value], &[], device)
     }
@@ -120,26 +122,33 @@ impl Tensor {
         }))
     }
 
+    /// This tensor's id; a reshape or a detach gets a new one though it shares the values.
     pub fn id(&self) -> TensorId {
         self.0.id
     }
 
+    /// The size of each axis; `[]` for a scalar.
     pub fn shape(&self) -> &[usize] {
         &self.0.shape
     }
 
+    /// The number of values: the product of the shape (1 for a scalar).
     pub fn numel(&self) -> usize {
         numel(&self.0.shape)
     }
 
+    /// The device that holds the values.
     pub fn device(&self) -> &Device {
         &self.0.device
     }
 
+    /// True for a parameter, and for the result of an op recorded because an input needs a
+    /// gradient.
     pub fn requires_grad(&self) -> bool {
         self.0.requires_grad
     }
 
+    /// The recorded op that made this tensor; `None` for a leaf or an unrecorded result.
     pub fn op(&self) -> Option<&Op> {
         self.0.op.as_ref()
     }

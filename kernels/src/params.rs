@@ -15,12 +15,19 @@ use bytemuck::{Pod, Zeroable};
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct MatmulParams {
+    /// Rows of `c` and of `op(a)`.
     pub m: u32,
+    /// Columns of `c` and of `op(b)`.
     pub n: u32,
+    /// The inner dimension: columns of `op(a)`, rows of `op(b)`.
     pub k: u32,
+    /// 1: `a` is stored `(k, m)` and read transposed; 0: stored `(m, k)`.
     pub trans_a: u32,
+    /// 1: `b` is stored `(n, k)` and read transposed; 0: stored `(k, n)`.
     pub trans_b: u32,
+    /// 1: add the product to `c`; 0: overwrite `c`.
     pub accumulate: u32,
+    /// Zero; pads the struct to 32 bytes for the uniform buffer.
     pub _pad: [u32; 2],
 }
 
@@ -74,17 +81,29 @@ impl MatmulParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Conv2dParams {
+    /// Batch size.
     pub n: u32,
+    /// Input channels.
     pub c_in: u32,
+    /// Input height, before padding.
     pub h: u32,
+    /// Input width, before padding.
     pub w: u32,
+    /// Output channels (filters).
     pub c_out: u32,
+    /// Kernel height.
     pub kh: u32,
+    /// Kernel width.
     pub kw: u32,
+    /// Step of the kernel window, the same along both axes.
     pub stride: u32,
+    /// Zeros added on every side of the input, the same along both axes.
     pub pad: u32,
+    /// Output height: `(h + 2·pad - kh) / stride + 1`.
     pub h_out: u32,
+    /// Output width: `(w + 2·pad - kw) / stride + 1`.
     pub w_out: u32,
+    /// Zero; pads the struct to 48 bytes for the uniform buffer.
     pub _pad: u32,
 }
 
@@ -126,12 +145,15 @@ impl Conv2dParams {
             _pad: 0,
         })
     }
+    /// The values `x` spans: `n · c_in · h · w`.
     pub fn input_len(&self) -> usize {
         (self.n * self.c_in * self.h * self.w) as usize
     }
+    /// The values `weight` spans: `c_out · c_in · kh · kw`.
     pub fn weight_len(&self) -> usize {
         (self.c_out * self.c_in * self.kh * self.kw) as usize
     }
+    /// The values `out` spans: `n · c_out · h_out · w_out`.
     pub fn output_len(&self) -> usize {
         (self.n * self.c_out * self.h_out * self.w_out) as usize
     }
@@ -148,13 +170,21 @@ impl Conv2dParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Pool2dParams {
+    /// Batch size.
     pub n: u32,
+    /// Channels.
     pub c: u32,
+    /// Input height.
     pub h: u32,
+    /// Input width.
     pub w: u32,
+    /// Side of the square pooling window.
     pub kernel: u32,
+    /// Step of the window, the same along both axes.
     pub stride: u32,
+    /// Output height: `(h - kernel) / stride + 1`.
     pub h_out: u32,
+    /// Output width: `(w - kernel) / stride + 1`.
     pub w_out: u32,
 }
 
@@ -183,9 +213,11 @@ impl Pool2dParams {
             w_out: u((w - kernel) / stride + 1),
         })
     }
+    /// The values `x` spans: `n · c · h · w`.
     pub fn input_len(&self) -> usize {
         (self.n * self.c * self.h * self.w) as usize
     }
+    /// The values `out` and `argmax` each span: `n · c · h_out · w_out`.
     pub fn output_len(&self) -> usize {
         (self.n * self.c * self.h_out * self.w_out) as usize
     }
@@ -195,18 +227,24 @@ impl Pool2dParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct ElementwiseParams {
+    /// Values in each argument.
     pub len: u32,
+    /// The one scalar: `scale`'s and `axpy`'s factor, leaky ReLU's slope, `1 / rows` in
+    /// `row_loss_backward`; unused by the other kernels.
     pub alpha: f32,
+    /// Zero; pads the struct to 16 bytes for the uniform buffer.
     pub _pad: [u32; 2],
 }
 
 impl ElementwiseParams {
+    /// `len` values, `alpha = 0`.
     pub fn new(len: usize) -> Self {
         Self {
             len: len as u32,
             ..Self::default()
         }
     }
+    /// `len` values with the scalar `alpha`.
     pub fn with_alpha(len: usize, alpha: f32) -> Self {
         Self {
             len: len as u32,
@@ -226,13 +264,18 @@ impl ElementwiseParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct AxisParams {
+    /// Size of the leading axis (the batch).
     pub outer: u32,
+    /// Size of the middle axis: one bias value per channel.
     pub channels: u32,
+    /// Size of the trailing axis: `h·w` for a conv output, 1 for a linear one.
     pub inner: u32,
+    /// Zero; pads the struct to 16 bytes for the uniform buffer.
     pub _pad: u32,
 }
 
 impl AxisParams {
+    /// `x: (outer, channels, inner)`.
     pub fn new(outer: usize, channels: usize, inner: usize) -> Self {
         Self {
             outer: outer as u32,
@@ -241,9 +284,11 @@ impl AxisParams {
             _pad: 0,
         }
     }
+    /// The values `x` spans: `outer · channels · inner`.
     pub fn len(&self) -> usize {
         (self.outer * self.channels * self.inner) as usize
     }
+    /// Whether `x` spans no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -255,13 +300,18 @@ impl AxisParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct RowParams {
+    /// Rows of the logits, one per example.
     pub rows: u32,
+    /// Columns of the logits, one per class.
     pub cols: u32,
+    /// Softening temperature `T > 0` of the softmax-KL and distillation kernels.
     pub temperature: f32,
+    /// Weight `α` of the KL term in `(1 - α)·ce + α·kl`.
     pub alpha: f32,
 }
 
 impl RowParams {
+    /// Logits `(rows, cols)` with `temperature = 1` and `alpha = 0`.
     pub fn new(rows: usize, cols: usize) -> Self {
         Self {
             rows: rows as u32,
@@ -270,10 +320,12 @@ impl RowParams {
             alpha: 0.0,
         }
     }
+    /// Sets the softening temperature `T`.
     pub fn with_temperature(mut self, temperature: f32) -> Self {
         self.temperature = temperature;
         self
     }
+    /// Sets the weight `α` of the KL term.
     pub fn with_alpha(mut self, alpha: f32) -> Self {
         self.alpha = alpha;
         self
@@ -289,9 +341,13 @@ impl RowParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GatherParams {
+    /// Rows gathered: the length of `index` and the rows of `out`.
     pub rows: u32,
+    /// Values per row of `x` and `out`.
     pub cols: u32,
+    /// Rows of `x`; every index must be below it.
     pub src_rows: u32,
+    /// Zero; pads the struct to 16 bytes for the uniform buffer.
     pub _pad: u32,
 }
 
@@ -313,14 +369,18 @@ impl GatherParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct DropoutParams {
+    /// Values in each of `x`, `out` and `mask`.
     pub len: u32,
+    /// Seed of the hash: the same seed draws the same mask on the CPU and the GPU.
     pub seed: u32,
     /// `p_drop · 2³²`, rounded: elements whose hash is below it are dropped.
     pub threshold: u32,
+    /// Factor applied to kept elements: `1 / (1 - p_drop)`, or 0 when `p_drop >= 1`.
     pub scale: f32,
 }
 
 impl DropoutParams {
+    /// Drops each of `len` elements with probability `p_drop`, clamped to `[0, 1]`.
     pub fn new(len: usize, p_drop: f32, seed: u32) -> Self {
         let p = p_drop.clamp(0.0, 1.0) as f64;
         let threshold = (p * 4_294_967_296.0).min(u32::MAX as f64) as u32;
@@ -343,9 +403,13 @@ impl DropoutParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct SgdParams {
+    /// Values in the parameter and in each of its state arrays.
     pub len: u32,
+    /// Learning rate.
     pub lr: f32,
+    /// Momentum factor; 0 disables the velocity.
     pub momentum: f32,
+    /// L2 penalty added to the gradient as `wd·p`; 0 disables it.
     pub weight_decay: f32,
 }
 
@@ -356,15 +420,25 @@ pub struct SgdParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct AdamParams {
+    /// Values in the parameter and in each of its state arrays.
     pub len: u32,
+    /// Learning rate.
     pub lr: f32,
+    /// Decay rate of the first-moment (mean) estimate `m`.
     pub beta1: f32,
+    /// Decay rate of the second-moment (uncentred variance) estimate `v`.
     pub beta2: f32,
+    /// Added to the bias-corrected `√v` in the denominator, so that it is never zero.
     pub eps: f32,
+    /// Weight decay: L2 on the gradient, or decoupled when `decoupled == 1`.
     pub weight_decay: f32,
+    /// `1 - beta1^t` for the current step `t`.
     pub bias_correction1: f32,
+    /// `1 - beta2^t` for the current step `t`.
     pub bias_correction2: f32,
+    /// 1: AdamW's decoupled decay; 0: Adam's L2 decay.
     pub decoupled: u32,
+    /// Zero; pads the struct to 48 bytes for the uniform buffer.
     pub _pad: [u32; 3],
 }
 

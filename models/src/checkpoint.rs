@@ -105,61 +105,92 @@ pub enum CheckpointError {
     },
     /// Not a safetensors file: truncated, corrupt, or something else entirely.
     NotSafetensors {
+        /// The file.
         path: PathBuf,
+        /// What the safetensors parser said.
         detail: String,
     },
+    /// A required `__metadata__` key is absent.
     MissingMetadata {
+        /// The file.
         path: PathBuf,
+        /// The missing key.
         key: String,
     },
     /// A metadata value of the wrong form (`epoch` not an integer, `metrics` not JSON,
     /// another `format`), or one the caller passed that contradicts the network.
     BadMetadata {
+        /// The file.
         path: PathBuf,
+        /// The key whose value is wrong.
         key: String,
+        /// What is wrong with it.
         detail: String,
     },
     /// The `network` description (or a `kd-stack/1` file's `arch` name) is not one.
     BadNetwork {
+        /// The file.
         path: PathBuf,
+        /// Why it does not describe a network.
         error: SpecError,
     },
     /// The file holds another network than the one it is loaded into.
     WrongNetwork {
+        /// The file.
         path: PathBuf,
+        /// The name of the network loaded into (with a note when only the layers differ).
         expected: String,
+        /// The name of the network the file holds.
         found: String,
     },
     /// The file was saved from a module without a description, so it cannot be rebuilt
     /// from the file alone.
     NoDescription {
+        /// The file.
         path: PathBuf,
     },
+    /// A parameter of the network has no tensor in the file.
     MissingTensor {
+        /// The file.
         path: PathBuf,
+        /// The parameter's `state_dict` name.
         name: String,
     },
     /// A tensor that is neither a parameter of the architecture nor extra state.
     UnexpectedTensor {
+        /// The file.
         path: PathBuf,
+        /// The tensor's name.
         name: String,
     },
     /// Two tensors given to `save` under the same name.
     DuplicateTensor {
+        /// The file.
         path: PathBuf,
+        /// The tensor's name.
         name: String,
     },
+    /// A tensor stored as another dtype than F32.
     WrongDtype {
+        /// The file.
         path: PathBuf,
+        /// The tensor's name.
         name: String,
+        /// The dtype found.
         dtype: String,
     },
+    /// A tensor whose shape differs from its parameter's.
     ShapeMismatch {
+        /// The file.
         path: PathBuf,
+        /// The tensor's name.
         name: String,
+        /// The parameter's shape.
         expected: Vec<usize>,
+        /// The tensor's shape in the file.
         found: Vec<usize>,
     },
+    /// The engine failed: building the network, or reading or assigning a parameter.
     Engine(engine::Error),
 }
 

@@ -10,7 +10,9 @@ use rand::Rng;
 /// PyTorch's `nn.Linear`.
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// `(out, in)`, trainable.
     pub weight: Tensor,
+    /// `(out)`, trainable.
     pub bias: Tensor,
 }
 
@@ -57,9 +59,13 @@ impl Module for Linear {
 /// `bias: (c_out)`, zero padding `pad` on every side, as PyTorch's `nn.Conv2d`.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
+    /// `(c_out, c_in, k, k)`, trainable.
     pub weight: Tensor,
+    /// `(c_out)`, trainable.
     pub bias: Tensor,
+    /// Step of the kernel window, the same along both axes.
     pub stride: usize,
+    /// Zeros added on every side of the input.
     pub pad: usize,
 }
 
@@ -118,7 +124,9 @@ fn copy_parameter(t: &Tensor, device: &Device) -> engine::Result<Tensor> {
 /// windows `stride` apart, floor mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaxPool2d {
+    /// Side of the square window.
     pub kernel: usize,
+    /// Step between windows, the same along both axes.
     pub stride: usize,
 }
 
@@ -132,6 +140,7 @@ impl Module for MaxPool2d {
     }
 }
 
+/// `max(x, 0)`, elementwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReLU;
 
@@ -199,10 +208,12 @@ impl Dropout {
         Ok(Dropout { p, index })
     }
 
+    /// The probability of zeroing each value.
     pub fn p(&self) -> f32 {
         self.p
     }
 
+    /// The layer's index among the network's dropout layers.
     pub fn index(&self) -> u32 {
         self.index
     }

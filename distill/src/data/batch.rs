@@ -54,11 +54,13 @@ pub fn jitter_shift(src: &[f32; IMAGE_PIXELS], dst: &mut [f32; IMAGE_PIXELS], dx
 /// How to cut a dataset into batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Batching {
+    /// Examples per batch, at least 1; the last batch of an epoch holds the remainder.
     pub batch_size: usize,
     /// Shuffle with `epoch_order(len, seed, epoch)`; otherwise dataset order.
     pub shuffle: bool,
     /// Shift each image by up to `JITTER_MAX` pixels, seeded by `(seed, epoch)`.
     pub jitter: bool,
+    /// Seeds the shuffle and the jitter, together with the epoch.
     pub seed: u64,
 }
 
@@ -83,6 +85,7 @@ impl Batching {
         }
     }
 
+    /// The same batching with jitter on or off.
     pub fn with_jitter(self, jitter: bool) -> Self {
         Batching { jitter, ..self }
     }
@@ -93,16 +96,21 @@ impl Batching {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
     // images: (b, 28, 28); labels, indices: (b,)
+    /// Pixels in `[0, 1]`, `(len, 28, 28)` row-major.
     pub images: Vec<f32>,
+    /// One digit `0..10` per example.
     pub labels: Vec<u32>,
+    /// Per example, its index in the dataset.
     pub indices: Vec<usize>,
 }
 
 impl Batch {
+    /// The number of examples.
     pub fn len(&self) -> usize {
         self.indices.len()
     }
 
+    /// Whether the batch holds no examples.
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }

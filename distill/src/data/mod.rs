@@ -18,8 +18,11 @@ pub use idx::{
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 
+/// Height and width of an MNIST image, in pixels.
 pub const IMAGE_SIDE: usize = 28;
+/// Pixels per image: 28 · 28 = 784.
 pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+/// The digits 0 to 9.
 pub const NUM_CLASSES: usize = 10;
 
 /// Where `Dataset::from_parts` data "lives", for error messages.
@@ -29,78 +32,131 @@ const IN_MEMORY: &str = "(in-memory dataset)";
 /// decompressed bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MnistFile {
+    /// The file name without `.gz`, e.g. `train-images-idx3-ubyte`.
     pub name: &'static str,
+    /// SHA-256 of the decompressed bytes, as lowercase hex.
     pub sha256: &'static str,
 }
 
+/// The 60 000 training images.
 pub const TRAIN_IMAGES: MnistFile = MnistFile {
     name: "train-images-idx3-ubyte",
     sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
 };
+/// The 60 000 training labels.
 pub const TRAIN_LABELS: MnistFile = MnistFile {
     name: "train-labels-idx1-ubyte",
     sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
 };
+/// The 10 000 test images.
 pub const TEST_IMAGES: MnistFile = MnistFile {
     name: "t10k-images-idx3-ubyte",
     sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
 };
+/// The 10 000 test labels.
 pub const TEST_LABELS: MnistFile = MnistFile {
     name: "t10k-labels-idx1-ubyte",
     sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 };
+/// All four files, in the order `download` fetches them.
 pub const FILES: [MnistFile; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
 
+/// Why MNIST could not be read, verified, downloaded or batched.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// Neither `file` nor `file.gz` is in `dir`.
     #[error(
         "MNIST file {file} (or {file}.gz) not found in {dir}; \
          run `distill download --data {dir}` to fetch it"
     )]
-    Missing { dir: PathBuf, file: String },
+    Missing {
+        /// The directory searched.
+        dir: PathBuf,
+        /// The file name without `.gz`.
+        file: String,
+    },
+    /// The file ends before the size its IDX header (or the header itself) needs.
     #[error("{file}: truncated: the header promises {expected} bytes, the file holds {actual}")]
     Truncated {
+        /// The path of the file, as shown.
         file: String,
+        /// Bytes the file needs: what the header promises, or the header's own size.
         expected: usize,
+        /// Bytes the file holds.
         actual: usize,
     },
+    /// The first word is not the IDX magic number of the expected kind (images or labels).
     #[error("{file}: bad magic number 0x{actual:08x}, expected 0x{expected:08x}")]
     BadMagic {
+        /// The path of the file, as shown.
         file: String,
+        /// The magic number of the expected kind.
         expected: u32,
+        /// The first word of the file.
         actual: u32,
     },
+    /// The data does not have MNIST's shape: bytes past the payload, images other than
+    /// 28×28, or (in memory) a pixel count that does not match the labels or a pixel
+    /// outside `[0, 1]`.
     #[error("{file}: bad shape: {detail}")]
-    BadShape { file: String, detail: String },
+    BadShape {
+        /// The path of the file, as shown, or `(in-memory dataset)`.
+        file: String,
+        /// What is wrong, with the sizes found.
+        detail: String,
+    },
+    /// The images and labels files disagree on the number of examples.
     #[error("{images_file} holds {images} images but {labels_file} holds {labels} labels")]
     CountMismatch {
+        /// The path of the images file, as shown.
         images_file: String,
+        /// Images in it.
         images: usize,
+        /// The path of the labels file, as shown.
         labels_file: String,
+        /// Labels in it.
         labels: usize,
     },
+    /// A label outside `0..10`.
     #[error("{file}: label {label} at index {index} is not a digit 0-9")]
     BadLabel {
+        /// The path of the file, as shown.
         file: String,
+        /// Index of the example whose label it is.
         index: usize,
+        /// The label found.
         label: u8,
     },
+    /// The decompressed bytes do not have the official SHA-256.
     #[error(
         "{file}: SHA-256 of the decompressed data is {actual}, expected {expected} \
          (corrupt, or not the official MNIST file)"
     )]
     HashMismatch {
+        /// The path of the file, as shown.
         file: String,
+        /// The official SHA-256, as hex.
         expected: String,
+        /// The SHA-256 of the bytes read, as hex.
         actual: String,
     },
+    /// Reading, writing or decompressing a file failed.
     #[error("{file}: {source}")]
     Io {
+        /// The path of the file, as shown.
         file: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// A mirror, or every mirror, failed to serve a file that verifies.
     #[error("could not download {file}: {detail}")]
-    Download { file: String, detail: String },
+    Download {
+        /// The file name without `.gz`, or the one URL that failed.
+        file: String,
+        /// Why: the HTTP error, or for a whole file each URL tried and its error.
+        detail: String,
+    },
+    /// A batch size of 0 was asked for.
     #[error("batch size must be at least 1")]
     ZeroBatchSize,
 }
@@ -192,10 +248,12 @@ impl Dataset {
         Ok(Dataset { images, labels })
     }
 
+    /// The number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the dataset holds no examples.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -205,6 +263,7 @@ impl Dataset {
         &self.images
     }
 
+    /// All labels, one digit `0..10` per example.
     pub fn labels(&self) -> &[u8] {
         &self.labels
     }
@@ -214,6 +273,7 @@ impl Dataset {
         self.images.get(i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS)
     }
 
+    /// The label of example `i`, or `None` past the end.
     pub fn label(&self, i: usize) -> Option<u8> {
         self.labels.get(i).copied()
     }
@@ -252,7 +312,9 @@ impl Dataset {
 /// The two official splits.
 #[derive(Clone, Debug)]
 pub struct Mnist {
+    /// The 60 000 training examples.
     pub train: Dataset,
+    /// The 10 000 test examples.
     pub test: Dataset,
 }
 

@@ -65,6 +65,7 @@ impl Tensor {
         Ok(())
     }
 
+    /// `log softmax` of each row of logits `(rows, classes)`, both at least 1.
     pub fn log_softmax(&self) -> Result<Tensor> {
         let (rows, cols) = self.rows_cols("log_softmax")?;
         let p = RowParams::new(rows, cols);

@@ -8,7 +8,7 @@
 //! gather_rows:        x: (src_rows, cols)  index: (rows)  out: (rows, cols)
 //! ```
 //!
-//! Large inputs are cut into fixed chunks of [`CHUNK`] elements, one rayon task each;
+//! Large inputs are cut into fixed chunks of `CHUNK` elements, one rayon task each;
 //! inputs of at most one chunk run serially on the calling thread, so a 10-element bias
 //! never pays for a thread hand-off. Every reduction adds in an order fixed by the
 //! shapes alone, so results do not depend on the number of threads.

@@ -1,5 +1,5 @@
 //! Vectorised math for the row kernels: `exp` and `ln` written without branches, and
-//! [`on_widest_vectors`], which compiles a loop for the widest vectors the CPU has.
+//! `on_widest_vectors`, which compiles a loop for the widest vectors the CPU has.
 //!
 //! The softmax-KL takes two exponentials per logit and little else, so it runs at the
 //! speed of `exp`. libm's `expf` and `logf` are one scalar call per value;

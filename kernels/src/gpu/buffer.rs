@@ -34,6 +34,7 @@ impl GpuBuffer {
         self.len
     }
 
+    /// Whether the buffer holds no words; it still binds, as 4 bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -57,30 +57,49 @@ pub enum GpuError {
     RequestDevice(String),
     /// A buffer is shorter than the params say the op reads or writes.
     BufferTooSmall {
+        /// The kernel's name.
         op: &'static str,
+        /// The argument that is short.
         arg: &'static str,
+        /// Words the buffer holds.
         len: usize,
+        /// Words the params say it spans.
         needed: usize,
     },
     /// A buffer exceeds what the adapter can bind to one shader.
     TooLarge {
+        /// The kernel's name.
         op: &'static str,
+        /// The argument that is too large.
         arg: &'static str,
+        /// Bytes the params say it spans.
         bytes: u64,
+        /// The adapter's largest storage-buffer binding, in bytes.
         limit: u64,
     },
     /// A dispatch needs more workgroups than even a 2-D split can launch.
     TooManyWorkgroups {
+        /// The kernel's name.
         op: &'static str,
+        /// Workgroups the dispatch needs.
         workgroups: u64,
+        /// The most a 2-D split can launch: the per-dimension limit, squared.
         limit: u64,
     },
     /// A buffer was created by another context.
-    ForeignBuffer { op: &'static str, arg: &'static str },
+    ForeignBuffer {
+        /// The kernel's name.
+        op: &'static str,
+        /// The argument whose buffer is foreign.
+        arg: &'static str,
+    },
     /// The same buffer was passed as an output and as another argument of one dispatch.
     Aliased {
+        /// The kernel's name.
         op: &'static str,
+        /// The first of the two arguments.
         a: &'static str,
+        /// The second of the two arguments.
         b: &'static str,
     },
     /// Mapping a buffer for reading, or waiting for the device, failed.
