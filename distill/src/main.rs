@@ -330,9 +330,13 @@ fn print_profile(started: Option<Instant>, runs: &[(usize, Option<QueueStats>)])
         let per = |n: u64| n as f64 / steps as f64;
         println!(
             "GPU queue in the {steps} training steps: {submits} submits ({:.2} a step), \
-             {dispatches} dispatches ({:.1} a step)",
+             {dispatches} dispatches ({:.1} a step){}",
             per(submits),
-            per(dispatches)
+            per(dispatches),
+            match profile::gpu_submits_per_kernel() {
+                true => "; the profile's own submit around each kernel included",
+                false => "",
+            }
         );
     }
 }
@@ -428,12 +432,12 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
         "model", "parameters", "forward FLOPs"
     );
     for spec in specs {
-        let network = Network::new(&spec, 0, &Device::Cpu)?;
+        // Counted from the description: a network too large to build is still listed.
         println!(
             "{:<16} {:>12} {:>16}",
-            network.name(),
-            network.parameter_count(),
-            network.forward_flops_per_image()
+            spec.name,
+            spec.parameter_count(),
+            spec.forward_flops_per_image()
         );
     }
     Ok(())

@@ -391,7 +391,8 @@ fn check_fits(module: &dyn Module, role: &str) -> Result<()> {
     let output = spec.output_shape()?;
     if spec.input != MNIST_INPUT || output != [NUM_CLASSES] {
         return Err(DistillError::Config(format!(
-            "{role} `{}` takes {:?} images and gives {output:?} values; MNIST needs              {MNIST_INPUT:?} images and {NUM_CLASSES} classes",
+            "{role} `{}` takes {:?} images and gives {output:?} values; MNIST needs \
+             {MNIST_INPUT:?} images and {NUM_CLASSES} classes",
             spec.name, spec.input
         )));
     }
@@ -515,7 +516,15 @@ pub fn logits_for(
         )?;
         parts.push(module.forward(&x, Mode::Eval)?);
     }
-    let classes = parts.first().map_or(NUM_CLASSES, |t| t.shape()[1]);
+    let classes = match parts.first().map(|t| t.shape()) {
+        Some(&[_, classes]) => classes,
+        Some(shape) => {
+            return Err(DistillError::Config(format!(
+                "the teacher gives logits of shape {shape:?}, not (images, classes)"
+            )))
+        }
+        None => NUM_CLASSES,
+    };
     Ok(Tensor::concat(&parts)?.reshape(&[data.len(), classes])?)
 }
 

@@ -23,7 +23,7 @@
 //! assert_eq!(y.to_vec()?, [0.0, 0.0]);
 //! let loss = x.matmul(&w)?.scale(-1.0)?.relu()?.sum()?; // Σ relu(-x·w) = 0 + 3
 //! assert_eq!(loss.to_scalar()?, 3.0);
-//! // d loss / d w[i, j] = x[i] · [(x·w)[j] < 0] = [[0, -1], [0, 2]]
+//! // d loss / d w[i, j] = -x[i] · [(x·w)[j] < 0] = [[0, -1], [0, 2]]
 //! let grads = loss.backward()?;
 //! assert_eq!(grads.get(&w).unwrap().to_vec()?, [0.0, -1.0, 0.0, 2.0]);
 //! assert!(grads.get(&x).is_none(), "x is a constant: no gradient");

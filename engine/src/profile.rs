@@ -134,6 +134,12 @@ fn gpu_timing() -> Option<(&'static str, bool)> {
     None
 }
 
+/// True when a GPU that ran kernels while profiling times them by submitting and waiting
+/// around each one (no timestamp queries): its queue then counts those submits too.
+pub fn gpu_submits_per_kernel() -> bool {
+    matches!(gpu_timing(), Some((_, false)))
+}
+
 /// Times one CPU kernel call until dropped; `None` (nothing to do) while profiling is off.
 #[inline]
 pub(crate) fn cpu(id: KernelId) -> Option<CpuScope> {

@@ -30,7 +30,7 @@ pub use params::*;
 pub use registry::{Kernel, KernelId};
 
 /// How much work a GPU queue was handed: `kernels::gpu::GpuContext::queue_stats`. Here
-/// rather than in `gpu`, so that a CPU-only build can name it (as all zeros).
+/// rather than in `gpu`, so that a CPU-only build can still name the type.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// `queue.submit` calls: each hands the device a batch of recorded commands.

@@ -6,7 +6,8 @@
 //! and how its GPU grid is sized. Everything else derives from that entry:
 //!
 //! - [`KernelId`]: its variant, [`KernelId::ALL`], [`KernelId::name`] (the CPU function,
-//!   the file `wgsl/<name>.wgsl`, the pipeline and the `--profile` row);
+//!   the pipeline and the `--profile` row) and [`KernelId::file`] (its WGSL file,
+//!   `wgsl/<name>.wgsl` unless the entry names another, as the activations' pairs do);
 //! - [`KernelId::source`]: the composed WGSL (`lib/params.wgsl`, the libraries, the file);
 //! - a type of the same name as the variant implementing [`Kernel`], through which the
 //!   engine runs the kernel on either device without knowing which one it is;
@@ -157,7 +158,8 @@ macro_rules! kernels {
             /// Every kernel, in registry order.
             pub const ALL: [KernelId; KernelId::COUNT] = [$(KernelId::$id),*];
 
-            /// The name of the CPU function, the shader file and the profile row.
+            /// The name of the CPU function, the pipeline and the profile row; the shader
+            /// file is [`KernelId::file`].
             pub fn name(self) -> &'static str {
                 match self {
                     $(KernelId::$id => stringify!($name),)*

@@ -36,10 +36,6 @@ pub const FORMAT_1: &str = "kd-stack/1";
 /// (optimizer moments, ...); any other name must be a parameter of the network.
 pub const EXTRA_PREFIX: &str = "optim.";
 
-/// The metadata keys every checkpoint holds; `save` writes `format` (and `network`)
-/// itself and takes the others from the caller.
-pub const REQUIRED_KEYS: [&str; 4] = ["format", "epoch", "seed", "metrics"];
-
 /// A checkpoint file read into memory.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
@@ -131,8 +127,8 @@ pub enum CheckpointError {
     BadNetwork {
         /// The file.
         path: PathBuf,
-        /// Why it does not describe a network.
-        error: SpecError,
+        /// Why it does not describe a network (boxed: it is large, and rare).
+        error: Box<SpecError>,
     },
     /// The file holds another network than the one it is loaded into.
     WrongNetwork {
@@ -278,7 +274,7 @@ impl CheckpointError {
         match e {
             ModelError::Spec(error) => CheckpointError::BadNetwork {
                 path: path.to_path_buf(),
-                error,
+                error: Box::new(error),
             },
             ModelError::Engine(e) => CheckpointError::Engine(e),
         }
@@ -543,7 +539,7 @@ fn check_metadata(
     };
     let bad_network = |error: SpecError| CheckpointError::BadNetwork {
         path: path.to_path_buf(),
-        error,
+        error: Box::new(error),
     };
     let spec = match get("format")?.as_str() {
         FORMAT => match metadata.get("network") {
@@ -554,6 +550,7 @@ fn check_metadata(
             let name = get("arch")?;
             let spec = builtin::builtin(name).ok_or_else(|| {
                 bad_network(SpecError {
+                    file: None,
                     network: name.clone(),
                     layer: None,
                     message: format!("not a built-in network ({})", builtin::NAMES.join(", ")),

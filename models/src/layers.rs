@@ -213,7 +213,7 @@ impl Dropout {
         self.p
     }
 
-    /// The layer's index among the network's dropout layers.
+    /// The layer's position in its network's list of layers: what tells its masks apart.
     pub fn index(&self) -> u32 {
         self.index
     }

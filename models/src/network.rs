@@ -158,12 +158,12 @@ impl Network {
                         Layer::MaxPool2d(MaxPool2d { kernel, stride }),
                     )
                 }
-                LayerSpec::Relu => (String::new(), Layer::ReLU(ReLU)),
+                LayerSpec::Relu {} => (String::new(), Layer::ReLU(ReLU)),
                 LayerSpec::LeakyRelu { negative_slope } => (
                     String::new(),
                     Layer::LeakyReLU(LeakyReLU { negative_slope }),
                 ),
-                LayerSpec::Flatten => (String::new(), Layer::Flatten(Flatten)),
+                LayerSpec::Flatten {} => (String::new(), Layer::Flatten(Flatten)),
                 LayerSpec::Dropout { p } => (
                     String::new(),
                     Layer::Dropout(Dropout::new(p, index as u32)?),

@@ -61,6 +61,18 @@ pub const MNIST_STD: f32 = 0.3081;
 /// One MNIST image: `(channels, height, width)`.
 pub const MNIST_INPUT: [usize; 3] = [1, 28, 28];
 
+/// The most values any size, activation or parameter tensor of a description may have:
+/// the kernels index with `u32`.
+pub const MAX_VALUES: usize = u32::MAX as usize;
+
+/// `shape`'s product, or `None` past [`MAX_VALUES`].
+fn values(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_VALUES)
+}
+
 /// A network: its name, the shape of one input image, the standardisation every input
 /// goes through first, and its layers in forward order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,16 +153,17 @@ pub enum LayerSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stride: Option<usize>,
     },
-    /// `max(x, 0)`.
-    Relu,
+    /// `max(x, 0)`. NOTE: `{}`, an empty struct rather than a unit variant, so that serde
+    /// refuses unknown keys in it too (`{"type": "relu", "negative_slope": 0.2}`).
+    Relu {},
     /// `x` where `x > 0`, else `negative_slope · x`.
     LeakyRelu {
         /// PyTorch's default is 0.01; the Keras distillation example's teacher uses 0.2.
         #[serde(default = "default_slope")]
         negative_slope: f32,
     },
-    /// `(c, h, w) -> (c · h · w)`.
-    Flatten,
+    /// `(c, h, w) -> (c · h · w)`; `{}` as [`LayerSpec::Relu`].
+    Flatten {},
     /// Inverted dropout while training, identity while evaluating.
     Dropout {
         /// The probability of zeroing each value, in `[0, 1)`.
@@ -170,7 +183,9 @@ fn default_slope() -> f32 {
 /// what does not fit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpecError {
-    /// The network's name, or where it came from (a file, a JSON text).
+    /// The description file it came from, when it came from one.
+    pub file: Option<String>,
+    /// The network's name, or `(description)` when the text could not be read as one.
     pub network: String,
     /// `(index from 1, a short description)` of the layer at fault.
     pub layer: Option<(usize, String)>,
@@ -180,14 +195,14 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.layer {
-            Some((i, layer)) => write!(
-                f,
-                "network `{}`: layer {i} ({layer}): {}",
-                self.network, self.message
-            ),
-            None => write!(f, "network `{}`: {}", self.network, self.message),
+        if let Some(file) = &self.file {
+            write!(f, "{file}: ")?;
         }
+        write!(f, "network `{}`: ", self.network)?;
+        if let Some((i, layer)) = &self.layer {
+            write!(f, "layer {i} ({layer}): ")?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -200,10 +215,31 @@ impl LayerSpec {
             LayerSpec::Conv2d { name, .. } => format!("conv2d `{name}`"),
             LayerSpec::Linear { name, .. } => format!("linear `{name}`"),
             LayerSpec::MaxPool2d { .. } => "max_pool2d".into(),
-            LayerSpec::Relu => "relu".into(),
+            LayerSpec::Relu {} => "relu".into(),
             LayerSpec::LeakyRelu { .. } => "leaky_relu".into(),
-            LayerSpec::Flatten => "flatten".into(),
+            LayerSpec::Flatten {} => "flatten".into(),
             LayerSpec::Dropout { .. } => "dropout".into(),
+        }
+    }
+
+    /// Every size the layer is given (channels, features, kernel, stride, padding).
+    fn sizes(&self) -> Vec<usize> {
+        match *self {
+            LayerSpec::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => vec![in_channels, out_channels, kernel, stride, padding],
+            LayerSpec::Linear {
+                in_features,
+                out_features,
+                ..
+            } => vec![in_features, out_features],
+            LayerSpec::MaxPool2d { kernel, stride } => vec![kernel, stride.unwrap_or(kernel)],
+            _ => Vec::new(),
         }
     }
 
@@ -254,9 +290,10 @@ impl LayerSpec {
                 )),
             }
         };
-        let window = |size: usize, kernel: usize, stride: usize, pad: usize| {
-            (size + 2 * pad - kernel) / stride + 1
-        };
+        // `size` padded by `pad` on both sides; `None` past usize (a size no check let by).
+        let padded = |size: usize, pad: usize| pad.checked_mul(2)?.checked_add(size);
+        let window = |padded: usize, kernel: usize, stride: usize| (padded - kernel) / stride + 1;
+        let overflow = || "sizes too large to compute with".to_string();
         match *self {
             LayerSpec::Conv2d {
                 in_channels,
@@ -275,16 +312,17 @@ impl LayerSpec {
                 if out_channels == 0 || kernel == 0 || stride == 0 {
                     return Err("out_channels, kernel and stride must be at least 1".into());
                 }
-                if kernel > h + 2 * padding || kernel > w + 2 * padding {
+                let (hp, wp) = (
+                    padded(h, padding).ok_or_else(overflow)?,
+                    padded(w, padding).ok_or_else(overflow)?,
+                );
+                if kernel > hp || kernel > wp {
                     return Err(format!(
                         "a {kernel}x{kernel} kernel does not fit a {h}x{w} input padded by \
                          {padding}"
                     ));
                 }
-                let (h_out, w_out) = (
-                    window(h, kernel, stride, padding),
-                    window(w, kernel, stride, padding),
-                );
+                let (h_out, w_out) = (window(hp, kernel, stride), window(wp, kernel, stride));
                 Ok(vec![out_channels, h_out, w_out])
             }
             LayerSpec::Linear {
@@ -316,18 +354,21 @@ impl LayerSpec {
                 }
                 Ok(vec![
                     c,
-                    window(h, kernel, stride, 0),
-                    window(w, kernel, stride, 0),
+                    window(h, kernel, stride),
+                    window(w, kernel, stride),
                 ])
             }
-            LayerSpec::Flatten => Ok(vec![input.iter().product()]),
+            LayerSpec::Flatten {} => {
+                let n = input.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+                Ok(vec![n.ok_or_else(overflow)?])
+            }
             LayerSpec::Dropout { p } if !(0.0..1.0).contains(&p) => {
                 Err(format!("p is the drop probability, in [0, 1); got {p}"))
             }
             LayerSpec::LeakyRelu { negative_slope } if !negative_slope.is_finite() => Err(format!(
                 "negative_slope must be finite, got {negative_slope}"
             )),
-            LayerSpec::Relu | LayerSpec::LeakyRelu { .. } | LayerSpec::Dropout { .. } => {
+            LayerSpec::Relu {} | LayerSpec::LeakyRelu { .. } | LayerSpec::Dropout { .. } => {
                 Ok(input.to_vec())
             }
         }
@@ -336,21 +377,22 @@ impl LayerSpec {
     /// FLOPs of this layer for one image of shape `input`: 2 per multiply-add of a conv
     /// or linear layer plus 1 per bias add; 0 for the others. `input` must fit.
     pub fn flops(&self, input: &[usize]) -> u64 {
-        let out: usize = self
-            .output_shape(input)
-            .map(|s| s.iter().product())
-            .unwrap_or(0);
-        let flops = match *self {
+        let out = match self.output_shape(input) {
+            Ok(shape) => shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64)),
+            Err(_) => 0,
+        };
+        // NOTE: saturating: a description too large to train still gets a count.
+        let per_value = |n: usize, k: usize| (2 * n as u64).saturating_mul((k * k) as u64) + 1;
+        match *self {
             // Each output value: c_in·k·k multiply-adds and one bias add.
             LayerSpec::Conv2d {
                 in_channels,
                 kernel,
                 ..
-            } => out * (2 * in_channels * kernel * kernel + 1),
-            LayerSpec::Linear { in_features, .. } => out * (2 * in_features + 1),
+            } => out.saturating_mul(per_value(in_channels, kernel)),
+            LayerSpec::Linear { in_features, .. } => out.saturating_mul(per_value(in_features, 1)),
             _ => 0,
-        };
-        flops as u64
+        }
     }
 }
 
@@ -409,7 +451,7 @@ impl NetworkSpec {
 
     /// Adds a ReLU.
     pub fn relu(self) -> NetworkSpec {
-        self.layer(LayerSpec::Relu)
+        self.layer(LayerSpec::Relu {})
     }
 
     /// Adds a leaky ReLU with `negative_slope`.
@@ -419,7 +461,7 @@ impl NetworkSpec {
 
     /// Adds a flatten.
     pub fn flatten(self) -> NetworkSpec {
-        self.layer(LayerSpec::Flatten)
+        self.layer(LayerSpec::Flatten {})
     }
 
     /// Adds dropout with drop probability `p`.
@@ -431,6 +473,7 @@ impl NetworkSpec {
     /// the first thing that does not fit (a layer's sizes, a name, the input).
     pub fn check(&self) -> Result<Vec<Vec<usize>>, SpecError> {
         let fail = |layer: Option<(usize, &LayerSpec)>, message: String| SpecError {
+            file: None,
             network: self.name.clone(),
             layer: layer.map(|(i, l)| (i + 1, l.describe())),
             message,
@@ -451,6 +494,12 @@ impl NetworkSpec {
                 None,
                 format!("input {:?} has an empty axis", self.input),
             ));
+        }
+        let too_large =
+            |what: &str| format!("{what} past {MAX_VALUES} values (the kernels index with u32)");
+        if values(&self.input).is_none() {
+            let what = format!("input {:?} holds", self.input);
+            return Err(fail(None, too_large(&what)));
         }
         let Normalize { mean, std } = self.normalize;
         if !(mean.is_finite() && std.is_finite() && std > 0.0) {
@@ -481,9 +530,26 @@ impl NetworkSpec {
                     return Err(fail(Some((i, layer)), "another layer has this name".into()));
                 }
             }
+            if layer.sizes().iter().any(|&n| n > MAX_VALUES) {
+                return Err(fail(Some((i, layer)), too_large("a size")));
+            }
             shape = layer
                 .output_shape(&shape)
                 .map_err(|message| fail(Some((i, layer)), message))?;
+            if values(&shape).is_none() {
+                return Err(fail(
+                    Some((i, layer)),
+                    too_large(&format!("its output {shape:?} holds")),
+                ));
+            }
+            for (name, shape) in layer.parameter_shapes() {
+                if values(&shape).is_none() {
+                    return Err(fail(
+                        Some((i, layer)),
+                        too_large(&format!("`{name}` {shape:?} holds")),
+                    ));
+                }
+            }
             shapes.push(shape.clone());
         }
         if shape.len() != 1 {
@@ -538,6 +604,7 @@ impl NetworkSpec {
     /// [`check`]: NetworkSpec::check
     pub fn from_json(text: &str) -> Result<NetworkSpec, SpecError> {
         let spec: NetworkSpec = serde_json::from_str(text).map_err(|e| SpecError {
+            file: None,
             network: "(description)".into(),
             layer: None,
             message: format!("not a network description: {e}"),
@@ -554,17 +621,14 @@ impl NetworkSpec {
 
     /// Reads and checks the description in the JSON file `path`.
     pub fn load(path: &Path) -> Result<NetworkSpec, SpecError> {
+        let file = Some(path.display().to_string());
         let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-            network: path.display().to_string(),
+            file: file.clone(),
+            network: "(description)".into(),
             layer: None,
             message: format!("cannot read the description file: {e}"),
         })?;
-        NetworkSpec::from_json(&text).map_err(|mut e| {
-            if e.network == "(description)" {
-                e.network = path.display().to_string();
-            }
-            e
-        })
+        NetworkSpec::from_json(&text).map_err(|e| SpecError { file, ..e })
     }
 
     /// What a `--model` flag names: a built-in network (`student-cnn`), else a
@@ -577,13 +641,18 @@ impl NetworkSpec {
         if path.exists() {
             return NetworkSpec::load(path);
         }
-        Err(SpecError {
-            network: model.to_string(),
-            layer: None,
-            message: format!(
+        let message = match model.contains(['/', '\\']) || model.ends_with(".json") {
+            true => "no such description file".to_string(),
+            false => format!(
                 "neither a built-in network ({}) nor a description file",
                 crate::builtin::NAMES.join(", ")
             ),
+        };
+        Err(SpecError {
+            file: None,
+            network: model.to_string(),
+            layer: None,
+            message,
         })
     }
 }

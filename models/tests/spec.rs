@@ -112,6 +112,15 @@ fn json_that_is_no_description_is_named() {
             r#"{"name": "x", "layers": [{"type": "dropout", "p": 0.5, "q": 1}]}"#,
             vec!["unknown field `q`"],
         ),
+        // A typo for leaky_relu is refused, not read as a plain ReLU.
+        (
+            r#"{"name": "x", "layers": [{"type": "relu", "negative_slope": 0.2}]}"#,
+            vec!["unknown field `negative_slope`"],
+        ),
+        (
+            r#"{"name": "x", "layers": [{"type": "flatten", "start_dim": 1}]}"#,
+            vec!["unknown field `start_dim`"],
+        ),
     ];
     for (json, parts) in cases {
         let message = NetworkSpec::from_json(json).unwrap_err().to_string();
@@ -216,13 +225,26 @@ fn files_load_and_their_errors_name_them() {
         .unwrap_err()
         .to_string();
     assert_mentions(&message, &["bad.json", "not a network description"]);
+    // A description that parses but does not fit: the file, the network and the layer.
+    let misfit = dir.join("misfit.json");
+    std::fs::write(&misfit, TINY.replace("1352", "1000")).unwrap();
+    let message = NetworkSpec::load(&misfit).unwrap_err().to_string();
+    assert_mentions(
+        &message,
+        &["misfit.json: network `tiny-cnn`: layer 6 (linear `fc1`)"],
+    );
     let missing = dir.join("missing.json");
     let message = NetworkSpec::load(&missing).unwrap_err().to_string();
     assert_mentions(&message, &["missing.json", "cannot read"]);
     let message = NetworkSpec::resolve(missing.to_str().unwrap())
         .unwrap_err()
         .to_string();
-    assert_mentions(&message, &["missing.json", "nor a description file"]);
+    assert_mentions(&message, &["missing.json", "no such description file"]);
+    let message = NetworkSpec::resolve("resnet-50").unwrap_err().to_string();
+    assert_mentions(
+        &message,
+        &["`resnet-50`", "neither a built-in network", "student-mlp"],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

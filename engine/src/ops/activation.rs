@@ -1,7 +1,7 @@
 //! Pointwise activations (ReLU, leaky ReLU) and inverted dropout.
 //!
 //! A pointwise activation is a pair of kernels of `kernels::registry`, its forward and
-//! its backward; [`Tensor::pointwise`] runs the forward and records the backward in an
+//! its backward; `Tensor::pointwise` runs the forward and records the backward in an
 //! [`Op::Pointwise`]. A new one is a line here, beside its kernels.
 
 use crate::autograd::Op;
@@ -15,7 +15,7 @@ use kernels::registry::{self as k, Kernel};
 impl Tensor {
     /// `max(x, 0)`, elementwise. NOTE: relu'(0) = 0, as PyTorch.
     pub fn relu(&self) -> Result<Tensor> {
-        self.pointwise(k::ReluForward, k::ReluBackward, 0.0)
+        self.pointwise::<k::ReluForward, k::ReluBackward>(0.0)
     }
 
     /// `x` where `x > 0`, else `slope · x`: PyTorch's `LeakyReLU(negative_slope)`.
@@ -26,18 +26,18 @@ impl Tensor {
                 message: format!("the negative slope must be finite, got {slope}"),
             });
         }
-        self.pointwise(k::LeakyReluForward, k::LeakyReluBackward, slope)
+        self.pointwise::<k::LeakyReluForward, k::LeakyReluBackward>(slope)
     }
 
-    /// Runs the pointwise activation `forward` (with `alpha`, its one scalar) and
-    /// records `backward` for the gradient, which reads the saved input.
-    fn pointwise<F, B>(&self, forward: F, _backward: B, alpha: f32) -> Result<Tensor>
+    /// Runs the pointwise activation's forward kernel `F` (with `alpha`, its one scalar)
+    /// and records its backward kernel `B` for the gradient, which reads the saved input.
+    fn pointwise<F, B>(&self, alpha: f32) -> Result<Tensor>
     where
-        F: Kernel<Params = ElementwiseParams>,
+        F: Kernel<Params = ElementwiseParams> + Default,
         B: Kernel<Params = ElementwiseParams> + Default,
     {
         let p = ElementwiseParams::with_alpha(self.numel(), alpha);
-        let [out] = run(forward, &p, &[&self.storage()])?;
+        let [out] = run(F::default(), &p, &[&self.storage()])?;
         let record = Op::Pointwise {
             x: self.clone(),
             params: p,

@@ -1,11 +1,12 @@
-//! Elementwise arithmetic, reshapes, sums and concatenation.
+//! Elementwise arithmetic, reshapes, sums, and the copies that record no gradient:
+//! concatenation and gathered rows.
 
 use crate::autograd::{is_grad_enabled, Op};
 use crate::backend::run;
 use crate::error::{numel, Error, Result};
 use crate::storage::Storage;
-use crate::tensor::Tensor;
-use kernels::params::{AxisParams, ElementwiseParams};
+use crate::tensor::{Labels, Tensor};
+use kernels::params::{AxisParams, ElementwiseParams, GatherParams};
 use kernels::registry as k;
 
 impl Tensor {
@@ -140,6 +141,46 @@ impl Tensor {
         let out = Storage::concat(&storages, first.device())?;
         let len = out.len();
         Ok(Tensor::from_storage(out, vec![len], first.device()))
+    }
+
+    /// `out[r] = self[index[r]]`: the rows of `self (rows, cols)` that `index` names, as a
+    /// constant on the same device (a batch's teacher logits from the training set's).
+    ///
+    /// No gradient flows through it: a `self` that needs one is an error (detach it).
+    pub fn gather_rows(&self, index: &Labels) -> Result<Tensor> {
+        let &[rows, cols] = self.shape() else {
+            return Err(Error::BadShape {
+                op: "gather_rows",
+                shape: self.shape().to_vec(),
+                expected: "(rows, cols)",
+            });
+        };
+        if !index.device().same(self.device()) {
+            return Err(Error::DeviceMismatch {
+                op: "gather_rows",
+                lhs: self.device().to_string(),
+                rhs: index.device().to_string(),
+            });
+        }
+        if !index.is_empty() && index.max() as usize >= rows {
+            return Err(Error::BadArgument {
+                op: "gather_rows",
+                message: format!("index {} is past the table's {rows} rows", index.max()),
+            });
+        }
+        if self.requires_grad() && is_grad_enabled() {
+            return Err(Error::BadArgument {
+                op: "gather_rows",
+                message: "records no gradient; detach the table first".into(),
+            });
+        }
+        let p = GatherParams::new(index.len(), cols, rows);
+        let [out] = run(k::GatherRows, &p, &[&self.storage(), index.storage()])?;
+        Ok(Tensor::from_storage(
+            out,
+            vec![index.len(), cols],
+            self.device(),
+        ))
     }
 }
 

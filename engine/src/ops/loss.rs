@@ -6,12 +6,12 @@
 //! (and, for the distillation loss, weighs its two terms). The op saves the per-row
 //! gradients, so the backward is one kernel too: a scale by `upstream / rows`.
 
-use crate::autograd::{is_grad_enabled, Op};
+use crate::autograd::Op;
 use crate::backend::run;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::{Labels, Tensor};
-use kernels::params::{ElementwiseParams, GatherParams, RowParams};
+use kernels::params::{ElementwiseParams, RowParams};
 use kernels::registry as k;
 
 /// The output of [`Tensor::kd_loss`].
@@ -184,46 +184,6 @@ impl Tensor {
             &[&self.storage()],
         )?;
         out.to_vec_u32()
-    }
-
-    /// `out[r] = self[index[r]]`: the rows of `self (rows, cols)` that `index` names, as a
-    /// constant on the same device (a batch's teacher logits from the training set's).
-    ///
-    /// No gradient flows through it: a `self` that needs one is an error (detach it).
-    pub fn gather_rows(&self, index: &Labels) -> Result<Tensor> {
-        let &[rows, cols] = self.shape() else {
-            return Err(Error::BadShape {
-                op: "gather_rows",
-                shape: self.shape().to_vec(),
-                expected: "(rows, cols)",
-            });
-        };
-        if !index.device().same(self.device()) {
-            return Err(Error::DeviceMismatch {
-                op: "gather_rows",
-                lhs: self.device().to_string(),
-                rhs: index.device().to_string(),
-            });
-        }
-        if !index.is_empty() && index.max() as usize >= rows {
-            return Err(Error::BadArgument {
-                op: "gather_rows",
-                message: format!("row {} of a table of {rows} rows", index.max()),
-            });
-        }
-        if self.requires_grad() && is_grad_enabled() {
-            return Err(Error::BadArgument {
-                op: "gather_rows",
-                message: "records no gradient; detach the table first".into(),
-            });
-        }
-        let p = GatherParams::new(index.len(), cols, rows);
-        let [out] = run(k::GatherRows, &p, &[&self.storage(), index.storage()])?;
-        Ok(Tensor::from_storage(
-            out,
-            vec![index.len(), cols],
-            self.device(),
-        ))
     }
 }
 

@@ -566,7 +566,10 @@ pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) {
 pub fn row_loss_mean(losses: &[f32], loss: &mut [f32], means: &mut [f32], p: &RowParams) {
     const OP: &str = "row_loss_mean";
     let (rows, cols) = checked_shape(OP, p, &[("losses", losses.len())]);
-    assert!(rows > 0 && cols <= 2, "{OP}: ({rows}, {cols}) losses");
+    assert!(
+        rows > 0 && (1..=2).contains(&cols),
+        "{OP}: ({rows}, {cols}) losses"
+    );
     check_len(OP, "loss", loss.len(), 1);
     check_len(OP, "means", means.len(), cols);
     let mut sums = [0.0f64; 2];

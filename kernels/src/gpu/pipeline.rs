@@ -50,8 +50,9 @@ fn compile(device: &wgpu::Device, id: KernelId) -> Result<Compiled, GpuError> {
     });
     if let Some(e) = pollster::block_on(scope.pop()) {
         return Err(GpuError::Device(format!(
-            "compiling {}.wgsl: {e}",
-            id.name()
+            "compiling {} (wgsl/{}.wgsl and its libraries): {e}",
+            id.name(),
+            id.file()
         )));
     }
     let layout = pipeline.get_bind_group_layout(0);
