@@ -6,6 +6,7 @@ use engine::Device;
 use models::{checkpoint, Network, NetworkSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    engine::host_memory::retain_freed_memory(); // as `distill` does: see its docs
     let mut args = std::env::args().skip(1);
     let teacher = args
         .next()
@@ -30,10 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let kd = train::Distillation::new(&teacher, 4.0, 0.5)?;
     let report = train::train(&opts, &student, &mnist, &device, Some(&kd))?;
-    let errors = report.final_test().ok_or("no epoch ran")?.errors;
-    println!(
-        "{} distilled: {errors} test errors of 10,000",
-        student.name()
-    );
+    let test = report.final_test().ok_or("no epoch ran")?;
+    let (name, from, errors, total) = (student.name(), teacher.name(), test.errors, test.total);
+    println!("{name} distilled from {from}: {errors} test errors of {total}");
     Ok(())
 }
