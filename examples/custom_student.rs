@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .linear("fc1", 8 * 13 * 13, 10);
     let (device, note) = Device::select("auto")?;
     println!("{note}");
-    let mnist = data::Mnist::load(&data::resolve_data_dir(None))?;
+    let mnist = data::Mnist::load(&data::resolve_data_dir(data::DatasetKind::Mnist, None))?;
     let (teacher, _) = checkpoint::load_network(teacher.as_ref(), &device)?;
     let student = Network::new(&spec, 0, &device)?;
     std::fs::create_dir_all("runs")?;

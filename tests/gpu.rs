@@ -6,8 +6,8 @@
 mod common;
 
 use common::{conv_network_loss, gpu, gradcheck_on, rng, uniform};
-use distill::data::{Dataset, Mnist};
-use distill::optim::{OptimizerConfig, OptimizerKind};
+use distill::data::{Dataset, DatasetKind, Mnist};
+use distill::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use distill::progress::ProgressMode;
 use distill::train::{self, Distillation, TrainOptions};
 use engine::{Device, Error, Labels, Result, Tensor};
@@ -285,6 +285,8 @@ fn one_submit_per_training_step_on_the_gpu() {
     // A device of its own: the other tests' work would be counted on the shared one.
     let (device, _) = Device::select("gpu").unwrap();
     let data = Mnist {
+        kind: DatasetKind::Mnist,
+        val: Dataset::default(),
         train: synthetic(40),
         test: synthetic(10),
     };
@@ -294,6 +296,7 @@ fn one_submit_per_training_step_on_the_gpu() {
         epochs: 1,
         batch_size: 2,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam, 1e-3),
+        schedule: Schedule::CONSTANT,
         seed: 0,
         jitter: false,
         out: dir.join(file),

@@ -4,8 +4,8 @@
 
 mod common;
 
-use distill::data::{Dataset, Mnist};
-use distill::optim::{OptimizerConfig, OptimizerKind};
+use distill::data::{Dataset, DatasetKind, Mnist};
+use distill::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use distill::progress::ProgressMode;
 use distill::train::{self, Distillation, TrainOptions, TrainReport};
 use engine::{Device, Tensor};
@@ -30,6 +30,8 @@ fn full() -> &'static Mnist {
 fn slice(train: usize, test: usize) -> Mnist {
     let data = full();
     Mnist {
+        kind: DatasetKind::Mnist,
+        val: Dataset::default(),
         train: data.train.subset(..train),
         test: data.test.subset(..test),
     }
@@ -47,6 +49,7 @@ fn options(epochs: usize, out: PathBuf) -> TrainOptions {
         epochs,
         batch_size: 64,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam, 1e-3),
+        schedule: Schedule::CONSTANT,
         seed: 0,
         jitter: false,
         out,
@@ -213,6 +216,8 @@ fn kd_with_alpha_1_ignores_the_labels() {
     // The same images with every label replaced.
     let wrong: Vec<u8> = data.train.labels().iter().map(|l| (l + 1) % 10).collect();
     let relabelled = Mnist {
+        kind: DatasetKind::Mnist,
+        val: Dataset::default(),
         train: Dataset::from_parts(data.train.images().to_vec(), wrong).unwrap(),
         test: data.test.subset(..),
     };
@@ -343,5 +348,185 @@ fn a_network_that_does_not_fit_mnist_is_refused() {
     assert!(
         err.contains("five-classes") && err.contains("[5]") && err.contains("10 classes"),
         "{err}"
+    );
+}
+
+/// `train` training images, the next `val` of the training split held out, and the
+/// first `test` test images.
+fn slice_with_val(train: usize, val: usize, test: usize) -> Mnist {
+    let data = full();
+    Mnist {
+        kind: DatasetKind::Mnist,
+        train: data.train.subset(..train),
+        val: data.train.subset(train..train + val),
+        test: data.test.subset(..test),
+    }
+}
+
+/// The default preset cut to one epoch each.
+fn quick_preset(alpha: f32) -> distill::presets::Preset {
+    let mut p = *distill::presets::find("default").unwrap();
+    p.teacher_recipe.epochs = 1;
+    p.teacher_recipe.jitter = false;
+    p.student_recipe.epochs = 1;
+    p.alpha = alpha;
+    p
+}
+
+fn checkpoint_tensors(path: &std::path::Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    checkpoint::read(path).unwrap().tensors
+}
+
+#[test]
+fn a_study_pairs_each_seeds_students_from_identical_parameters_and_batches() {
+    use distill::study::{run_study, StudyOptions};
+    let dir = temp_dir("paired");
+    let data = slice_with_val(640, 100, 100);
+    // With alpha = 0 the distillation loss is the cross-entropy to the bit
+    // (`kd_with_alpha_0_equals_plain_training`), so the two runs of a seed end equal only
+    // if they started from the same parameters and saw the same batches in the same order.
+    let opts = StudyOptions {
+        preset: quick_preset(0.0),
+        teacher: builtin::builtin("student-cnn").unwrap(),
+        student: builtin::builtin("student-cnn").unwrap(),
+        seed: 3,
+        seeds: 2,
+        out_dir: dir.clone(),
+        progress: ProgressMode::Quiet,
+    };
+    let report = run_study(&opts, &data, &Device::Cpu).unwrap();
+    assert_eq!(report.pairs.len(), 2);
+    for seed in [3, 4] {
+        let alone = checkpoint_tensors(&dir.join(format!("student-alone-seed{seed}.safetensors")));
+        let kd = checkpoint_tensors(&dir.join(format!("student-distilled-seed{seed}.safetensors")));
+        assert_eq!(alone, kd, "seed {seed}: only the loss may differ");
+    }
+    // Seeds differ from each other: the pairs are not one run repeated.
+    assert_ne!(
+        checkpoint_tensors(&dir.join("student-alone-seed3.safetensors")),
+        checkpoint_tensors(&dir.join("student-alone-seed4.safetensors"))
+    );
+    let d = report.test_difference();
+    assert_eq!((d.n, d.mean, d.sd), (2, 0.0, 0.0));
+    assert!(
+        report.verdict().starts_with("no difference"),
+        "{}",
+        report.verdict()
+    );
+    for (a, k) in &report.pairs {
+        assert_eq!(
+            (a.seed, a.val_errors, a.test_errors),
+            (k.seed, k.val_errors, k.test_errors)
+        );
+        // The student is compared with the teacher on the test set.
+        let f = k.fidelity.unwrap();
+        assert!(
+            (0.0..=1.0).contains(&f.agreement) && f.mean_kl >= 0.0,
+            "{f:?}"
+        );
+        assert_eq!(a.reliability.total(), 100);
+    }
+    for file in [
+        "comparison.md",
+        "comparison.json",
+        "accuracy.svg",
+        "reliability.svg",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
+fn a_restarted_sweep_reads_its_finished_cells_instead_of_training_them() {
+    use distill::sweep::{run_sweep, SweepOptions};
+    let dir = temp_dir("sweep");
+    let data = slice_with_val(640, 100, 100);
+    let opts = |dir: &std::path::Path, epochs: usize| {
+        let mut preset = quick_preset(0.5);
+        preset.student_recipe.epochs = epochs;
+        SweepOptions {
+            preset,
+            teacher: builtin::builtin("student-cnn").unwrap(),
+            student: builtin::builtin("student-cnn").unwrap(),
+            temperatures: vec![2.0, 4.0],
+            alphas: vec![0.5],
+            widths: vec![],
+            seed: 0,
+            seeds: 1,
+            out_dir: dir.to_path_buf(),
+            progress: ProgressMode::Quiet,
+        }
+    };
+    let first = run_sweep(&opts(&dir, 1), &data, &Device::Cpu).unwrap();
+    // The student alone and two distilled cells, for one seed.
+    assert_eq!((first.results.len(), first.trained_now), (3, 3));
+    let again = run_sweep(&opts(&dir, 1), &data, &Device::Cpu).unwrap();
+    assert_eq!(again.trained_now, 0);
+    assert_eq!(again.results, first.results);
+    // A lost result is trained again, alone.
+    std::fs::remove_file(dir.join("runs/T4-a0.5-seed0.json")).unwrap();
+    let third = run_sweep(&opts(&dir, 1), &data, &Device::Cpu).unwrap();
+    assert_eq!(third.trained_now, 1);
+    assert_eq!(
+        third.results, first.results,
+        "the same run gives the same errors"
+    );
+    // Another recipe does not reuse the old results.
+    let longer = run_sweep(&opts(&dir, 2), &data, &Device::Cpu).unwrap();
+    assert_eq!(longer.trained_now, 3);
+    let md = std::fs::read_to_string(dir.join("sweep.md")).unwrap();
+    assert!(md.contains("Best cell: T = "), "{md}");
+    assert!(std::fs::read_to_string(dir.join("heatmap.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    // No checkpoint is left behind once a cell has its result.
+    let left: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_resume_refuses_another_schedule_and_continues_the_same_one() {
+    use distill::optim::ScheduleKind;
+    let dir = temp_dir("resume-schedule");
+    let data = slice_with_val(640, 100, 100);
+    let out = dir.join("s.safetensors");
+    let mut opts = options(2, out.clone());
+    opts.schedule = Schedule::new(ScheduleKind::Cosine);
+    run("student-cnn", &opts, &data, None);
+    let mut other = opts.clone();
+    other.resume = true;
+    other.epochs = 3;
+    other.schedule = Schedule::new(ScheduleKind::Step);
+    let spec = builtin::builtin("student-cnn").unwrap();
+    let net = Network::new(&spec, 0, &Device::Cpu).unwrap();
+    let message = train::train(&other, &net, &data, &Device::Cpu, None)
+        .err()
+        .expect("another schedule is refused")
+        .to_string();
+    assert!(
+        message.contains("schedule was `cosine`, now `step`")
+            && message.contains("epochs was `2`, now `3`"),
+        "{message}"
+    );
+    // The same recipe has nothing left to do; the cosine had nearly reached 0.
+    let mut same = opts.clone();
+    same.resume = true;
+    let report = train::train(&same, &net, &data, &Device::Cpu, None).unwrap();
+    assert!(report.epochs.is_empty());
+    let metrics = std::fs::read_to_string(dir.join("s.metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert!(last["lr"].as_f64().unwrap() < 1e-5, "{last}");
+    assert!(
+        last["val_errors"].is_u64() && last["test_errors"].is_u64(),
+        "{last}"
+    );
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(
+        first.get("test_errors").is_none(),
+        "the test set waits for the last epoch: {first}"
     );
 }

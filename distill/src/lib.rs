@@ -32,12 +32,16 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod calibration;
 pub mod data;
 pub mod error;
 pub mod optim;
+pub mod plot;
 pub mod presets;
 pub mod progress;
+pub mod stats;
 pub mod study;
+pub mod sweep;
 pub mod train;
 
 pub use error::{DistillError, Result};

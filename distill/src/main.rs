@@ -1,11 +1,12 @@
 //! `distill`: train an MNIST teacher and student, distill one from the other, compare.
 
 use clap::{Args, Parser, Subcommand};
-use distill::data::{self, Mnist};
-use distill::optim::{OptimizerConfig, OptimizerKind};
+use distill::data::{self, DatasetKind, Mnist, OFFICIAL_TRAIN_LEN};
+use distill::optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 use distill::presets;
 use distill::progress::{say, ProgressMode};
 use distill::study::{self, StudyOptions};
+use distill::sweep::{self, SweepOptions};
 use distill::train::{self, Distillation, TrainOptions, TrainReport};
 use distill::{DistillError, Result};
 use engine::{profile, Device, QueueStats};
@@ -34,14 +35,21 @@ enum Command {
     /// The whole study: train the teacher, the student alone and the student distilled
     /// from the teacher, then compare them (Markdown, JSON and an SVG plot).
     Run(RunArgs),
-    /// Evaluate a checkpoint on the MNIST test set.
+    /// Choose a recipe on the validation split: a grid over T and alpha (or, with
+    /// --widths, student sizes alone and distilled), every cell over several seeds.
+    Sweep(SweepArgs),
+    /// Evaluate a checkpoint on the test set of the data set it was trained on.
     Eval(EvalArgs),
     /// List the built-in networks (and any named) with their parameter counts and
     /// forward FLOPs per image.
     Models(ModelsArgs),
-    /// Fetch the four MNIST files from public mirrors and verify their hashes.
+    /// Fetch a data set's four files from public mirrors and verify their hashes.
     Download {
-        /// Where to put them [default: $MNIST_DIR, else ./data/mnist].
+        /// mnist or fashion-mnist.
+        #[arg(long, default_value = "mnist")]
+        dataset: DatasetKind,
+        /// Where to put them [default: $MNIST_DIR or $FASHION_MNIST_DIR, else
+        /// ./data/mnist or ./data/fashion-mnist].
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -56,9 +64,20 @@ struct Common {
     /// Examples per step.
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Learning rate.
+    /// Learning rate (the schedule's base rate).
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
+    /// How the rate changes: constant, cosine (to 0 at the last step) or step (x0.1 at
+    /// 50 % and again at 75 % of the steps).
+    #[arg(long, default_value = "constant")]
+    schedule: ScheduleKind,
+    /// Epochs of linear warm-up before the schedule (may be a fraction).
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f32,
+    /// Training images held out for validation (the same ones in every run); each
+    /// epoch is judged on them, the test set only after the last.
+    #[arg(long, default_value_t = 5000)]
+    val: usize,
     /// sgd (momentum 0.9), adam or adamw.
     #[arg(long, default_value = "adam")]
     optimizer: OptimizerKind,
@@ -80,14 +99,18 @@ struct Common {
     output: Output,
 }
 
-/// Where a command runs and where it reads MNIST: every command that touches the data.
+/// Where a command runs and which data it reads: every command that touches the data.
 #[derive(Args, Clone)]
 struct Place {
     /// auto (a hardware GPU if there is one, else the CPU), gpu (any adapter, software
     /// ones included) or cpu.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// The MNIST folder [default: $MNIST_DIR, else ./data/mnist].
+    /// mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist")]
+    dataset: DatasetKind,
+    /// The data set's folder [default: $MNIST_DIR or $FASHION_MNIST_DIR, else
+    /// ./data/mnist or ./data/fashion-mnist].
     #[arg(long)]
     data: Option<PathBuf>,
 }
@@ -143,37 +166,114 @@ struct DistillArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The study's recipe: `default` or `hinton-mnist` (see `--list-presets`).
-    #[arg(long, default_value = "default")]
-    preset: String,
     /// Print the presets and exit.
     #[arg(long)]
     list_presets: bool,
-    /// Replace the preset's teacher: a built-in network or a description file.
-    #[arg(long)]
-    teacher: Option<String>,
-    /// Replace the preset's student: a built-in network or a description file.
-    #[arg(long)]
-    student: Option<String>,
-    /// Seeds all three runs (initialisation, batch order, dropout, jitter).
+    /// The teacher's seed and the first student seed (initialisation, batch order,
+    /// dropout, jitter).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Override the preset's epochs (all three runs).
-    #[arg(long)]
-    epochs: Option<usize>,
+    /// Student seeds, each giving a pair (alone, distilled) from identical initial
+    /// parameters and batch order: SEED, SEED + 1, ...
+    #[arg(long, default_value_t = 5)]
+    seeds: usize,
+    /// Training images held out for validation (the same ones in every run).
+    #[arg(long, default_value_t = 5000)]
+    val: usize,
     /// Override the preset's temperature.
     #[arg(long = "T")]
     temperature: Option<f32>,
     /// Override the preset's distillation weight.
     #[arg(long)]
     alpha: Option<f32>,
-    /// Where the checkpoints and the comparison go [default: runs/PRESET-seedSEED].
+    /// Where the checkpoints and the comparison go [default: runs/PRESET-seedSEED, or
+    /// runs/PRESET-fashion-mnist-seedSEED].
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    recipe: StudyRecipe,
     #[command(flatten)]
     place: Place,
     #[command(flatten)]
     output: Output,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Temperatures, comma-separated [default: the preset's].
+    #[arg(long = "T", value_delimiter = ',', num_args = 1..)]
+    temperatures: Option<Vec<f32>>,
+    /// Distillation weights, comma-separated [default: the preset's].
+    #[arg(long = "alpha", value_delimiter = ',', num_args = 1..)]
+    alphas: Option<Vec<f32>>,
+    /// Conv channels of student-cnn-shaped students (hidden layer 4x): a capacity sweep
+    /// at the first T and alpha instead of the grid.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    widths: Option<Vec<usize>>,
+    /// The teacher's seed and the first student seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Student seeds per cell.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// Training images held out for validation; the sweep is judged on them.
+    #[arg(long, default_value_t = 5000)]
+    val: usize,
+    /// Where the teacher, each run's result and the report go; a restarted sweep reads
+    /// the results already there [default: runs/sweep-PRESET, or
+    /// runs/sweep-PRESET-fashion-mnist].
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    recipe: StudyRecipe,
+    #[command(flatten)]
+    place: Place,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// The recipe of `run` and `sweep`: a preset and the command line's overrides.
+#[derive(Args)]
+struct StudyRecipe {
+    /// The recipe: default, seed-example or hinton-mnist (see `run --list-presets`).
+    #[arg(long, default_value = "default")]
+    preset: String,
+    /// Replace the preset's teacher: a built-in network or a description file.
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Replace the preset's student: a built-in network or a description file (a
+    /// sweep with --widths builds student-cnn's family instead).
+    #[arg(long)]
+    student: Option<String>,
+    /// Override the preset's student epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the preset's student schedule: constant, cosine or step.
+    #[arg(long)]
+    schedule: Option<ScheduleKind>,
+    /// Jitter the students' training images (the teacher then runs on each one).
+    #[arg(long)]
+    jitter: bool,
+}
+
+impl StudyRecipe {
+    /// The preset with the overrides applied, and its teacher and student networks
+    /// (checked, not built).
+    fn resolve(&self, place: &Place) -> Result<(presets::Preset, NetworkSpec, NetworkSpec)> {
+        let mut preset = *presets::find(&self.preset).map_err(DistillError::Config)?;
+        let students = &mut preset.student_recipe;
+        students.epochs = self.epochs.unwrap_or(students.epochs);
+        if let Some(kind) = self.schedule {
+            students.schedule.kind = kind;
+        }
+        students.jitter |= self.jitter;
+        if students.epochs == 0 {
+            return Err(DistillError::Config("--epochs must be at least 1".into()));
+        }
+        let teacher = place.network(self.teacher.as_deref().unwrap_or(preset.teacher))?;
+        let student = place.network(self.student.as_deref().unwrap_or(preset.student))?;
+        Ok((preset, teacher, student))
+    }
 }
 
 #[derive(Args)]
@@ -213,9 +313,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => cmd_train(args),
         Command::Distill(args) => cmd_distill(args),
         Command::Run(args) => cmd_run(args),
+        Command::Sweep(args) => cmd_sweep(args),
         Command::Eval(args) => cmd_eval(args),
         Command::Models(args) => cmd_models(args),
-        Command::Download { data } => Ok(data::download(&data::resolve_data_dir(data.as_deref()))?),
+        Command::Download { dataset, data } => Ok(data::download(
+            dataset,
+            &data::resolve_data_dir(dataset, data.as_deref()),
+        )?),
     }
 }
 
@@ -230,23 +334,65 @@ impl Output {
 }
 
 impl Place {
-    /// The device `--device` names and the MNIST files under `--data`, saying which.
-    fn open(&self, mode: ProgressMode) -> Result<(Device, Mnist)> {
+    /// The device `--device` names and the data set's files under `--data`, with `val`
+    /// training images held out, saying which.
+    fn open(&self, mode: ProgressMode, val: usize) -> Result<(Device, Mnist)> {
         let (device, note) = Device::select(&self.device)?;
         say(mode, &note);
-        let dir = data::resolve_data_dir(self.data.as_deref());
-        let mnist = Mnist::load(&dir)?;
+        let dir = data::resolve_data_dir(self.dataset, self.data.as_deref());
+        let data = Mnist::load_dataset(self.dataset, &dir)?.hold_out(val)?;
         say(
             mode,
             &format!(
-                "MNIST from {}: {} train, {} test",
+                "{} from {}: {} train, {} validation, {} test",
+                self.dataset.title(),
                 dir.display(),
-                mnist.train.len(),
-                mnist.test.len()
+                data.train.len(),
+                data.val.len(),
+                data.test.len()
             ),
         );
-        Ok((device, mnist))
+        Ok((device, data))
     }
+
+    /// A built-in network's name or a description file; a built-in network takes the
+    /// data set's normalisation statistics.
+    fn network(&self, model: &str) -> Result<NetworkSpec> {
+        let mut spec = NetworkSpec::resolve(model)?;
+        if builtin::builtin(model).is_some() {
+            let (mean, std) = self.dataset.normalize();
+            spec.normalize = models::Normalize { mean, std };
+        }
+        Ok(spec)
+    }
+}
+
+/// `--val` leaves training images: checked before anything is loaded.
+fn check_val(val: usize) -> Result<()> {
+    if val >= OFFICIAL_TRAIN_LEN {
+        return Err(DistillError::Config(format!(
+            "--val must be less than the {OFFICIAL_TRAIN_LEN} training images, got {val}"
+        )));
+    }
+    Ok(())
+}
+
+/// A checkpoint trained on another data set is refused.
+fn check_dataset(
+    ckpt: &checkpoint::Checkpoint,
+    path: &std::path::Path,
+    kind: DatasetKind,
+) -> Result<()> {
+    // NOTE: checkpoints from before Fashion-MNIST existed were trained on MNIST.
+    let trained = ckpt.metadata.get("dataset").map_or("mnist", String::as_str);
+    if trained != kind.name() {
+        return Err(DistillError::Config(format!(
+            "{} was trained on {trained}, not {}; pass --dataset {trained}",
+            path.display(),
+            kind.name()
+        )));
+    }
+    Ok(())
 }
 
 fn options(out: PathBuf, c: &Common) -> TrainOptions {
@@ -256,6 +402,10 @@ fn options(out: PathBuf, c: &Common) -> TrainOptions {
         epochs: c.epochs,
         batch_size: c.batch,
         optimizer,
+        schedule: Schedule {
+            kind: c.schedule,
+            warmup_epochs: c.warmup,
+        },
         seed: c.seed,
         jitter: c.jitter,
         out,
@@ -268,8 +418,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let opts = options(args.out, &args.common);
     // Check the cheap things before loading anything.
     train::validate(&opts)?;
-    let spec = NetworkSpec::resolve(&args.model)?;
-    let (device, data) = args.common.place.open(opts.progress)?;
+    check_val(args.common.val)?;
+    let spec = args.common.place.network(&args.model)?;
+    let (device, data) = args.common.place.open(opts.progress, args.common.val)?;
     let network = Network::new(&spec, opts.seed, &device)?;
     let profiling = start_profile(args.common.output.profile);
     let report = train::train(&opts, &network, &data, &device, None)?;
@@ -283,9 +434,11 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
     // Check the cheap things before loading anything.
     Distillation::check(args.temperature, args.alpha)?;
     train::validate(&opts)?;
-    let spec = NetworkSpec::resolve(&args.student)?;
-    let (device, data) = args.common.place.open(opts.progress)?;
-    let (teacher, _) = checkpoint::load_network(&args.teacher, &device)?;
+    check_val(args.common.val)?;
+    let spec = args.common.place.network(&args.student)?;
+    let (device, data) = args.common.place.open(opts.progress, args.common.val)?;
+    let (teacher, ckpt) = checkpoint::load_network(&args.teacher, &device)?;
+    check_dataset(&ckpt, &args.teacher, data.kind)?;
     say(
         opts.progress,
         &format!(
@@ -370,44 +523,113 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut preset = *presets::find(&args.preset).map_err(DistillError::Config)?;
-    preset.epochs = args.epochs.unwrap_or(preset.epochs);
+    let (mut preset, teacher, student) = args.recipe.resolve(&args.place)?;
     preset.temperature = args.temperature.unwrap_or(preset.temperature);
     preset.alpha = args.alpha.unwrap_or(preset.alpha);
     Distillation::check(preset.temperature, preset.alpha)?;
-    if preset.epochs == 0 {
-        return Err(DistillError::Config("--epochs must be at least 1".into()));
+    if args.seeds == 0 {
+        return Err(DistillError::Config("--seeds must be at least 1".into()));
     }
-    let teacher = NetworkSpec::resolve(args.teacher.as_deref().unwrap_or(preset.teacher))?;
-    let student = NetworkSpec::resolve(args.student.as_deref().unwrap_or(preset.student))?;
+    check_val(args.val)?;
     let progress = args.output.progress();
-    let out_dir = args
-        .out_dir
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", preset.name, args.seed)));
-    let (device, data) = args.place.open(progress)?;
+    let out_dir = args.out_dir.unwrap_or_else(|| {
+        let dataset = match args.place.dataset {
+            DatasetKind::Mnist => String::new(),
+            other => format!("-{other}"),
+        };
+        PathBuf::from(format!("runs/{}{dataset}-seed{}", preset.name, args.seed))
+    });
+    let (device, data) = args.place.open(progress, args.val)?;
     let opts = StudyOptions {
         preset,
         teacher,
         student,
         seed: args.seed,
+        seeds: args.seeds,
         out_dir: out_dir.clone(),
         progress,
     };
     let profiling = start_profile(args.output.profile);
-    let rows = study::run_study(&opts, &data, &device)?;
-    print!("{}", study::markdown(&preset, args.seed, &device, &rows));
+    let report = study::run_study(&opts, &data, &device)?;
+    print!("\n{}", study::markdown(&report));
     println!(
-        "\nwritten: {0}/comparison.md, {0}/comparison.json, {0}/accuracy.svg",
+        "\nwritten: {0}/comparison.md, {0}/comparison.json, {0}/accuracy.svg, {0}/reliability.svg",
         out_dir.display()
     );
-    let runs: Vec<_> = rows.iter().map(|r| (r.train_steps, r.gpu_queue)).collect();
+    let runs: Vec<_> = std::iter::once(&report.teacher)
+        .chain(report.pairs.iter().flat_map(|(a, d)| [a, d]))
+        .map(|r| (r.train_steps, r.gpu_queue))
+        .collect();
     print_profile(profiling, &runs);
     Ok(())
 }
 
+fn cmd_sweep(args: SweepArgs) -> Result<()> {
+    let (preset, teacher, student) = args.recipe.resolve(&args.place)?;
+    check_val(args.val)?;
+    if args.val == 0 {
+        return Err(DistillError::Config(
+            "--val must be at least 1: a sweep is judged on the validation images".into(),
+        ));
+    }
+    let progress = args.output.progress();
+    let dataset = match args.place.dataset {
+        DatasetKind::Mnist => String::new(),
+        other => format!("-{other}"),
+    };
+    let capacity = if args.widths.is_some() {
+        "capacity-"
+    } else {
+        ""
+    };
+    let opts = SweepOptions {
+        teacher,
+        student,
+        temperatures: args.temperatures.unwrap_or(vec![preset.temperature]),
+        alphas: args.alphas.unwrap_or(vec![preset.alpha]),
+        widths: args.widths.unwrap_or_default(),
+        seed: args.seed,
+        seeds: args.seeds,
+        out_dir: args.out_dir.unwrap_or_else(|| {
+            PathBuf::from(format!("runs/sweep-{capacity}{}{dataset}", preset.name))
+        }),
+        progress,
+        preset,
+    };
+    opts.check()?;
+    let (device, data) = args.place.open(progress, args.val)?;
+    let report = sweep::run_sweep(&opts, &data, &device)?;
+    let name = if opts.widths.is_empty() {
+        "sweep"
+    } else {
+        "capacity"
+    };
+    let md = opts.out_dir.join(format!("{name}.md"));
+    print!(
+        "\n{}",
+        std::fs::read_to_string(&md).map_err(|e| DistillError::Io {
+            path: md.clone(),
+            source: e
+        })?
+    );
+    println!(
+        "\n{} runs, {} trained now; written: {}/{name}.md, {name}.json, {}",
+        report.results.len(),
+        report.trained_now,
+        opts.out_dir.display(),
+        if opts.widths.is_empty() {
+            "heatmap.svg"
+        } else {
+            "capacity.svg"
+        }
+    );
+    Ok(())
+}
+
 fn cmd_eval(args: EvalArgs) -> Result<()> {
-    let (device, data) = args.place.open(ProgressMode::Auto)?;
+    let (device, data) = args.place.open(ProgressMode::Auto, 0)?;
     let (network, ckpt) = checkpoint::load_network(&args.checkpoint, &device)?;
+    check_dataset(&ckpt, &args.checkpoint, data.kind)?;
     let e = train::evaluate(&network, &data.test, 1000, &device)?;
     let epoch = ckpt.metadata.get("epoch").map_or("?", String::as_str);
     println!(

@@ -129,6 +129,11 @@ impl Optimizer {
         &self.config
     }
 
+    /// Sets the learning rate of the following steps (a schedule's value for the step).
+    pub fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
     /// Steps taken so far (Adam's bias correction counts from here).
     pub fn steps(&self) -> u64 {
         self.step
@@ -212,6 +217,122 @@ impl Optimizer {
             tensor.assign(values.clone()).map_err(|e| e.to_string())?;
         }
         self.step = step;
+        Ok(())
+    }
+}
+
+/// How the learning rate changes over a run: its shape after an optional linear warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// The base rate throughout.
+    Constant,
+    /// Half a cosine from the base rate down to 0 at the last step (PyTorch's
+    /// `CosineAnnealingLR` with `eta_min = 0`, stepped per batch).
+    Cosine,
+    /// The base rate, times 0.1 from half-way and 0.01 from three quarters of the steps
+    /// (`MultiStepLR` with milestones at 50 % and 75 %, gamma 0.1).
+    Step,
+}
+
+impl ScheduleKind {
+    /// Every kind, in the order `from_str` tries their names.
+    pub const ALL: [ScheduleKind; 3] = [
+        ScheduleKind::Constant,
+        ScheduleKind::Cosine,
+        ScheduleKind::Step,
+    ];
+
+    /// The name `--schedule` takes and checkpoints record.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Constant => "constant",
+            ScheduleKind::Cosine => "cosine",
+            ScheduleKind::Step => "step",
+        }
+    }
+}
+
+impl fmt::Display for ScheduleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ScheduleKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        ScheduleKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!("unknown schedule `{s}` (expected one of: constant, cosine, step)")
+            })
+    }
+}
+
+/// A learning-rate schedule over a run's optimizer steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    /// The shape after the warm-up.
+    pub kind: ScheduleKind,
+    /// Epochs of linear warm-up from `base / warm-up steps` to `base`, ≥ 0 (may be a
+    /// fraction); the shape then runs over the remaining steps.
+    pub warmup_epochs: f32,
+}
+
+impl Schedule {
+    /// A constant rate, no warm-up.
+    pub const CONSTANT: Schedule = Schedule {
+        kind: ScheduleKind::Constant,
+        warmup_epochs: 0.0,
+    };
+
+    /// `kind` without warm-up.
+    pub fn new(kind: ScheduleKind) -> Schedule {
+        Schedule {
+            kind,
+            warmup_epochs: 0.0,
+        }
+    }
+
+    /// The rate of step `step` (counted from 0) of `total` steps, `steps_per_epoch` to an
+    /// epoch, for base rate `base`.
+    ///
+    /// ```
+    /// use distill::optim::{Schedule, ScheduleKind};
+    /// let cosine = Schedule::new(ScheduleKind::Cosine);
+    /// assert_eq!(cosine.lr(1.0, 0, 100, 10), 1.0);
+    /// assert!((cosine.lr(1.0, 50, 100, 10) - 0.5).abs() < 1e-6);
+    /// let step = Schedule::new(ScheduleKind::Step);
+    /// assert_eq!([step.lr(1.0, 49, 100, 10), step.lr(1.0, 50, 100, 10)], [1.0, 0.1]);
+    /// let warm = Schedule { warmup_epochs: 0.5, ..cosine };
+    /// assert_eq!([warm.lr(1.0, 0, 100, 10), warm.lr(1.0, 4, 100, 10)], [0.2, 1.0]);
+    /// ```
+    pub fn lr(&self, base: f32, step: usize, total: usize, steps_per_epoch: usize) -> f32 {
+        let warmup = (self.warmup_epochs as f64 * steps_per_epoch as f64).round() as usize;
+        let warmup = warmup.min(total);
+        if step < warmup {
+            return base * (step + 1) as f32 / warmup as f32;
+        }
+        // Progress through the steps after the warm-up, in [0, 1).
+        let span = (total - warmup).max(1) as f64;
+        let t = ((step - warmup) as f64 / span).min(1.0);
+        let factor = match self.kind {
+            ScheduleKind::Constant => 1.0,
+            ScheduleKind::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+            ScheduleKind::Step if t >= 0.75 => 0.01,
+            ScheduleKind::Step if t >= 0.5 => 0.1,
+            ScheduleKind::Step => 1.0,
+        };
+        (base as f64 * factor) as f32
+    }
+
+    /// Checks the warm-up before anything is loaded.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let w = self.warmup_epochs;
+        if !(w >= 0.0 && w.is_finite()) {
+            return Err(format!("--warmup must be a number of epochs ≥ 0, got {w}"));
+        }
         Ok(())
     }
 }

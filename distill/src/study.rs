@@ -1,15 +1,23 @@
-//! `distill run`: the whole study in one command. Train the teacher, train the student
-//! alone, distill the student from the teacher with the same seed, epochs and
-//! optimizer, then compare the three as Markdown, JSON and an SVG plot.
+//! `distill run`: the paired multi-seed study. Train one teacher; then, for each seed,
+//! the student alone and the student distilled from the teacher, both from the same
+//! initial parameters and the same batch order, so that only the loss differs. Report
+//! each run, the mean ± standard deviation of each, and the paired difference
+//! (distilled − alone) with its 95 % confidence interval over seeds, as Markdown, JSON
+//! and SVG figures (validation accuracy per epoch, reliability diagrams).
+//!
+//! Epochs are judged on the held-out validation images; the test set is evaluated once
+//! per run, after its last epoch, and reported.
 
+use crate::calibration::{self, Fidelity, Reliability, BINS};
 use crate::data::Mnist;
 use crate::error::{io, Result};
-use crate::optim::OptimizerConfig;
-use crate::presets::Preset;
+use crate::plot::{self, Axes, Series};
+use crate::presets::{Preset, Recipe};
 use crate::progress::{say, ProgressMode};
-use crate::train::{self, Distillation, TrainOptions, TrainReport};
+use crate::stats::{self, Summary};
+use crate::train::{self, Distillation, Predictions, TrainOptions, TrainReport};
 use engine::{Device, QueueStats};
-use models::{Network, NetworkSpec};
+use models::{Module, Network, NetworkSpec};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,289 +30,547 @@ pub struct StudyOptions {
     pub teacher: NetworkSpec,
     /// Likewise for the student, trained alone and distilled.
     pub student: NetworkSpec,
-    /// One seed for all three runs: the two students start from the same parameters.
+    /// The teacher's seed and the first student seed.
     pub seed: u64,
-    /// Where the three checkpoints, their metrics and the comparison go; created if needed.
+    /// Student seeds: `seed, seed + 1, ...`; at least 1.
+    pub seeds: usize,
+    /// Where the checkpoints, their metrics and the report go; created if needed.
     pub out_dir: PathBuf,
     /// What the runs print while they train.
     pub progress: ProgressMode,
 }
 
-/// One row of the comparison.
+/// One trained network of the study.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSummary {
     /// Which run: `teacher`, `student alone` or `student distilled`.
     pub run: &'static str,
+    /// Its seed (initial parameters, batch order, dropout, jitter).
+    pub seed: u64,
     /// The network's name.
     pub model: String,
     /// Trainable values in the network.
     pub parameters: usize,
+    /// Validation images misclassified after the last epoch.
+    pub val_errors: usize,
     /// Fraction of the test set classified correctly after the last epoch, in `[0, 1]`.
     pub test_accuracy: f64,
-    /// Test examples misclassified after the last epoch.
+    /// Test images misclassified after the last epoch.
     pub test_errors: usize,
+    /// Its confidence bins on the test set.
+    pub reliability: Reliability,
+    /// A student's agreement with and KL divergence from the teacher on the test set.
+    pub fidelity: Option<Fidelity>,
     /// Wall-clock seconds of the training steps of all epochs, evaluations not included.
     pub train_seconds: f64,
-    /// Microseconds per test image of one evaluation pass in batches of 1000, no gradients.
+    /// Microseconds per test image of the test pass in batches of 1000, no gradients.
     pub inference_us_per_image: f64,
-    /// Test accuracy after each epoch, in `[0, 1]`.
-    pub accuracy_per_epoch: Vec<f64>,
+    /// Validation accuracy after each epoch, in `[0, 1]`.
+    pub val_accuracy_per_epoch: Vec<f64>,
     /// Training steps run.
     pub train_steps: usize,
     /// On a GPU, the submits and dispatches of those steps.
     pub gpu_queue: Option<QueueStats>,
 }
 
-/// Trains the teacher, the student alone and the distilled student, writes the report to
-/// `opts.out_dir`, and returns the three rows in that order.
-pub fn run_study(opts: &StudyOptions, data: &Mnist, device: &Device) -> Result<Vec<RunSummary>> {
+/// The whole study: the teacher and one pair of students per seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudyReport {
+    /// The recipe it ran.
+    pub preset: Preset,
+    /// The data set's name for the report (`MNIST`).
+    pub dataset: &'static str,
+    /// Validation images held out of training.
+    pub val: usize,
+    /// The device it ran on, as shown.
+    pub device: String,
+    /// The teacher's run.
+    pub teacher: RunSummary,
+    /// Per seed: the student alone, then distilled.
+    pub pairs: Vec<(RunSummary, RunSummary)>,
+}
+
+/// Trains the teacher and the students, writes the report to `opts.out_dir`, and
+/// returns it.
+pub fn run_study(opts: &StudyOptions, data: &Mnist, device: &Device) -> Result<StudyReport> {
     let p = &opts.preset;
-    let (teacher_spec, student_spec) = (&opts.teacher, &opts.student);
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
-    let train_opts = |jitter: bool, file: &str| TrainOptions {
-        epochs: p.epochs,
-        batch_size: p.batch,
-        optimizer: OptimizerConfig::new(p.optimizer, p.lr),
-        seed: opts.seed,
-        jitter,
-        out: opts.out_dir.join(file),
-        resume: false,
-        progress: opts.progress,
+    let total = 1 + 2 * opts.seeds;
+    say(
+        opts.progress,
+        &format!("[1/{total}] teacher {}", opts.teacher.name),
+    );
+    let teacher = Network::new(&opts.teacher, opts.seed, device)?;
+    let run_opts = |recipe: &Recipe, seed: u64, file: String| {
+        recipe.options(seed, opts.out_dir.join(file), opts.progress)
     };
-    let mut rows = Vec::new();
-    say(
-        opts.progress,
-        &format!("[1/3] teacher {}", teacher_spec.name),
-    );
-    let teacher = Network::new(teacher_spec, opts.seed, device)?;
-    let report = train::train(
-        &train_opts(p.teacher_jitter, "teacher.safetensors"),
+    let teacher_opts = run_opts(&p.teacher_recipe, opts.seed, "teacher.safetensors".into());
+    let report = train::train(&teacher_opts, &teacher, data, device, None)?;
+    let teacher_test = final_predictions(&report, &teacher, data, device)?;
+    let teacher_row = summarize(
+        "teacher",
+        opts.seed,
         &teacher,
-        data,
-        device,
-        None,
-    )?;
-    rows.push(summarize("teacher", &teacher, &report, data, device)?);
-    say(opts.progress, &format!("[2/3] {} alone", student_spec.name));
-    let alone = Network::new(student_spec, opts.seed, device)?;
-    let report = train::train(
-        &train_opts(p.student_jitter, "student.safetensors"),
-        &alone,
-        data,
-        device,
-        None,
-    )?;
-    rows.push(summarize("student alone", &alone, &report, data, device)?);
-    say(
-        opts.progress,
-        &format!(
-            "[3/3] {} distilled at T = {}, alpha = {}",
-            student_spec.name, p.temperature, p.alpha
-        ),
-    );
-    // The same seed: the same initial parameters and batch order as the student alone.
-    let distilled = Network::new(student_spec, opts.seed, device)?;
-    let kd = Distillation::new(&teacher, p.temperature, p.alpha)?;
-    let distilled_opts = train_opts(p.student_jitter, "student-distilled.safetensors");
-    let report = train::train(&distilled_opts, &distilled, data, device, Some(&kd))?;
-    rows.push(summarize(
-        "student distilled",
-        &distilled,
         &report,
-        data,
-        device,
-    )?);
-    write_report(&opts.out_dir, p, opts.seed, device, &rows)?;
-    Ok(rows)
+        (&teacher_test, data),
+        None,
+    );
+    let mut kd = Distillation::new(&teacher, p.temperature, p.alpha)?;
+    if !p.student_recipe.jitter {
+        say(
+            opts.progress,
+            "computing the teacher's logits for the training set once, for every seed",
+        );
+        kd.logits = Some(train::logits_for(&teacher, &data.train, 1000, device)?);
+    }
+    let mut pairs = Vec::new();
+    for k in 0..opts.seeds {
+        let seed = opts.seed + k as u64;
+        let step = 2 + 2 * k;
+        say(
+            opts.progress,
+            &format!("[{step}/{total}] {} alone, seed {seed}", opts.student.name),
+        );
+        let alone_row = student_run(
+            "student alone",
+            &run_opts(
+                &p.student_recipe,
+                seed,
+                format!("student-alone-seed{seed}.safetensors"),
+            ),
+            &opts.student,
+            (data, device),
+            None,
+            &teacher_test,
+        )?;
+        say(
+            opts.progress,
+            &format!(
+                "[{}/{total}] {} distilled at T = {}, alpha = {}, seed {seed}",
+                step + 1,
+                opts.student.name,
+                p.temperature,
+                p.alpha
+            ),
+        );
+        let distilled_row = student_run(
+            "student distilled",
+            &run_opts(
+                &p.student_recipe,
+                seed,
+                format!("student-distilled-seed{seed}.safetensors"),
+            ),
+            &opts.student,
+            (data, device),
+            Some(&kd),
+            &teacher_test,
+        )?;
+        pairs.push((alone_row, distilled_row));
+    }
+    let study = StudyReport {
+        preset: *p,
+        dataset: data.kind.title(),
+        val: data.val.len(),
+        device: device.to_string(),
+        teacher: teacher_row,
+        pairs,
+    };
+    write_report(&opts.out_dir, &study)?;
+    Ok(study)
+}
+
+/// One student run from a fresh network of `seed`: the same seed gives both runs of a
+/// pair the same initial parameters and (through `opts.seed`) the same batch order.
+fn student_run(
+    run: &'static str,
+    opts: &TrainOptions,
+    spec: &NetworkSpec,
+    (data, device): (&Mnist, &Device),
+    kd: Option<&Distillation>,
+    teacher_test: &Predictions,
+) -> Result<RunSummary> {
+    let student = Network::new(spec, opts.seed, device)?;
+    let report = train::train(opts, &student, data, device, kd)?;
+    let test = final_predictions(&report, &student, data, device)?;
+    let fidelity = calibration::fidelity(&teacher_test.logits, &test.logits, test.classes);
+    Ok(summarize(
+        run,
+        opts.seed,
+        &student,
+        &report,
+        (&test, data),
+        Some(fidelity),
+    ))
+}
+
+/// The test logits the run ended with (computed here if it ran no epoch).
+fn final_predictions(
+    report: &TrainReport,
+    module: &dyn Module,
+    data: &Mnist,
+    device: &Device,
+) -> Result<Predictions> {
+    match &report.test {
+        Some(test) => Ok(test.clone()),
+        None => train::predict(module, &data.test, 1000, device),
+    }
 }
 
 fn summarize(
     run: &'static str,
+    seed: u64,
     network: &Network,
     report: &TrainReport,
-    data: &Mnist,
-    device: &Device,
-) -> Result<RunSummary> {
-    // Timed apart from training, at the evaluation batch size.
-    let eval = train::evaluate(network, &data.test, 1000, device)?;
+    (test, data): (&Predictions, &Mnist),
+    fidelity: Option<Fidelity>,
+) -> RunSummary {
+    let eval = test.evaluate(&data.test);
     let (train_steps, gpu_queue) = report.queue();
-    Ok(RunSummary {
-        train_steps,
-        gpu_queue,
+    RunSummary {
         run,
+        seed,
         model: network.name().to_string(),
         parameters: network.parameter_count(),
+        val_errors: report
+            .epochs
+            .last()
+            .and_then(|m| m.val.as_ref())
+            .map_or(0, |v| v.errors),
         test_accuracy: eval.accuracy,
         test_errors: eval.errors,
+        reliability: Reliability::from_logits(&test.logits, test.classes, data.test.labels(), BINS),
+        fidelity,
         train_seconds: report.epochs.iter().map(|m| m.epoch_seconds).sum(),
-        inference_us_per_image: 1e6 * eval.seconds / eval.total.max(1) as f64,
-        accuracy_per_epoch: report.epochs.iter().map(|m| m.test.accuracy).collect(),
-    })
+        inference_us_per_image: 1e6 * test.seconds / eval.total.max(1) as f64,
+        val_accuracy_per_epoch: report
+            .epochs
+            .iter()
+            .filter_map(|m| m.val.as_ref().map(|v| v.accuracy))
+            .collect(),
+        train_steps,
+        gpu_queue,
+    }
 }
 
-/// `comparison.md`, `comparison.json` and `accuracy.svg` in `dir`, each written atomically.
-pub fn write_report(
-    dir: &Path,
-    p: &Preset,
-    seed: u64,
-    device: &Device,
-    rows: &[RunSummary],
-) -> Result<()> {
-    write_atomic(
-        &dir.join("comparison.md"),
-        markdown(p, seed, device, rows).as_bytes(),
-    )?;
-    let json = json!({
-        "preset": p.name,
-        "seed": seed,
-        "device": device.to_string(),
-        "epochs": p.epochs,
-        "batch": p.batch,
-        "optimizer": p.optimizer.name(),
-        "lr": p.lr,
-        "temperature": p.temperature,
-        "alpha": p.alpha,
-        "runs": rows.iter().map(|r| json!({
-            "run": r.run,
-            "model": r.model,
-            "parameters": r.parameters,
-            "test_accuracy": r.test_accuracy,
-            "test_errors": r.test_errors,
-            "train_seconds": r.train_seconds,
-            "inference_us_per_image": r.inference_us_per_image,
-            "accuracy_per_epoch": r.accuracy_per_epoch,
-        })).collect::<Vec<_>>(),
-    });
-    let text = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
+impl StudyReport {
+    /// The students alone, seed by seed.
+    pub fn alone(&self) -> impl Iterator<Item = &RunSummary> {
+        self.pairs.iter().map(|(a, _)| a)
+    }
+
+    /// The distilled students, seed by seed.
+    pub fn distilled(&self) -> impl Iterator<Item = &RunSummary> {
+        self.pairs.iter().map(|(_, d)| d)
+    }
+
+    /// Distilled − alone test errors, seed by seed, summarized.
+    pub fn test_difference(&self) -> Summary {
+        let d: Vec<f64> = self
+            .pairs
+            .iter()
+            .map(|(a, d)| d.test_errors as f64 - a.test_errors as f64)
+            .collect();
+        stats::summarize(&d)
+    }
+
+    /// Distilled − alone validation errors, seed by seed, summarized.
+    pub fn val_difference(&self) -> Summary {
+        let d: Vec<f64> = self
+            .pairs
+            .iter()
+            .map(|(a, d)| d.val_errors as f64 - a.val_errors as f64)
+            .collect();
+        stats::summarize(&d)
+    }
+
+    /// The headline: the paired test difference in one sentence.
+    pub fn verdict(&self) -> String {
+        stats::verdict(&self.test_difference(), "test errors")
+    }
+
+    /// The reliability bins of a run kind, pooled over seeds.
+    fn pooled<'a>(runs: impl Iterator<Item = &'a RunSummary>) -> Reliability {
+        let mut pooled = Reliability::new(BINS);
+        for r in runs {
+            pooled.merge(&r.reliability);
+        }
+        pooled
+    }
+}
+
+/// `comparison.md`, `comparison.json`, `accuracy.svg` and `reliability.svg` in `dir`,
+/// each written atomically.
+pub fn write_report(dir: &Path, study: &StudyReport) -> Result<()> {
+    write_atomic(&dir.join("comparison.md"), markdown(study).as_bytes())?;
+    let text = serde_json::to_string_pretty(&to_json(study)).unwrap_or_default() + "\n";
     write_atomic(&dir.join("comparison.json"), text.as_bytes())?;
-    write_atomic(&dir.join("accuracy.svg"), svg_plot(rows).as_bytes())
+    write_atomic(&dir.join("accuracy.svg"), accuracy_svg(study).as_bytes())?;
+    let panels = [
+        ("teacher".to_string(), study.teacher.reliability.clone()),
+        (
+            "student alone".to_string(),
+            StudyReport::pooled(study.alone()),
+        ),
+        (
+            "student distilled".to_string(),
+            StudyReport::pooled(study.distilled()),
+        ),
+    ];
+    let panels: Vec<(String, &Reliability)> = panels.iter().map(|(l, r)| (l.clone(), r)).collect();
+    write_atomic(
+        &dir.join("reliability.svg"),
+        plot::reliability_diagram(&panels).as_bytes(),
+    )
 }
 
-/// `comparison.md`: a line naming the recipe, then a table with one row per run.
-pub fn markdown(p: &Preset, seed: u64, device: &Device, rows: &[RunSummary]) -> String {
+fn recipe_line(r: &Recipe) -> String {
+    let warmup = match r.schedule.warmup_epochs {
+        w if w > 0.0 => format!(" after {w} warm-up epochs"),
+        _ => String::new(),
+    };
+    format!(
+        "{} epochs, batch {}, {} lr {}, {} schedule{warmup}{}",
+        r.epochs,
+        r.batch,
+        r.optimizer,
+        r.lr,
+        r.schedule.kind,
+        if r.jitter { ", jitter" } else { "" }
+    )
+}
+
+fn mean_sd(values: impl Iterator<Item = f64>) -> String {
+    let v: Vec<f64> = values.collect();
+    let s = stats::summarize(&v);
+    format!("{:.1} ± {:.1}", s.mean, s.sd)
+}
+
+fn ci_text(s: &Summary) -> String {
+    match s.ci95 {
+        Some((lo, hi)) => format!("{:+.1} (95 % CI {lo:+.1} to {hi:+.1})", s.mean),
+        None => format!("{:+.1} (one seed: no CI)", s.mean),
+    }
+}
+
+/// `comparison.md`: the recipe, the verdict, one row per run, the means and the paired
+/// differences.
+pub fn markdown(study: &StudyReport) -> String {
+    let p = &study.preset;
+    let seeds = study.pairs.len();
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Preset `{}`, seed {seed}, {} epochs, batch {}, {} lr {}, T = {}, alpha = {}, on {device}.\n",
-        p.name, p.epochs, p.batch, p.optimizer, p.lr, p.temperature, p.alpha
+        "Preset `{}` on {} ({} training images held out for validation), on {}.\n",
+        p.name, study.dataset, study.val, study.device
     );
     let _ = writeln!(
         s,
-        "| run | model | parameters | test accuracy | test errors | train time | inference |"
+        "- teacher {}: {}, seed {}",
+        study.teacher.model,
+        recipe_line(&p.teacher_recipe),
+        study.teacher.seed
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "- students {}: {}; distilled at T = {}, alpha = {}; {seeds} seed{} ({}), each pair \
+         from the same initial parameters and batch order\n",
+        study.pairs.first().map_or("-", |(a, _)| a.model.as_str()),
+        recipe_line(&p.student_recipe),
+        p.temperature,
+        p.alpha,
+        if seeds == 1 { "" } else { "s" },
+        study
+            .alone()
+            .map(|r| r.seed.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(s, "**Over {seeds} paired seeds, {}.**\n", study.verdict());
+    let _ = writeln!(
+        s,
+        "| run | seed | val errors | test errors | test accuracy | ECE | agreement | KL(t‖s) | train time | inference |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let rows = std::iter::once(&study.teacher).chain(study.pairs.iter().flat_map(|(a, d)| [a, d]));
     for r in rows {
+        let (agree, kl) = match r.fidelity {
+            Some(f) => (
+                format!("{:.2} %", 100.0 * f.agreement),
+                format!("{:.4}", f.mean_kl),
+            ),
+            None => ("-".into(), "-".into()),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} % | {} | {:.1} s | {:.1} µs/image |",
+            "| {} | {} | {} | {} | {:.2} % | {:.2} % | {agree} | {kl} | {:.1} s | {:.1} µs/image |",
             r.run,
-            r.model,
-            r.parameters,
-            100.0 * r.test_accuracy,
+            r.seed,
+            r.val_errors,
             r.test_errors,
+            100.0 * r.test_accuracy,
+            100.0 * r.reliability.ece(),
             r.train_seconds,
             r.inference_us_per_image
         );
     }
+    let _ = writeln!(
+        s,
+        "\nMean ± standard deviation over seeds (agreement and KL: with the teacher, on the \
+         test set; ECE: {BINS} equal-width bins):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| run | parameters | val errors | test errors | ECE (%) | agreement (%) | KL(t‖s) |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let t = &study.teacher;
+    let _ = writeln!(
+        s,
+        "| teacher | {} | {} | {} | {:.2} | - | - |",
+        t.parameters,
+        t.val_errors,
+        t.test_errors,
+        100.0 * t.reliability.ece()
+    );
+    for (name, runs) in [
+        ("student alone", study.alone().collect::<Vec<_>>()),
+        ("student distilled", study.distilled().collect::<Vec<_>>()),
+    ] {
+        let fid =
+            |f: fn(&Fidelity) -> f64| runs.iter().filter_map(move |r| r.fidelity.as_ref().map(f));
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            runs.first().map_or(0, |r| r.parameters),
+            mean_sd(runs.iter().map(|r| r.val_errors as f64)),
+            mean_sd(runs.iter().map(|r| r.test_errors as f64)),
+            mean_sd(runs.iter().map(|r| 100.0 * r.reliability.ece())),
+            mean_sd(fid(|f| 100.0 * f.agreement)),
+            {
+                let v: Vec<f64> = fid(|f| f.mean_kl).collect();
+                let m = stats::summarize(&v);
+                format!("{:.4} ± {:.4}", m.mean, m.sd)
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nPaired difference, distilled − alone (negative: distillation helped): test errors \
+         {}; validation errors {}.",
+        ci_text(&study.test_difference()),
+        ci_text(&study.val_difference())
+    );
     s
 }
 
-/// Test accuracy per epoch, one line per run.
-pub fn svg_plot(rows: &[RunSummary]) -> String {
-    const COLORS: [&str; 3] = ["#1f77b4", "#d62728", "#2ca02c"];
-    let (w, h, left, right, top, bottom) = (760.0, 400.0, 70.0, 260.0, 30.0, 50.0);
-    let epochs = rows
-        .iter()
-        .map(|r| r.accuracy_per_epoch.len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let all = rows
-        .iter()
-        .flat_map(|r| r.accuracy_per_epoch.iter().copied());
-    let lo = all.clone().fold(1.0f64, f64::min).min(0.99);
-    let lo = (lo * 100.0).floor() / 100.0;
-    let (pw, ph) = (w - left - right, h - top - bottom);
-    let x = |e: usize| {
-        left + if epochs == 1 {
-            pw / 2.0
-        } else {
-            pw * (e - 1) as f64 / (epochs - 1) as f64
+fn run_json(r: &RunSummary) -> serde_json::Value {
+    json!({
+        "run": r.run,
+        "seed": r.seed,
+        "model": r.model,
+        "parameters": r.parameters,
+        "val_errors": r.val_errors,
+        "test_accuracy": r.test_accuracy,
+        "test_errors": r.test_errors,
+        "ece": r.reliability.ece(),
+        "agreement": r.fidelity.map(|f| f.agreement),
+        "kl_teacher_student": r.fidelity.map(|f| f.mean_kl),
+        "train_seconds": r.train_seconds,
+        "inference_us_per_image": r.inference_us_per_image,
+        "val_accuracy_per_epoch": r.val_accuracy_per_epoch,
+        "reliability": r.reliability.bins.iter().map(|b| json!({
+            "count": b.count, "confidence_sum": b.confidence_sum, "correct": b.correct,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn summary_json(s: &Summary) -> serde_json::Value {
+    json!({
+        "n": s.n,
+        "mean": s.mean,
+        "sd": s.sd,
+        "ci95": s.ci95.map(|(lo, hi)| [lo, hi]),
+    })
+}
+
+fn recipe_json(r: &Recipe) -> serde_json::Value {
+    json!({
+        "epochs": r.epochs,
+        "batch": r.batch,
+        "optimizer": r.optimizer.name(),
+        "lr": r.lr,
+        "schedule": r.schedule.kind.name(),
+        "warmup_epochs": r.schedule.warmup_epochs,
+        "jitter": r.jitter,
+    })
+}
+
+/// `comparison.json`: everything in the Markdown, and each run's reliability bins.
+pub fn to_json(study: &StudyReport) -> serde_json::Value {
+    let p = &study.preset;
+    json!({
+        "preset": p.name,
+        "dataset": study.dataset,
+        "val_images": study.val,
+        "device": study.device,
+        "teacher_recipe": recipe_json(&p.teacher_recipe),
+        "student_recipe": recipe_json(&p.student_recipe),
+        "temperature": p.temperature,
+        "alpha": p.alpha,
+        "verdict": study.verdict(),
+        "test_errors_difference": summary_json(&study.test_difference()),
+        "val_errors_difference": summary_json(&study.val_difference()),
+        "teacher": run_json(&study.teacher),
+        "pairs": study.pairs.iter().map(|(a, d)| json!({
+            "seed": a.seed,
+            "alone": run_json(a),
+            "distilled": run_json(d),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Validation accuracy per epoch: the teacher, and the students' mean over seeds.
+pub fn accuracy_svg(study: &StudyReport) -> String {
+    let curve = |label: String, runs: Vec<&RunSummary>| {
+        let epochs = runs
+            .iter()
+            .map(|r| r.val_accuracy_per_epoch.len())
+            .min()
+            .unwrap_or(0);
+        Series {
+            label,
+            points: (0..epochs)
+                .map(|e| {
+                    let sum: f64 = runs.iter().map(|r| r.val_accuracy_per_epoch[e]).sum();
+                    ((e + 1) as f64, 100.0 * sum / runs.len() as f64)
+                })
+                .collect(),
         }
     };
-    let y = |a: f64| top + ph * (1.0 - (a - lo) / (1.0 - lo).max(1e-9));
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="18" text-anchor="middle" font-size="14">Test accuracy per epoch</text>"#,
-        left + pw / 2.0
-    );
-    for i in 0..=5 {
-        let a = lo + (1.0 - lo) * i as f64 / 5.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{:.1} %</text>"##,
-            left + pw,
-            left - 6.0,
-            y(a) + 4.0,
-            100.0 * a,
-            y = y(a)
-        );
-    }
-    for e in 1..=epochs {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{e}</text>"#,
-            x(e),
-            top + ph + 18.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">epoch</text>"#,
-        left + pw / 2.0,
-        h - 8.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
-    );
-    for (i, r) in rows.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<String> = r
-            .accuracy_per_epoch
-            .iter()
-            .enumerate()
-            .map(|(e, a)| format!("{:.1},{:.1}", x(e + 1), y(*a)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-            points.join(" ")
-        );
-        for p in &points {
-            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
-            let _ = writeln!(s, r#"<circle cx="{px}" cy="{py}" r="3" fill="{color}"/>"#);
-        }
-        let ly = top + 20.0 + 20.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/><text x="{}" y="{}">{} ({})</text>"#,
-            w - right + 10.0,
-            w - right + 30.0,
-            w - right + 35.0,
-            ly + 4.0,
-            r.run,
-            r.model
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+    let seeds = study.pairs.len();
+    let series = [
+        curve(
+            format!("teacher ({})", study.teacher.model),
+            vec![&study.teacher],
+        ),
+        curve(
+            format!("student alone (mean of {seeds})"),
+            study.alone().collect(),
+        ),
+        curve(
+            format!("student distilled (mean of {seeds})"),
+            study.distilled().collect(),
+        ),
+    ];
+    plot::line_chart(
+        &Axes {
+            title: "Validation accuracy per epoch",
+            x_label: "epoch",
+            y_label: "validation accuracy (%)",
+            log_x: false,
+        },
+        &series,
+    )
 }
 
 /// Writes `path` through a temporary file in the same folder and a rename, so that a
@@ -337,51 +603,93 @@ mod tests {
     use super::*;
     use crate::presets;
 
-    fn rows() -> Vec<RunSummary> {
-        let row = |run, model: &str, errors: usize, acc: Vec<f64>| RunSummary {
+    fn row(run: &'static str, seed: u64, val: usize, test: usize) -> RunSummary {
+        let mut reliability = Reliability::new(BINS);
+        reliability.add(0.99, true);
+        RunSummary {
             run,
-            model: model.to_string(),
-            train_steps: 2,
-            gpu_queue: None,
+            seed,
+            model: "student-cnn".to_string(),
             parameters: 10,
-            test_accuracy: 1.0 - errors as f64 / 10_000.0,
-            test_errors: errors,
+            val_errors: val,
+            test_accuracy: 1.0 - test as f64 / 10_000.0,
+            test_errors: test,
+            reliability,
+            fidelity: (run != "teacher").then_some(Fidelity {
+                agreement: 0.99,
+                mean_kl: 0.01,
+            }),
             train_seconds: 1.5,
             inference_us_per_image: 2.0,
-            accuracy_per_epoch: acc,
-        };
-        vec![
-            row("teacher", "teacher-cnn", 100, vec![0.98, 0.99]),
-            row("student alone", "student-cnn", 200, vec![0.97, 0.98]),
-            row("student distilled", "student-cnn", 150, vec![0.975, 0.985]),
-        ]
+            val_accuracy_per_epoch: vec![0.97, 0.98],
+            train_steps: 2,
+            gpu_queue: None,
+        }
+    }
+
+    fn study() -> StudyReport {
+        StudyReport {
+            preset: *presets::find("default").unwrap(),
+            dataset: "MNIST",
+            val: 5000,
+            device: "cpu".into(),
+            teacher: row("teacher", 0, 40, 80),
+            pairs: (0..5)
+                .map(|k| {
+                    (
+                        row("student alone", k, 60, 150 + 5 * k as usize),
+                        row("student distilled", k, 50, 130 + k as usize),
+                    )
+                })
+                .collect(),
+        }
     }
 
     #[test]
-    fn report_files_hold_every_run() {
+    fn report_files_hold_every_run_and_the_paired_difference() {
         let dir = std::env::temp_dir().join(format!("kd-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let preset = presets::find("default").unwrap();
-        write_report(&dir, preset, 3, &Device::Cpu, &rows()).unwrap();
+        let study = study();
+        // Differences -20, -24, -28, -32, -36: mean -28, sd 6.3246, half-width 7.853.
+        let d = study.test_difference();
+        assert_eq!(d.mean, -28.0);
+        let (lo, hi) = d.ci95.unwrap();
+        assert!(
+            (lo + 35.853).abs() < 1e-2 && (hi + 20.147).abs() < 1e-2,
+            "{lo} {hi}"
+        );
+        write_report(&dir, &study).unwrap();
         let md = std::fs::read_to_string(dir.join("comparison.md")).unwrap();
         assert!(
-            md.contains("| student distilled | student-cnn | 10 | 98.50 % | 150 |"),
+            md.contains("distillation made 28.0 fewer test errors (95 % CI 20.1 to 35.9 fewer)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| student distilled | 4 | 50 | 134 | 98.66 % |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| student alone | 10 | 60.0 ± 0.0 | 160.0 ± 7.9 |"),
             "{md}"
         );
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("comparison.json")).unwrap())
                 .unwrap();
-        assert_eq!(json["seed"], 3);
-        assert_eq!(json["runs"][1]["test_errors"], 200);
-        let svg = std::fs::read_to_string(dir.join("accuracy.svg")).unwrap();
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 3);
-        // No temporary file is left behind.
+        assert_eq!(json["pairs"][1]["alone"]["test_errors"], 155);
+        assert_eq!(json["test_errors_difference"]["mean"], -28.0);
+        for svg in ["accuracy.svg", "reliability.svg"] {
+            let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+            assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+        }
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(
+            names.len(),
+            4,
+            "no temporary file is left behind: {names:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,7 +1,8 @@
 //! The training loop, shared by plain training and distillation: they differ only in
-//! the loss. Each epoch ends with a test evaluation, a line in the metrics file and an
-//! atomically written checkpoint (parameters and optimizer state), so an interrupted run
-//! loses at most the epoch in progress and `--resume` continues it exactly.
+//! the loss. Each epoch ends with an evaluation on the held-out validation images, a
+//! line in the metrics file and an atomically written checkpoint (parameters, optimizer
+//! state, schedule), so an interrupted run loses at most the epoch in progress and
+//! `--resume` continues it exactly. The test set is evaluated once, after the last epoch.
 //!
 //! The student and the teacher are any [`Module`]: a [`models::Network`] built from a
 //! description, or a module of the caller's own.
@@ -10,9 +11,9 @@
 //! (`Device::submit`); every 16 steps that submit also carries the read of the losses.
 //! Nothing else waits for the device until the epoch's evaluation.
 
-use crate::data::{Batch, Batching, Dataset, Mnist, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
+use crate::data::{Batch, Batching, Dataset, Mnist, IMAGE_SIDE, NUM_CLASSES};
 use crate::error::{io, DistillError, Result};
-use crate::optim::{Optimizer, OptimizerConfig};
+use crate::optim::{Optimizer, OptimizerConfig, Schedule, ScheduleKind};
 use crate::progress::{say, EpochProgress, ProgressMode};
 use engine::{no_grad, Device, Labels, QueueStats, Tensor};
 use models::checkpoint::{self, Checkpoint};
@@ -30,8 +31,10 @@ pub struct TrainOptions {
     pub epochs: usize,
     /// Training examples per optimizer step, at least 1; the last batch may be smaller.
     pub batch_size: usize,
-    /// The optimizer and its hyperparameters.
+    /// The optimizer and its hyperparameters; `lr` is the schedule's base rate.
     pub optimizer: OptimizerConfig,
+    /// How the learning rate changes over the run's steps.
+    pub schedule: Schedule,
     /// Seeds the shuffle, the jitter and the dropout masks; saved in the checkpoint.
     pub seed: u64,
     /// Random ±2-pixel shifts of the training images.
@@ -45,13 +48,15 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// The `distill train` defaults: 3 epochs, batch 64, Adam at 1e-3, seed 0, no jitter,
-    /// no resume, progress bars on a terminal; the checkpoint written to `out`.
+    /// The `distill train` defaults: 3 epochs, batch 64, Adam at 1e-3, a constant rate,
+    /// seed 0, no jitter, no resume, progress bars on a terminal; the checkpoint written
+    /// to `out`.
     pub fn new(out: impl Into<PathBuf>) -> TrainOptions {
         TrainOptions {
             epochs: 3,
             batch_size: 64,
             optimizer: OptimizerConfig::new(crate::optim::OptimizerKind::Adam, 1e-3),
+            schedule: Schedule::CONSTANT,
             seed: 0,
             jitter: false,
             out: out.into(),
@@ -70,8 +75,14 @@ pub struct Distillation<'a> {
     /// The weight of the KL term, in `[0, 1]`: 0 is plain training on the labels.
     pub alpha: f32,
     /// Compute the teacher's logits once for the whole training set when the images
-    /// are not augmented (on by default; off runs the teacher on every batch).
+    /// are not augmented (on by default; off runs the teacher on every batch). With
+    /// augmentation the teacher always runs on the very image the student sees (a
+    /// consistent teacher, as Beyer et al. 2022 recommend).
     pub cache_teacher: bool,
+    /// The teacher's logits for the training set, `(len, classes)` on the training
+    /// device, when the caller computed them already ([`logits_for`]): a study or a sweep
+    /// computes them once for all its runs. Used only where the cache would be.
+    pub logits: Option<Tensor>,
 }
 
 impl<'a> Distillation<'a> {
@@ -84,6 +95,7 @@ impl<'a> Distillation<'a> {
             temperature,
             alpha,
             cache_teacher: true,
+            logits: None,
         })
     }
 
@@ -103,19 +115,54 @@ impl<'a> Distillation<'a> {
     }
 }
 
-/// Test-set results.
+/// Results on a labelled set (validation or test).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
-    /// Fraction of test examples classified correctly, in `[0, 1]`.
+    /// Fraction of examples classified correctly, in `[0, 1]`.
     pub accuracy: f64,
-    /// Test examples misclassified.
+    /// Examples misclassified.
     pub errors: usize,
-    /// Test examples seen.
+    /// Examples seen.
     pub total: usize,
     /// Mean cross-entropy per example.
     pub loss: f64,
-    /// Wall-clock seconds the evaluation took.
+    /// Wall-clock seconds the forward passes took.
     pub seconds: f64,
+}
+
+/// A module's logits for every image of a set, in order, read back to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predictions {
+    /// `(images, classes)` row-major.
+    pub logits: Vec<f32>,
+    /// Logits per image.
+    pub classes: usize,
+    /// Wall-clock seconds of the forward passes and the one read.
+    pub seconds: f64,
+}
+
+impl Predictions {
+    /// Accuracy, errors and mean cross-entropy against `data`'s labels (computed on the
+    /// host in f64).
+    pub fn evaluate(&self, data: &Dataset) -> Evaluation {
+        let (mut correct, mut loss) = (0usize, 0.0f64);
+        for (row, &label) in self.logits.chunks_exact(self.classes).zip(data.labels()) {
+            let label = label as usize;
+            let log_p = crate::calibration::log_softmax(row);
+            loss -= log_p.get(label).copied().unwrap_or(f64::NAN);
+            // The first largest logit, as `argmax_rows`.
+            let top = (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best });
+            correct += usize::from(top == label);
+        }
+        let total = data.len();
+        Evaluation {
+            accuracy: correct as f64 / total.max(1) as f64,
+            errors: total - correct,
+            total,
+            loss: loss / total.max(1) as f64,
+            seconds: self.seconds,
+        }
+    }
 }
 
 /// One epoch of [`train`]; [`EpochMetrics::to_json`] is its line in the metrics file.
@@ -129,8 +176,12 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     /// Mean cross-entropy and `T²·KL` of a distillation run.
     pub train_parts: Option<[f64; 2]>,
-    /// The test-set evaluation after the epoch.
-    pub test: Evaluation,
+    /// The learning rate of the epoch's last step.
+    pub lr: f32,
+    /// The evaluation on the validation images after the epoch; `None` without any.
+    pub val: Option<Evaluation>,
+    /// The test-set evaluation, after the last epoch only.
+    pub test: Option<Evaluation>,
     /// Wall-clock seconds of the training steps, the evaluation not included.
     pub epoch_seconds: f64,
     /// Training examples per second over `epoch_seconds`.
@@ -141,18 +192,24 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
-    /// The metrics-file line: `train_ce`, `train_kl` and the GPU counts only when present.
+    /// The metrics-file line: `train_ce`, `train_kl`, the `val_` and `test_` results
+    /// and the GPU counts only when present.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = json!({
             "epoch": self.epoch,
             "train_loss": self.train_loss,
-            "test_accuracy": self.test.accuracy,
-            "test_errors": self.test.errors,
-            "test_loss": self.test.loss,
+            "lr": self.lr,
             "epoch_seconds": self.epoch_seconds,
             "samples_per_second": self.samples_per_second,
             "steps": self.steps,
         });
+        for (prefix, e) in [("val", &self.val), ("test", &self.test)] {
+            if let Some(e) = e {
+                v[format!("{prefix}_accuracy")] = json!(e.accuracy);
+                v[format!("{prefix}_errors")] = json!(e.errors);
+                v[format!("{prefix}_loss")] = json!(e.loss);
+            }
+        }
         if let Some([ce, kl]) = self.train_parts {
             v["train_ce"] = json!(ce);
             v["train_kl"] = json!(kl);
@@ -165,18 +222,21 @@ impl EpochMetrics {
     }
 }
 
-/// What [`train`] did: one entry per epoch it ran.
+/// What [`train`] did: one entry per epoch it ran, and the test set's logits at the end.
 pub struct TrainReport {
     /// The epochs this call ran, in order; not those a resumed checkpoint had done.
     pub epochs: Vec<EpochMetrics>,
     /// Seconds spent training in this process (resumed epochs not counted).
     pub train_seconds: f64,
+    /// The trained module's test-set logits, after the last epoch; `None` when this call
+    /// ran no epoch.
+    pub test: Option<Predictions>,
 }
 
 impl TrainReport {
-    /// The test evaluation after the last epoch run; `None` when none ran.
+    /// The test evaluation after the last epoch; `None` when this call ran no epoch.
     pub fn final_test(&self) -> Option<&Evaluation> {
-        self.epochs.last().map(|m| &m.test)
+        self.epochs.last().and_then(|m| m.test.as_ref())
     }
 
     /// Steps, and on a GPU the submits and dispatches, of all the training steps run.
@@ -236,22 +296,30 @@ pub fn train(
         check_fits(kd.teacher, "the teacher")?;
     }
     let name = model_name(student, &opts.out);
-    let (mut optimizer, done) = start(opts, student, &name)?;
+    let (mut optimizer, done) = start(opts, student, data, &name)?;
     let params = student.parameters();
     let teacher = match kd {
         // NOTE: without augmentation the teacher sees the same image every epoch, so its
         // logits are computed once instead of once per batch per epoch.
         Some(kd) if !opts.jitter && kd.cache_teacher => {
-            say(
-                opts.progress,
-                "computing the teacher's logits for the training set once",
-            );
-            Some(TeacherLogits::Cached(logits_for(
-                kd.teacher,
-                &data.train,
-                1000,
-                device,
-            )?))
+            Some(TeacherLogits::Cached(match &kd.logits {
+                Some(logits) if logits.shape() == [data.train.len(), NUM_CLASSES] => logits.clone(),
+                Some(logits) => {
+                    return Err(DistillError::Config(format!(
+                        "the teacher's logits given have shape {:?}, the training set \
+                         needs ({}, {NUM_CLASSES})",
+                        logits.shape(),
+                        data.train.len()
+                    )))
+                }
+                None => {
+                    say(
+                        opts.progress,
+                        "computing the teacher's logits for the training set once",
+                    );
+                    logits_for(kd.teacher, &data.train, 1000, device)?
+                }
+            }))
         }
         Some(kd) => Some(TeacherLogits::Live(kd.teacher)),
         None => None,
@@ -261,7 +329,11 @@ pub fn train(
         // A fresh run starts a fresh metrics file.
         std::fs::write(&metrics_file, "").map_err(io(&metrics_file))?;
     }
+    let steps_per_epoch = data.train.len().div_ceil(opts.batch_size);
+    let total_steps = steps_per_epoch * opts.epochs;
+    let base_lr = opts.optimizer.lr;
     let mut epochs = Vec::new();
+    let mut test = None;
     let start_time = Instant::now();
     let mut batch = Batch::default();
     for epoch in done + 1..=opts.epochs {
@@ -273,6 +345,7 @@ pub fn train(
         let mut batches = data.train.batches(batching, epoch as u64)?;
         let mut losses = LossLog::default();
         let mut step = 0u32;
+        let mut lr = base_lr;
         while batches.next_into(&mut batch) {
             let n = batch.len();
             // Staged with the batch: none of these uploads waits for the device.
@@ -293,6 +366,14 @@ pub fn train(
                 _ => (logits.cross_entropy(&y)?, None),
             };
             let grads = loss.backward()?;
+            // The rate goes into the update kernel's params: no extra work on either device.
+            lr = opts.schedule.lr(
+                base_lr,
+                optimizer.steps() as usize,
+                total_steps,
+                steps_per_epoch,
+            );
+            optimizer.set_lr(lr);
             optimizer.step(&params, &grads)?;
             losses.push(n, loss.detach(), parts);
             step += 1;
@@ -310,26 +391,35 @@ pub fn train(
             .map(|(now, then)| now - then);
         bar.finish();
         let epoch_seconds = t0.elapsed().as_secs_f64();
-        let test = evaluate(student, &data.test, 1000, device)?;
+        let val = match data.val.is_empty() {
+            true => None,
+            false => Some(evaluate(student, &data.val, 1000, device)?),
+        };
+        if epoch == opts.epochs {
+            test = Some(predict(student, &data.test, 1000, device)?);
+        }
         let seen = losses.seen.max(1) as f64;
         let metrics = EpochMetrics {
             epoch,
             steps: step as usize,
             train_loss: losses.sum / seen,
             train_parts: kd.map(|_| [losses.parts_sum[0] / seen, losses.parts_sum[1] / seen]),
-            test,
+            lr,
+            val,
+            test: test.as_ref().map(|p| p.evaluate(&data.test)),
             epoch_seconds,
             samples_per_second: losses.seen as f64 / epoch_seconds.max(1e-9),
             queue,
         };
         say(opts.progress, &epoch_line(&name, opts.epochs, &metrics));
         append_line(&metrics_file, &metrics.to_json())?;
-        save(opts, student, &optimizer, &metrics, kd)?;
+        save(opts, student, &optimizer, &metrics, data, kd)?;
         epochs.push(metrics);
     }
     Ok(TrainReport {
         epochs,
         train_seconds: start_time.elapsed().as_secs_f64(),
+        test,
     })
 }
 
@@ -411,27 +501,35 @@ pub fn validate(opts: &TrainOptions) -> Result<()> {
     if !(lr > 0.0 && lr.is_finite()) {
         return Err(DistillError::Config(format!("--lr must be > 0, got {lr}")));
     }
-    Ok(())
+    opts.schedule.check().map_err(DistillError::Config)
 }
 
 /// A fresh optimizer for `student`, or, when resuming, the parameters and optimizer
 /// state saved in `opts.out` (loaded into `student`); also the number of epochs done.
-fn start(opts: &TrainOptions, student: &dyn Module, name: &str) -> Result<(Optimizer, usize)> {
+fn start(
+    opts: &TrainOptions,
+    student: &dyn Module,
+    data: &Mnist,
+    name: &str,
+) -> Result<(Optimizer, usize)> {
     if opts.resume && opts.out.exists() {
         let ckpt = checkpoint::read(&opts.out)?;
         let resume_err = |detail: String| DistillError::Resume {
             path: opts.out.clone(),
             detail,
         };
-        let kind = ckpt
-            .metadata
-            .get("optimizer")
-            .map(String::as_str)
-            .unwrap_or("");
-        if kind != opts.optimizer.kind.name() {
+        let changed: Vec<String> = recipe(opts, data)
+            .into_iter()
+            // NOTE: a checkpoint from before a setting existed ran with its default.
+            .filter_map(|(key, given)| {
+                let saved = ckpt.metadata.get(key)?;
+                (*saved != given).then(|| format!("{key} was `{saved}`, now `{given}`"))
+            })
+            .collect();
+        if !changed.is_empty() {
             return Err(resume_err(format!(
-                "it was trained with `{kind}`, not `{}`",
-                opts.optimizer.kind
+                "it was trained with another recipe: {}",
+                changed.join("; ")
             )));
         }
         checkpoint::load_into(student, &ckpt)?;
@@ -460,6 +558,23 @@ fn start(opts: &TrainOptions, student: &dyn Module, name: &str) -> Result<(Optim
         );
     }
     Ok((Optimizer::new(opts.optimizer, &student.parameters())?, 0))
+}
+
+/// The settings saved in a checkpoint that a resumed run must share with it, as
+/// metadata pairs.
+fn recipe(opts: &TrainOptions, data: &Mnist) -> Vec<(&'static str, String)> {
+    let mut keys = vec![
+        ("optimizer", opts.optimizer.kind.name().to_string()),
+        ("schedule", opts.schedule.kind.name().to_string()),
+        ("warmup_epochs", opts.schedule.warmup_epochs.to_string()),
+        ("dataset", data.kind.name().to_string()),
+        ("val", data.val.len().to_string()),
+    ];
+    // A constant rate does not depend on the run's length, so more epochs may be added.
+    if opts.schedule.kind != ScheduleKind::Constant {
+        keys.push(("epochs", opts.epochs.to_string()));
+    }
+    keys
 }
 
 fn meta_number(ckpt: &Checkpoint, key: &str) -> std::result::Result<usize, String> {
@@ -528,7 +643,25 @@ pub fn logits_for(
     Ok(Tensor::concat(&parts)?.reshape(&[data.len(), classes])?)
 }
 
-/// Accuracy, error count and mean cross-entropy of `network` on `data`, without
+/// The module's logits for every image of `data`, read back in one read.
+pub fn predict(
+    module: &dyn Module,
+    data: &Dataset,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Predictions> {
+    let t0 = Instant::now();
+    let logits = logits_for(module, data, batch_size, device)?;
+    let classes = logits.shape().get(1).copied().unwrap_or(NUM_CLASSES);
+    let logits = logits.to_vec()?;
+    Ok(Predictions {
+        logits,
+        classes,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Accuracy, error count and mean cross-entropy of `module` on `data`, without
 /// recording gradients.
 pub fn evaluate(
     module: &dyn Module,
@@ -536,48 +669,22 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation> {
-    let _frozen = no_grad();
-    let t0 = Instant::now();
-    let (mut correct, mut loss_sum) = (0usize, 0.0f64);
-    let mut batches = data.batches(Batching::eval(batch_size), 0)?;
-    let mut batch = Batch::default();
-    while batches.next_into(&mut batch) {
-        let n = batch.len();
-        debug_assert_eq!(batch.images.len(), n * IMAGE_PIXELS);
-        let x = Tensor::from_vec(
-            batch.images.clone(),
-            &[n, 1, IMAGE_SIDE, IMAGE_SIDE],
-            device,
-        )?;
-        let logits = module.forward(&x, Mode::Eval)?;
-        let y = Labels::new(&batch.labels, device)?;
-        loss_sum += logits.cross_entropy(&y)?.to_scalar()? as f64 * n as f64;
-        let predicted = logits.argmax_rows()?;
-        correct += predicted
-            .iter()
-            .zip(&batch.labels)
-            .filter(|(p, y)| p == y)
-            .count();
-    }
-    let total = data.len();
-    Ok(Evaluation {
-        accuracy: correct as f64 / total.max(1) as f64,
-        errors: total - correct,
-        total,
-        loss: loss_sum / total.max(1) as f64,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+    Ok(predict(module, data, batch_size, device)?.evaluate(data))
 }
 
 fn epoch_line(name: &str, epochs: usize, m: &EpochMetrics) -> String {
-    format!(
-        "{name} epoch {}/{epochs}: train loss {:.4}, test accuracy {:.2}% ({} errors), {:.1}s ({:.0} samples/s)",
-        m.epoch,
-        m.train_loss,
-        100.0 * m.test.accuracy,
-        m.test.errors,
-        m.epoch_seconds,
-        m.samples_per_second
+    let mut line = format!(
+        "{name} epoch {}/{epochs}: train loss {:.4}, lr {:.3e}",
+        m.epoch, m.train_loss, m.lr
+    );
+    for (set, e) in [("val", &m.val), ("test", &m.test)] {
+        if let Some(e) = e {
+            line += &format!(", {set} {:.2}% ({} errors)", 100.0 * e.accuracy, e.errors);
+        }
+    }
+    line + &format!(
+        ", {:.1}s ({:.0} samples/s)",
+        m.epoch_seconds, m.samples_per_second
     )
 }
 
@@ -595,16 +702,17 @@ fn save(
     module: &dyn Module,
     optimizer: &Optimizer,
     m: &EpochMetrics,
+    data: &Mnist,
     kd: Option<&Distillation>,
 ) -> Result<()> {
-    let mut meta = BTreeMap::new();
+    let mut meta: BTreeMap<String, String> = recipe(opts, data)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    meta.insert("epochs".to_string(), opts.epochs.to_string());
     meta.insert("epoch".to_string(), m.epoch.to_string());
     meta.insert("seed".to_string(), opts.seed.to_string());
     meta.insert("metrics".to_string(), m.to_json().to_string());
-    meta.insert(
-        "optimizer".to_string(),
-        opts.optimizer.kind.name().to_string(),
-    );
     meta.insert("optimizer_steps".to_string(), optimizer.steps().to_string());
     meta.insert("lr".to_string(), opts.optimizer.lr.to_string());
     meta.insert("batch".to_string(), opts.batch_size.to_string());

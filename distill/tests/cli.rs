@@ -678,9 +678,9 @@ fn train_with_profile_prints_the_kernel_table() {
         summary < table,
         "the table comes after the summary:\n{text}"
     );
-    // 60,000 images at batch 64 is 938 steps: conv1's forward runs once per step, plus
-    // once for each of the test evaluation's ten batches of 1000; Adam once per step for
-    // each of the student-cnn's six parameter tensors.
+    // 55,000 images (5,000 held out) at batch 64 is 860 steps: conv1's forward runs once
+    // per step, plus once for each of the validation's five batches of 1000 and the final
+    // test evaluation's ten; Adam once per step for each of student-cnn's six tensors.
     let calls = |kernel: &str| -> u64 {
         let line = text
             .lines()
@@ -688,8 +688,8 @@ fn train_with_profile_prints_the_kernel_table() {
             .unwrap_or_else(|| panic!("no `{kernel}` row:\n{text}"));
         line.split_whitespace().nth(2).unwrap().parse().unwrap()
     };
-    assert_eq!(calls("conv2d_forward"), 938 + 10, "{text}");
-    assert_eq!(calls("adam_step"), 6 * 938, "{text}");
+    assert_eq!(calls("conv2d_forward"), 860 + 5 + 10, "{text}");
+    assert_eq!(calls("adam_step"), 6 * 860, "{text}");
     assert!(!text.contains("GPU queue"), "no queue on the CPU:\n{text}");
     assert!(text.contains("all kernels"), "{text}");
 }
@@ -837,4 +837,93 @@ fn help_exits_zero() {
     let out = distill(&dir, &["train", "--help"]);
     out.succeeds();
     assert!(out.stdout.contains("--model") && out.stdout.contains("--resume"));
+}
+
+/// The study's and the sweep's new flags: every bad value is refused, naming the flag,
+/// before any data is read (the data folder given does not exist).
+#[test]
+fn study_and_sweep_flags_are_checked_before_any_data_is_loaded() {
+    let dir = TempDir::new("study-flags");
+    let missing = data_flag(&dir.path("no-such-dir"));
+    let out_dir = dir.arg("out");
+    let cases: [(&[&str], &[&str]); 13] = [
+        (&["run", "--seeds", "0"], &["--seeds"]),
+        (&["run", "--val", "60000"], &["--val", "60000"]),
+        (
+            &["run", "--dataset", "cifar10"],
+            &["--dataset", "cifar10", "fashion-mnist"],
+        ),
+        (&["sweep", "--seeds", "0"], &["--seeds"]),
+        (&["sweep", "--val", "0"], &["--val"]),
+        (&["sweep", "--val", "70000"], &["--val", "70000"]),
+        (&["sweep", "--T", ""], &["--T"]),
+        (&["sweep", "--T", "2,0"], &["--T", "0"]),
+        (&["sweep", "--alpha", "0.5,1.5"], &["--alpha", "1.5"]),
+        (&["sweep", "--widths", "8,0"], &["--widths"]),
+        (&["sweep", "--dataset", "svhn"], &["--dataset", "svhn"]),
+        (
+            &["train", "--model", "student-cnn", "--schedule", "linear"],
+            &["--schedule", "linear", "cosine"],
+        ),
+        (
+            &["train", "--model", "student-cnn", "--warmup=-1"],
+            &["--warmup", "-1"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([missing.as_str(), "--out-dir", &out_dir]);
+        if args[0] == "train" {
+            // `train` takes --out, not --out-dir.
+            all.truncate(all.len() - 2);
+            all.extend(["--out", &out_dir]);
+        }
+        distill(&dir, &all).fails_with(needles);
+    }
+    assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
+}
+
+/// A checkpoint records its data set; evaluating it on the other one is refused.
+#[test]
+fn a_checkpoint_is_not_evaluated_on_another_data_set() {
+    let dir = TempDir::new("dataset-mismatch");
+    let out = dir.arg("s.safetensors");
+    let data = official_data();
+    distill(
+        &dir,
+        &[
+            "train",
+            "--model",
+            "student-cnn",
+            "--epochs",
+            "1",
+            "--val",
+            "59000",
+            "--device=cpu",
+            "--quiet",
+            "--out",
+            &out,
+            &data,
+        ],
+    )
+    .succeeds();
+    let fashion = format!(
+        "--data={}",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/fashion-mnist")
+            .display()
+    );
+    distill(
+        &dir,
+        &[
+            "eval",
+            "--checkpoint",
+            &out,
+            "--dataset",
+            "fashion-mnist",
+            &fashion,
+        ],
+    )
+    .fails_with(&["trained on mnist", "--dataset mnist"]);
+    distill(&dir, &["eval", "--checkpoint", &out, "--device=cpu", &data]).succeeds();
 }

@@ -7,8 +7,9 @@ use std::sync::OnceLock;
 
 use distill::data::{
     epoch_order, gunzip, jitter_shift, load_split, parse_idx_images, parse_idx_labels, read_file,
-    resolve_data_dir, save_verified, sha256_hex, verify_sha256, Batch, Batching, DataError,
-    Dataset, Mnist, FILES, IMAGE_PIXELS, IMAGE_SIDE, JITTER_MAX, TEST_IMAGES, TEST_LABELS,
+    resolve_data_dir, save_verified, sha256_hex, validation_split, verify_sha256, Batch, Batching,
+    DataError, Dataset, DatasetKind, Mnist, FILES, IMAGE_PIXELS, IMAGE_SIDE, JITTER_MAX,
+    TEST_IMAGES, TEST_LABELS,
 };
 use proptest::prelude::*;
 
@@ -139,16 +140,85 @@ fn subset_copies_and_clips() {
 #[test]
 fn data_dir_resolution_order() {
     // The only test touching MNIST_DIR.
+    let (mnist, fashion) = (DatasetKind::Mnist, DatasetKind::FashionMnist);
     std::env::set_var("MNIST_DIR", "/from/env");
     assert_eq!(
-        resolve_data_dir(Some(Path::new("/from/cli"))),
+        resolve_data_dir(mnist, Some(Path::new("/from/cli"))),
         PathBuf::from("/from/cli")
     );
-    assert_eq!(resolve_data_dir(None), PathBuf::from("/from/env"));
+    assert_eq!(resolve_data_dir(mnist, None), PathBuf::from("/from/env"));
+    // Each data set has its own variable and folder.
+    std::env::remove_var("FASHION_MNIST_DIR");
+    assert_eq!(
+        resolve_data_dir(fashion, None),
+        PathBuf::from("data/fashion-mnist")
+    );
     std::env::set_var("MNIST_DIR", "");
-    assert_eq!(resolve_data_dir(None), PathBuf::from("data/mnist"));
+    assert_eq!(resolve_data_dir(mnist, None), PathBuf::from("data/mnist"));
     std::env::remove_var("MNIST_DIR");
-    assert_eq!(resolve_data_dir(None), PathBuf::from("data/mnist"));
+    assert_eq!(resolve_data_dir(mnist, None), PathBuf::from("data/mnist"));
+}
+
+#[test]
+fn the_validation_split_is_disjoint_stable_and_independent_of_the_run_seed() {
+    let (train, val) = validation_split(60_000, 5_000);
+    assert_eq!((train.len(), val.len()), (55_000, 5_000));
+    // Disjoint and covering: together they are 0..60000 exactly once.
+    let mut all: Vec<usize> = train.iter().chain(&val).copied().collect();
+    all.sort_unstable();
+    assert!(all.iter().copied().eq(0..60_000));
+    // The same every time (it depends on the data seed alone), and not a plain tail.
+    assert_eq!(
+        validation_split(60_000, 5_000),
+        (train.clone(), val.clone())
+    );
+    assert!(val[0] < 1_000 && val[4_999] > 59_000, "spread out");
+    // The split holds the images it names: nothing of val reaches train.
+    let m = mnist().clone().hold_out(5_000).unwrap();
+    assert_eq!(
+        (m.train.len(), m.val.len(), m.test.len()),
+        (55_000, 5_000, 10_000)
+    );
+    assert_eq!(m.val.image(0), mnist().train.image(val[0]));
+    assert_eq!(m.train.image(0), mnist().train.image(train[0]));
+    assert_eq!(m.val.labels()[4_999], mnist().train.labels()[val[4_999]]);
+    // Every class is held out in about its share (10 % of 5,000 = 500 each, ± 100).
+    let counts = m.val.label_counts();
+    assert!(
+        counts.iter().all(|&c| (400..600).contains(&c)),
+        "{counts:?}"
+    );
+    // Once is all: a split set is not split again.
+    assert!(m.clone().hold_out(100).is_err());
+    // All of it, or more, leaves nothing to train on.
+    assert!(mnist().clone().hold_out(60_000).is_err());
+    assert_eq!(mnist().clone().hold_out(0).unwrap().val.len(), 0);
+}
+
+#[test]
+fn fashion_mnist_loads_with_its_own_hashes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/fashion-mnist");
+    let f = Mnist::load_dataset(DatasetKind::FashionMnist, &dir).unwrap();
+    assert_eq!(f.kind, DatasetKind::FashionMnist);
+    assert_eq!((f.train.len(), f.test.len()), (60_000, 10_000));
+    // Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class.
+    assert_eq!(f.train.label_counts(), [6_000; 10]);
+    assert_eq!(f.test.label_counts(), [1_000; 10]);
+    assert_eq!(DatasetKind::FashionMnist.classes()[9], "Ankle boot");
+    // Its files are not MNIST's: loading them as MNIST fails on the hash.
+    match Mnist::load(&dir) {
+        Err(DataError::HashMismatch { .. }) => {}
+        other => panic!("expected a hash mismatch, got {other:?}"),
+    }
+    // A missing file names the data set and the flag that fetches it.
+    let empty = TempDir::new("no-fashion");
+    let message = Mnist::load_dataset(DatasetKind::FashionMnist, &empty.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("Fashion-MNIST file") && message.contains("--dataset fashion-mnist"),
+        "{message}"
+    );
 }
 
 // ---- bad input ----

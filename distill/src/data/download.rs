@@ -6,32 +6,38 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::idx::{find_file, gunzip, read_file, verify_sha256};
-use super::{DataError, MnistFile, FILES};
+use super::{DataError, DatasetKind, MnistFile};
 
-/// Tried in order; each serves `NAME.gz` for the four official names.
+/// MNIST's mirrors, tried in order; each serves `NAME.gz` for the four official names.
 pub const MIRRORS: [&str; 2] = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 ];
 
+/// Fashion-MNIST's: Zalando's bucket, then the files in its GitHub repository.
+pub const FASHION_MIRRORS: [&str; 2] = [
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+];
+
 /// The largest `.gz` we accept (train images are about 10 MB).
 const MAX_DOWNLOAD: u64 = 64 << 20;
 
-/// Fetches every file of `FILES` not already present and valid in `dir` (created if
+/// Fetches every file of `kind` not already present and valid in `dir` (created if
 /// needed), printing progress to stderr.
-pub fn download(dir: &Path) -> Result<(), DataError> {
+pub fn download(kind: DatasetKind, dir: &Path) -> Result<(), DataError> {
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(300)))
         .build()
         .into();
-    for file in FILES {
+    for file in kind.files() {
         if present_and_valid(dir, file)? {
             eprintln!("{}: present and valid, skipped", file.name);
             continue;
         }
         let mut failures = Vec::new();
-        for mirror in MIRRORS {
+        for mirror in kind.mirrors() {
             let url = format!("{mirror}{}.gz", file.name);
             eprintln!("{}: fetching {url}", file.name);
             let saved = fetch(&agent, &url)

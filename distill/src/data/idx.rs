@@ -26,6 +26,8 @@ pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
         return Ok(gz);
     }
     Err(DataError::Missing {
+        // NOTE: `Mnist::load_dataset` names the other data set when it is that one's file.
+        dataset: super::DatasetKind::Mnist,
         dir: dir.to_path_buf(),
         file: name.to_string(),
     })

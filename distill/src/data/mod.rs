@@ -10,7 +10,7 @@ mod download;
 mod idx;
 
 pub use batch::{epoch_order, jitter_shift, Batch, Batches, Batching, JITTER_MAX};
-pub use download::{download, save_verified, MIRRORS};
+pub use download::{download, save_verified, FASHION_MIRRORS, MIRRORS};
 pub use idx::{
     find_file, gunzip, parse_idx_images, parse_idx_labels, read_file, sha256_hex, verify_sha256,
 };
@@ -38,38 +38,174 @@ pub struct MnistFile {
     pub sha256: &'static str,
 }
 
-/// The 60 000 training images.
+/// MNIST's 60 000 training images.
 pub const TRAIN_IMAGES: MnistFile = MnistFile {
     name: "train-images-idx3-ubyte",
     sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
 };
-/// The 60 000 training labels.
+/// MNIST's 60 000 training labels.
 pub const TRAIN_LABELS: MnistFile = MnistFile {
     name: "train-labels-idx1-ubyte",
     sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
 };
-/// The 10 000 test images.
+/// MNIST's 10 000 test images.
 pub const TEST_IMAGES: MnistFile = MnistFile {
     name: "t10k-images-idx3-ubyte",
     sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
 };
-/// The 10 000 test labels.
+/// MNIST's 10 000 test labels.
 pub const TEST_LABELS: MnistFile = MnistFile {
     name: "t10k-labels-idx1-ubyte",
     sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 };
-/// All four files, in the order `download` fetches them.
+/// MNIST's four files, in the order `download` fetches them.
 pub const FILES: [MnistFile; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+
+/// Fashion-MNIST's four files: MNIST's names, their own hashes.
+pub const FASHION_FILES: [MnistFile; 4] = [
+    MnistFile {
+        name: TRAIN_IMAGES.name,
+        sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    },
+    MnistFile {
+        name: TRAIN_LABELS.name,
+        sha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    },
+    MnistFile {
+        name: TEST_IMAGES.name,
+        sha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    },
+    MnistFile {
+        name: TEST_LABELS.name,
+        sha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+];
+
+/// Training images in either data set's official training split.
+pub const OFFICIAL_TRAIN_LEN: usize = 60_000;
+
+/// Which data set: both are 28×28 grey images in 10 classes, in the same IDX files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetKind {
+    /// Handwritten digits (LeCun et al. 1998).
+    Mnist,
+    /// Zalando's clothing images (Xiao, Rasul, Vollgraf 2017).
+    FashionMnist,
+}
+
+impl DatasetKind {
+    /// Every kind, in the order `from_str` tries their names.
+    pub const ALL: [DatasetKind; 2] = [DatasetKind::Mnist, DatasetKind::FashionMnist];
+
+    /// What `--dataset` takes and checkpoints record: `mnist`, `fashion-mnist`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The name in messages and reports.
+    pub fn title(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "MNIST",
+            DatasetKind::FashionMnist => "Fashion-MNIST",
+        }
+    }
+
+    /// The four files with their SHA-256, in the order `download` fetches them.
+    pub fn files(self) -> [MnistFile; 4] {
+        match self {
+            DatasetKind::Mnist => FILES,
+            DatasetKind::FashionMnist => FASHION_FILES,
+        }
+    }
+
+    /// Public mirrors, tried in order; each serves `NAME.gz` for the four names.
+    pub fn mirrors(self) -> &'static [&'static str] {
+        match self {
+            DatasetKind::Mnist => &MIRRORS,
+            DatasetKind::FashionMnist => &FASHION_MIRRORS,
+        }
+    }
+
+    /// The training split's pixel mean and standard deviation, in `[0, 1]` units: what
+    /// a built-in network standardises its input with on this data set.
+    pub fn normalize(self) -> (f32, f32) {
+        match self {
+            DatasetKind::Mnist => (0.1307, 0.3081),
+            DatasetKind::FashionMnist => (0.2860, 0.3530),
+        }
+    }
+
+    /// The class names, by label.
+    pub fn classes(self) -> [&'static str; NUM_CLASSES] {
+        match self {
+            DatasetKind::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            DatasetKind::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
+    /// The environment variable naming its folder: `MNIST_DIR`, `FASHION_MNIST_DIR`.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "MNIST_DIR",
+            DatasetKind::FashionMnist => "FASHION_MNIST_DIR",
+        }
+    }
+
+    /// The folder used when neither `--data` nor the environment names one.
+    pub fn default_dir(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "data/mnist",
+            DatasetKind::FashionMnist => "data/fashion-mnist",
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        DatasetKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown dataset `{s}` (expected one of: mnist, fashion-mnist)"))
+    }
+}
 
 /// Why MNIST could not be read, verified, downloaded or batched.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// Neither `file` nor `file.gz` is in `dir`.
     #[error(
-        "MNIST file {file} (or {file}.gz) not found in {dir}; \
-         run `distill download --data {dir}` to fetch it"
+        "{title} file {file} (or {file}.gz) not found in {dir}; \
+         run `distill download {flag}--data {dir}` to fetch it",
+        title = dataset.title(),
+        flag = match dataset {
+            DatasetKind::Mnist => "",
+            DatasetKind::FashionMnist => "--dataset fashion-mnist ",
+        }
     )]
     Missing {
+        /// The data set whose file it is.
+        dataset: DatasetKind,
         /// The directory searched.
         dir: PathBuf,
         /// The file name without `.gz`.
@@ -170,20 +306,20 @@ impl DataError {
     }
 }
 
-/// The data directory: `--data DIR` if given, else `$MNIST_DIR` if set and non-empty,
-/// else `./data/mnist`.
-pub fn resolve_data_dir(cli: Option<&Path>) -> PathBuf {
+/// The data directory: `--data DIR` if given, else `$MNIST_DIR` (`$FASHION_MNIST_DIR`)
+/// if set and non-empty, else `./data/mnist` (`./data/fashion-mnist`).
+pub fn resolve_data_dir(kind: DatasetKind, cli: Option<&Path>) -> PathBuf {
     if let Some(dir) = cli {
         return dir.to_path_buf();
     }
-    match std::env::var_os("MNIST_DIR") {
+    match std::env::var_os(kind.env_var()) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from("data/mnist"),
+        _ => PathBuf::from(kind.default_dir()),
     }
 }
 
 /// `n` images of `IMAGE_PIXELS` pixels in `[0, 1]` and their labels `0..10`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dataset {
     // images: (n, 28, 28) row-major; labels: (n,)
     images: Vec<f32>,
@@ -287,6 +423,19 @@ impl Dataset {
         counts
     }
 
+    /// A copy of the examples at `indices`, in that order; indices past the end are
+    /// skipped.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let mut out = Dataset::default();
+        for &i in indices {
+            if let (Some(image), Some(label)) = (self.image(i), self.label(i)) {
+                out.images.extend_from_slice(image);
+                out.labels.push(label);
+            }
+        }
+        out
+    }
+
     /// A copy of the examples in `range`, clipped to the dataset: `subset(..1000)` is the
     /// first 1000 (or fewer) examples, `subset(50_000..)` the tail.
     pub fn subset(&self, range: impl RangeBounds<usize>) -> Dataset {
@@ -309,27 +458,101 @@ impl Dataset {
     }
 }
 
-/// The two official splits.
+/// A data set's splits: the official training split less the held-out validation
+/// images, those images, and the official test split.
 #[derive(Clone, Debug)]
 pub struct Mnist {
-    /// The 60 000 training examples.
+    /// Which data set the images come from.
+    pub kind: DatasetKind,
+    /// The training examples: 60 000 less those in `val`.
     pub train: Dataset,
+    /// Training examples held out to judge epochs and recipes ([`Mnist::hold_out`]);
+    /// empty until then.
+    pub val: Dataset,
     /// The 10 000 test examples.
     pub test: Dataset,
 }
 
+/// Seeds the choice of validation images: fixed, so that every run of every study holds
+/// out the same ones.
+pub const VAL_SEED: u64 = 0x7A11_DA7E;
+
 impl Mnist {
-    /// Loads and verifies the four files in `dir` (see `resolve_data_dir`).
+    /// Loads and verifies MNIST's four files in `dir` (see `resolve_data_dir`).
     pub fn load(dir: &Path) -> Result<Mnist, DataError> {
+        Mnist::load_dataset(DatasetKind::Mnist, dir)
+    }
+
+    /// Loads and verifies the four files of `kind` in `dir`; nothing held out.
+    pub fn load_dataset(kind: DatasetKind, dir: &Path) -> Result<Mnist, DataError> {
+        let [train_images, train_labels, test_images, test_labels] = kind.files();
         // The splits are independent: decompress and hash them on two threads.
         let (train, test) = std::thread::scope(|s| {
-            let train = s.spawn(|| load_split(dir, TRAIN_IMAGES, TRAIN_LABELS));
-            let test = load_split(dir, TEST_IMAGES, TEST_LABELS);
+            let train = s.spawn(|| load_split(dir, train_images, train_labels));
+            let test = load_split(dir, test_images, test_labels);
             (train.join(), test)
         });
-        let train = train.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        Ok(Mnist { train, test: test? })
+        let train = train.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let named = |e| match e {
+            DataError::Missing { dir, file, .. } => DataError::Missing {
+                dataset: kind,
+                dir,
+                file,
+            },
+            e => e,
+        };
+        Ok(Mnist {
+            kind,
+            train: train.map_err(named)?,
+            val: Dataset::default(),
+            test: test.map_err(named)?,
+        })
     }
+
+    /// Moves `n` training examples, chosen by [`validation_split`], into `val`; an error
+    /// when `n` would leave no training example, or when some are held out already (the
+    /// split is of the official training split). Holding out 0 changes nothing.
+    pub fn hold_out(self, n: usize) -> Result<Mnist, DataError> {
+        if n == 0 {
+            return Ok(self);
+        }
+        if !self.val.is_empty() {
+            return Err(DataError::BadShape {
+                file: IN_MEMORY.to_string(),
+                detail: format!("{} images are held out already", self.val.len()),
+            });
+        }
+        let all = self.train;
+        if n >= all.len() {
+            return Err(DataError::BadShape {
+                file: IN_MEMORY.to_string(),
+                detail: format!(
+                    "--val {n} leaves no training example of the {} there are",
+                    all.len()
+                ),
+            });
+        }
+        let (train, val) = validation_split(all.len(), n);
+        Ok(Mnist {
+            kind: self.kind,
+            train: all.select(&train),
+            val: all.select(&val),
+            test: self.test,
+        })
+    }
+}
+
+/// Splits `0..len` into training and `n` validation indices, each in ascending order:
+/// the validation ones are the first `n` of a permutation seeded by [`VAL_SEED`] alone,
+/// so the split depends on `len` and `n`, never on a run's seed.
+pub fn validation_split(len: usize, n: usize) -> (Vec<usize>, Vec<usize>) {
+    let order = epoch_order(len, VAL_SEED, 0);
+    let n = n.min(len);
+    let mut val = order[..n].to_vec();
+    let mut train = order[n..].to_vec();
+    val.sort_unstable();
+    train.sort_unstable();
+    (train, val)
 }
 
 /// Reads, parses and verifies one images + labels pair.
