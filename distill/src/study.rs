@@ -339,10 +339,10 @@ fn recipe_line(r: &Recipe) -> String {
     )
 }
 
-fn mean_sd(values: impl Iterator<Item = f64>) -> String {
+fn mean_sd(values: impl Iterator<Item = f64>, digits: usize) -> String {
     let v: Vec<f64> = values.collect();
     let s = stats::summarize(&v);
-    format!("{:.1} ± {:.1}", s.mean, s.sd)
+    format!("{:.digits$} ± {:.digits$}", s.mean, s.sd)
 }
 
 fn ci_text(s: &Summary) -> String {
@@ -385,7 +385,12 @@ pub fn markdown(study: &StudyReport) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let _ = writeln!(s, "**Over {seeds} paired seeds, {}.**\n", study.verdict());
+    let _ = writeln!(
+        s,
+        "**Over {seeds} paired seed{}, {}.**\n",
+        if seeds == 1 { "" } else { "s" },
+        study.verdict()
+    );
     let _ = writeln!(
         s,
         "| run | seed | val errors | test errors | test accuracy | ECE | agreement | KL(t‖s) | train time | inference |"
@@ -442,15 +447,11 @@ pub fn markdown(study: &StudyReport) -> String {
             s,
             "| {name} | {} | {} | {} | {} | {} | {} |",
             runs.first().map_or(0, |r| r.parameters),
-            mean_sd(runs.iter().map(|r| r.val_errors as f64)),
-            mean_sd(runs.iter().map(|r| r.test_errors as f64)),
-            mean_sd(runs.iter().map(|r| 100.0 * r.reliability.ece())),
-            mean_sd(fid(|f| 100.0 * f.agreement)),
-            {
-                let v: Vec<f64> = fid(|f| f.mean_kl).collect();
-                let m = stats::summarize(&v);
-                format!("{:.4} ± {:.4}", m.mean, m.sd)
-            }
+            mean_sd(runs.iter().map(|r| r.val_errors as f64), 1),
+            mean_sd(runs.iter().map(|r| r.test_errors as f64), 1),
+            mean_sd(runs.iter().map(|r| 100.0 * r.reliability.ece()), 2),
+            mean_sd(fid(|f| 100.0 * f.agreement), 2),
+            mean_sd(fid(|f| f.mean_kl), 4)
         );
     }
     let _ = writeln!(
