@@ -355,6 +355,15 @@ impl Place {
         Ok((device, data))
     }
 
+    /// What default output folders add for the data set: nothing for MNIST,
+    /// `-fashion-mnist` otherwise.
+    fn folder_suffix(&self) -> String {
+        match self.dataset {
+            DatasetKind::Mnist => String::new(),
+            other => format!("-{other}"),
+        }
+    }
+
     /// A built-in network's name or a description file; a built-in network takes the
     /// data set's normalisation statistics.
     fn network(&self, model: &str) -> Result<NetworkSpec> {
@@ -533,10 +542,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     check_val(args.val)?;
     let progress = args.output.progress();
     let out_dir = args.out_dir.unwrap_or_else(|| {
-        let dataset = match args.place.dataset {
-            DatasetKind::Mnist => String::new(),
-            other => format!("-{other}"),
-        };
+        let dataset = args.place.folder_suffix();
         PathBuf::from(format!("runs/{}{dataset}-seed{}", preset.name, args.seed))
     });
     let (device, data) = args.place.open(progress, args.val)?;
@@ -573,10 +579,7 @@ fn cmd_sweep(args: SweepArgs) -> Result<()> {
         ));
     }
     let progress = args.output.progress();
-    let dataset = match args.place.dataset {
-        DatasetKind::Mnist => String::new(),
-        other => format!("-{other}"),
-    };
+    let dataset = args.place.folder_suffix();
     let capacity = if args.widths.is_some() {
         "capacity-"
     } else {

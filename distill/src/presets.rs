@@ -25,6 +25,19 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// Its settings as the reports and the sweep's fingerprints write them.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "epochs": self.epochs,
+            "batch": self.batch,
+            "optimizer": self.optimizer.name(),
+            "lr": self.lr,
+            "schedule": self.schedule.kind.name(),
+            "warmup_epochs": self.schedule.warmup_epochs,
+            "jitter": self.jitter,
+        })
+    }
+
     /// The training options of one run of this recipe: `seed`, checkpoint `out`.
     pub fn options(&self, seed: u64, out: PathBuf, progress: ProgressMode) -> TrainOptions {
         TrainOptions {

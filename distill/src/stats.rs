@@ -15,6 +15,18 @@ pub struct Summary {
     pub ci95: Option<(f64, f64)>,
 }
 
+impl Summary {
+    /// `{"n", "mean", "sd", "ci95": [lo, hi] or null}`, as the reports write it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "n": self.n,
+            "mean": self.mean,
+            "sd": self.sd,
+            "ci95": self.ci95.map(|(lo, hi)| [lo, hi]),
+        })
+    }
+}
+
 /// Summarizes `xs`.
 ///
 /// ```

@@ -485,27 +485,6 @@ fn run_json(r: &RunSummary) -> serde_json::Value {
     })
 }
 
-fn summary_json(s: &Summary) -> serde_json::Value {
-    json!({
-        "n": s.n,
-        "mean": s.mean,
-        "sd": s.sd,
-        "ci95": s.ci95.map(|(lo, hi)| [lo, hi]),
-    })
-}
-
-fn recipe_json(r: &Recipe) -> serde_json::Value {
-    json!({
-        "epochs": r.epochs,
-        "batch": r.batch,
-        "optimizer": r.optimizer.name(),
-        "lr": r.lr,
-        "schedule": r.schedule.kind.name(),
-        "warmup_epochs": r.schedule.warmup_epochs,
-        "jitter": r.jitter,
-    })
-}
-
 /// `comparison.json`: everything in the Markdown, and each run's reliability bins.
 pub fn to_json(study: &StudyReport) -> serde_json::Value {
     let p = &study.preset;
@@ -514,13 +493,13 @@ pub fn to_json(study: &StudyReport) -> serde_json::Value {
         "dataset": study.dataset,
         "val_images": study.val,
         "device": study.device,
-        "teacher_recipe": recipe_json(&p.teacher_recipe),
-        "student_recipe": recipe_json(&p.student_recipe),
+        "teacher_recipe": p.teacher_recipe.to_json(),
+        "student_recipe": p.student_recipe.to_json(),
         "temperature": p.temperature,
         "alpha": p.alpha,
         "verdict": study.verdict(),
-        "test_errors_difference": summary_json(&study.test_difference()),
-        "val_errors_difference": summary_json(&study.val_difference()),
+        "test_errors_difference": study.test_difference().to_json(),
+        "val_errors_difference": study.val_difference().to_json(),
         "teacher": run_json(&study.teacher),
         "pairs": study.pairs.iter().map(|(a, d)| json!({
             "seed": a.seed,

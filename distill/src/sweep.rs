@@ -65,6 +65,9 @@ impl SweepOptions {
         if self.seeds == 0 {
             return config("--seeds must be at least 1".into());
         }
+        if !self.widths.is_empty() && (self.temperatures.len() > 1 || self.alphas.len() > 1) {
+            return config("--widths distils at one --T and one --alpha; give one of each".into());
+        }
         if let Some(w) = self.widths.iter().find(|&&w| w == 0 || w > 4096) {
             return config(format!(
                 "--widths must be between 1 and 4096 channels, got {w}"
@@ -177,21 +180,14 @@ fn options(recipe: &Recipe, seed: u64, out: PathBuf, progress: ProgressMode) -> 
 /// Everything a run's result depends on: a result file with another fingerprint is
 /// trained again.
 fn fingerprint(opts: &SweepOptions, cell: &Cell, data: &Mnist) -> serde_json::Value {
-    let recipe = |r: &Recipe| {
-        json!({
-            "epochs": r.epochs, "batch": r.batch, "optimizer": r.optimizer.name(),
-            "lr": r.lr, "schedule": r.schedule.kind.name(),
-            "warmup_epochs": r.schedule.warmup_epochs, "jitter": r.jitter,
-        })
-    };
     json!({
         "dataset": data.kind.name(),
         "val": data.val.len(),
         "teacher": serde_json::to_value(&opts.teacher).unwrap_or_default(),
         "teacher_seed": opts.seed,
-        "teacher_recipe": recipe(&opts.preset.teacher_recipe),
+        "teacher_recipe": opts.preset.teacher_recipe.to_json(),
         "student": serde_json::to_value(&cell.student).unwrap_or_default(),
-        "student_recipe": recipe(&opts.preset.student_recipe),
+        "student_recipe": opts.preset.student_recipe.to_json(),
         "seed": cell.seed,
         "temperature": cell.kd.map(|(t, _)| t),
         "alpha": cell.kd.map(|(_, a)| a),
@@ -319,6 +315,7 @@ fn cell_stats(
     alone: impl Fn(&Cell) -> bool,
 ) -> CellStats {
     let mine: Vec<&CellResult> = results.iter().filter(|r| pick(&r.cell)).collect();
+    let is_kd = mine.first().is_some_and(|r| r.cell.kd.is_some());
     let errors = stats::summarize(&mine.iter().map(|r| r.val_errors as f64).collect::<Vec<_>>());
     let diffs: Vec<f64> = mine
         .iter()
@@ -331,13 +328,10 @@ fn cell_stats(
         .collect();
     CellStats {
         errors,
-        difference: (r_is_kd(&mine) && !diffs.is_empty()).then(|| stats::summarize(&diffs)),
+        // The student alone has no difference from itself.
+        difference: (is_kd && !diffs.is_empty()).then(|| stats::summarize(&diffs)),
         parameters: mine.first().map_or(0, |r| r.parameters),
     }
-}
-
-fn r_is_kd(rows: &[&CellResult]) -> bool {
-    rows.first().is_some_and(|r| r.cell.kd.is_some())
 }
 
 fn diff_text(d: &Option<Summary>) -> String {
@@ -416,8 +410,8 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
                 ));
                 json_cells.push(json!({
                     "temperature": t, "alpha": a,
-                    "val_errors": summary_json(&s.errors),
-                    "difference": s.difference.as_ref().map(summary_json),
+                    "val_errors": s.errors.to_json(),
+                    "difference": s.difference.as_ref().map(Summary::to_json),
                 }));
             }
             values.push(vrow);
@@ -450,7 +444,7 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         )?;
         let json = json!({
             "preset": p.name, "dataset": data.kind.name(), "val_images": data.val.len(),
-            "seeds": opts.seeds, "alone": summary_json(&base.errors),
+            "seeds": opts.seeds, "alone": base.errors.to_json(),
             "best": best.map(|(_, i, j)| json!({
                 "temperature": opts.temperatures[i], "alpha": opts.alphas[j],
             })),
@@ -491,8 +485,8 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
             kd_curve.push((kd.parameters as f64, kd.errors.mean));
             json_cells.push(json!({
                 "width": w, "parameters": alone.parameters,
-                "alone": summary_json(&alone.errors), "distilled": summary_json(&kd.errors),
-                "difference": kd.difference.as_ref().map(summary_json),
+                "alone": alone.errors.to_json(), "distilled": kd.errors.to_json(),
+                "difference": kd.difference.as_ref().map(Summary::to_json),
             }));
         }
         let chart = plot::line_chart(
@@ -529,11 +523,4 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         "capacity.md"
     };
     write_atomic(&opts.out_dir.join(name), md.as_bytes())
-}
-
-fn summary_json(s: &Summary) -> serde_json::Value {
-    json!({
-        "n": s.n, "mean": s.mean, "sd": s.sd,
-        "ci95": s.ci95.map(|(lo, hi)| [lo, hi]),
-    })
 }

@@ -846,7 +846,7 @@ fn study_and_sweep_flags_are_checked_before_any_data_is_loaded() {
     let dir = TempDir::new("study-flags");
     let missing = data_flag(&dir.path("no-such-dir"));
     let out_dir = dir.arg("out");
-    let cases: [(&[&str], &[&str]); 13] = [
+    let cases: [(&[&str], &[&str]); 14] = [
         (&["run", "--seeds", "0"], &["--seeds"]),
         (&["run", "--val", "60000"], &["--val", "60000"]),
         (
@@ -860,6 +860,10 @@ fn study_and_sweep_flags_are_checked_before_any_data_is_loaded() {
         (&["sweep", "--T", "2,0"], &["--T", "0"]),
         (&["sweep", "--alpha", "0.5,1.5"], &["--alpha", "1.5"]),
         (&["sweep", "--widths", "8,0"], &["--widths"]),
+        (
+            &["sweep", "--widths", "8", "--T", "2,4"],
+            &["--widths", "one --T"],
+        ),
         (&["sweep", "--dataset", "svhn"], &["--dataset", "svhn"]),
         (
             &["train", "--model", "student-cnn", "--schedule", "linear"],
