@@ -530,3 +530,48 @@ fn a_resume_refuses_another_schedule_and_continues_the_same_one() {
         "the test set waits for the last epoch: {first}"
     );
 }
+
+#[test]
+fn a_width_sweep_trains_each_width_alone_and_distilled() {
+    use distill::sweep::{run_sweep, student_of_width, SweepOptions};
+    let dir = temp_dir("widths");
+    let data = slice_with_val(640, 100, 100);
+    let opts = SweepOptions {
+        preset: quick_preset(0.5),
+        teacher: builtin::builtin("student-cnn").unwrap(),
+        student: builtin::builtin("student-cnn").unwrap(),
+        temperatures: vec![4.0],
+        alphas: vec![0.5],
+        widths: vec![2, 4],
+        seed: 0,
+        seeds: 1,
+        out_dir: dir.clone(),
+        progress: ProgressMode::Quiet,
+    };
+    let report = run_sweep(&opts, &data, &Device::Cpu).unwrap();
+    let base = builtin::builtin("student-cnn").unwrap();
+    // Width 16 is student-cnn itself: 16 conv channels, 64 hidden units.
+    assert_eq!(
+        student_of_width(&base, 16).parameter_count(),
+        base.parameter_count()
+    );
+    let runs: Vec<_> = report
+        .results
+        .iter()
+        .map(|r| (r.cell.student.name.as_str(), r.cell.kd, r.parameters))
+        .collect();
+    // conv 2·9 + 2, fc1 2·169·8 + 8, fc2 8·10 + 10: 2,822; width 4: 40 + 10,832 + 170.
+    assert_eq!(
+        runs,
+        [
+            ("student-cnn-w2", None, 2_822),
+            ("student-cnn-w2", Some((4.0, 0.5)), 2_822),
+            ("student-cnn-w4", None, 11_042),
+            ("student-cnn-w4", Some((4.0, 0.5)), 11_042),
+        ]
+    );
+    let md = std::fs::read_to_string(dir.join("capacity.md")).unwrap();
+    assert!(md.contains("| 4 | 11042 |"), "{md}");
+    let svg = std::fs::read_to_string(dir.join("capacity.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2, "alone and distilled");
+}
