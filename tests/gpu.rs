@@ -131,6 +131,12 @@ fn every_op_forward_and_backward_matches_the_cpu() {
         let teacher = Tensor::from_vec(teacher.clone(), &[3, 10], t[0].device())?;
         Ok(t[0].kd_loss(&teacher, &y(t[0].device()), 4.0, 0.3)?.loss)
     });
+    cpu_equals_gpu("dkd_loss", &device, &[(u(30), vec![3, 10])], |t| {
+        let teacher = Tensor::from_vec(teacher.clone(), &[3, 10], t[0].device())?;
+        Ok(t[0]
+            .dkd_loss(&teacher, &y(t[0].device()), 4.0, 1.0, 8.0)?
+            .loss)
+    });
 }
 
 /// The constants without a backward: gathered rows and a concatenation.

@@ -131,6 +131,15 @@ proptest! {
         let y = labels(seed, rows, cols);
         gradcheck("kd_loss", &inputs, |x| Ok(x[0].kd_loss(&teacher, &y, t, alpha)?.loss), EPS, TOL);
     }
+
+    #[test]
+    fn gradcheck_dkd_loss(rows in 1usize..6, cols in 2usize..8, t in 0.5f32..8.0, alpha in 0.0f32..2.0, beta in 0.0f32..8.0, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let inputs = [(uniform(&mut r, rows * cols), vec![rows, cols])];
+        let teacher = Tensor::from_vec(uniform(&mut r, rows * cols).iter().map(|v| v * 4.0).collect(), &[rows, cols], &engine::Device::Cpu).unwrap();
+        let y = labels(seed, rows, cols);
+        gradcheck("dkd_loss", &inputs, |x| Ok(x[0].dkd_loss(&teacher, &y, t, alpha, beta)?.loss), EPS, TOL);
+    }
 }
 
 /// A small conv network end to end: conv, bias, relu, pool, flatten, linear, CE. Fixed

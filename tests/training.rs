@@ -7,7 +7,7 @@ mod common;
 use distill::data::{Dataset, DatasetKind, Mnist};
 use distill::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use distill::progress::ProgressMode;
-use distill::train::{self, Distillation, TrainOptions, TrainReport};
+use distill::train::{self, Distillation, Loss, TrainOptions, TrainReport};
 use engine::{Device, Tensor};
 use models::{builtin, checkpoint, Linear, Mode, Module, Network};
 use std::path::PathBuf;
@@ -204,6 +204,45 @@ fn kd_with_alpha_0_is_exactly_cross_entropy_training() {
         None,
     );
     assert_eq!(parameters(&distilled), parameters(&plain));
+}
+
+/// Decoupled KD with both weights 0 is plain cross-entropy training, bit for bit; with
+/// Zhao et al.'s weights it trains another network, records its three terms, and saves
+/// the loss in the checkpoint.
+#[test]
+fn dkd_with_zero_weights_is_cross_entropy_and_otherwise_distils() {
+    let dir = temp_dir("dkd");
+    let data = slice(640, 100);
+    let teacher = teacher(&data, &dir);
+    let zero = Distillation::with_loss(Loss::Dkd { beta: 0.0 }, &teacher, 4.0, 0.0).unwrap();
+    let distilled = distill_run(&data, &zero, dir.join("zero.safetensors"));
+    let (plain, _) = run(
+        "student-cnn",
+        &options(1, dir.join("ce.safetensors")),
+        &data,
+        None,
+    );
+    assert_eq!(parameters(&distilled), parameters(&plain));
+    let dkd = Distillation::with_loss(Loss::Dkd { beta: 8.0 }, &teacher, 4.0, 1.0).unwrap();
+    let out = dir.join("dkd.safetensors");
+    let (net, report) = run("student-cnn", &options(1, out.clone()), &data, Some(&dkd));
+    assert_ne!(parameters(&net), parameters(&plain));
+    let names: Vec<&str> = report.epochs[0].train_parts.iter().map(|p| p.0).collect();
+    assert_eq!(names, ["ce", "tckd", "nckd"]);
+    for (name, mean) in &report.epochs[0].train_parts {
+        assert!(mean.is_finite() && *mean >= 0.0, "{name} = {mean}");
+    }
+    let line = report.epochs[0].to_json();
+    assert!(
+        line["train_nckd"].is_number() && line.get("train_kl").is_none(),
+        "{line}"
+    );
+    let ckpt = checkpoint::read(&out).unwrap();
+    assert_eq!(ckpt.metadata["loss"], "dkd");
+    assert_eq!(ckpt.metadata["beta"], "8");
+    // KD's alpha is a blend weight in [0, 1]; decoupled KD's is a scale, so 2 is allowed.
+    assert!(Distillation::new(&teacher, 4.0, 2.0).is_err());
+    assert!(Distillation::with_loss(Loss::Dkd { beta: 8.0 }, &teacher, 4.0, 2.0).is_ok());
 }
 
 #[test]

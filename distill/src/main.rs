@@ -7,7 +7,7 @@ use distill::presets;
 use distill::progress::{say, ProgressMode};
 use distill::study::{self, StudyOptions};
 use distill::sweep::{self, SweepOptions};
-use distill::train::{self, Distillation, TrainOptions, TrainReport};
+use distill::train::{self, Distillation, Loss, TrainOptions, TrainReport};
 use distill::{DistillError, Result};
 use engine::{profile, Device, QueueStats};
 use models::{builtin, checkpoint, Network, NetworkSpec};
@@ -154,9 +154,12 @@ struct DistillArgs {
     /// Softmax temperature of the distillation term.
     #[arg(long = "T", default_value_t = 5.0)]
     temperature: f32,
-    /// Weight of the distillation term; 1 - alpha weighs the labels' cross-entropy.
-    #[arg(long, default_value_t = 0.1)]
-    alpha: f32,
+    /// Weight of the distillation term; 1 - alpha weighs the labels' cross-entropy. With
+    /// --loss dkd, the weight of the target-class term [default: 0.1, or 1 with dkd].
+    #[arg(long)]
+    alpha: Option<f32>,
+    #[command(flatten)]
+    loss: LossFlags,
     /// The student's checkpoint to write after every epoch.
     #[arg(long)]
     out: PathBuf,
@@ -254,6 +257,26 @@ struct StudyRecipe {
     /// Jitter the students' training images (the teacher then runs on each one).
     #[arg(long)]
     jitter: bool,
+    #[command(flatten)]
+    loss: LossFlags,
+}
+
+/// `--loss` and `--beta`.
+#[derive(Args)]
+struct LossFlags {
+    /// The distillation loss: kd (Hinton et al.: (1 - alpha)·CE + alpha·T²·KL) or dkd
+    /// (decoupled KD, Zhao et al. 2022: CE + alpha·T²·TCKD + beta·T²·NCKD).
+    #[arg(long, default_value = "kd")]
+    loss: String,
+    /// The weight of decoupled KD's non-target term (--loss dkd) [default: 8].
+    #[arg(long, allow_negative_numbers = true)]
+    beta: Option<f32>,
+}
+
+impl LossFlags {
+    fn resolve(&self) -> Result<Loss> {
+        Loss::from_flags(&self.loss, self.beta)
+    }
 }
 
 impl StudyRecipe {
@@ -267,6 +290,11 @@ impl StudyRecipe {
             students.schedule.kind = kind;
         }
         students.jitter |= self.jitter;
+        preset.loss = self.loss.resolve()?;
+        if preset.loss != Loss::Kd {
+            // The preset's alpha is a KD blend weight; decoupled KD's is another scale.
+            preset.alpha = Loss::DKD_ALPHA;
+        }
         if students.epochs == 0 {
             return Err(DistillError::Config("--epochs must be at least 1".into()));
         }
@@ -441,7 +469,12 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
 fn cmd_distill(args: DistillArgs) -> Result<()> {
     let opts = options(args.out, &args.common);
     // Check the cheap things before loading anything.
-    Distillation::check(args.temperature, args.alpha)?;
+    let loss = args.loss.resolve()?;
+    let alpha = args.alpha.unwrap_or(match loss {
+        Loss::Kd => 0.1,
+        Loss::Dkd { .. } => Loss::DKD_ALPHA,
+    });
+    Distillation::check(args.temperature, alpha, loss)?;
     train::validate(&opts)?;
     check_val(args.common.val)?;
     let spec = args.common.place.network(&args.student)?;
@@ -456,7 +489,7 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
             args.teacher.display()
         ),
     );
-    let kd = Distillation::new(&teacher, args.temperature, args.alpha)?;
+    let kd = Distillation::with_loss(loss, &teacher, args.temperature, alpha)?;
     let student = Network::new(&spec, opts.seed, &device)?;
     // The teacher's logits, computed once inside `train`, are part of the profile.
     let profiling = start_profile(args.common.output.profile);
@@ -535,7 +568,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let (mut preset, teacher, student) = args.recipe.resolve(&args.place)?;
     preset.temperature = args.temperature.unwrap_or(preset.temperature);
     preset.alpha = args.alpha.unwrap_or(preset.alpha);
-    Distillation::check(preset.temperature, preset.alpha)?;
+    Distillation::check(preset.temperature, preset.alpha, preset.loss)?;
     if args.seeds == 0 {
         return Err(DistillError::Config("--seeds must be at least 1".into()));
     }
@@ -543,7 +576,11 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let progress = args.output.progress();
     let out_dir = args.out_dir.unwrap_or_else(|| {
         let dataset = args.place.folder_suffix();
-        PathBuf::from(format!("runs/{}{dataset}-seed{}", preset.name, args.seed))
+        let loss = preset.loss.folder_suffix();
+        PathBuf::from(format!(
+            "runs/{}{dataset}{loss}-seed{}",
+            preset.name, args.seed
+        ))
     });
     let (device, data) = args.place.open(progress, args.val)?;
     let opts = StudyOptions {
@@ -594,7 +631,11 @@ fn cmd_sweep(args: SweepArgs) -> Result<()> {
         seed: args.seed,
         seeds: args.seeds,
         out_dir: args.out_dir.unwrap_or_else(|| {
-            PathBuf::from(format!("runs/sweep-{capacity}{}{dataset}", preset.name))
+            let loss = preset.loss.folder_suffix();
+            PathBuf::from(format!(
+                "runs/sweep-{capacity}{}{dataset}{loss}",
+                preset.name
+            ))
         }),
         progress,
         preset,

@@ -3,7 +3,7 @@
 
 use crate::optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 use crate::progress::ProgressMode;
-use crate::train::TrainOptions;
+use crate::train::{Loss, TrainOptions};
 use std::path::PathBuf;
 
 /// How one network of a study is trained.
@@ -73,8 +73,11 @@ pub struct Preset {
     pub student_recipe: Recipe,
     /// The distillation temperature `T` (`--T` overrides it).
     pub temperature: f32,
-    /// The weight of the KL term in `[0, 1]` (`--alpha` overrides it).
+    /// The weight of the KL term in `[0, 1]` (`--alpha` overrides it); with decoupled KD
+    /// the weight of its target-class term.
     pub alpha: f32,
+    /// The distillation loss (`--loss`, `--beta` override it).
+    pub loss: Loss,
 }
 
 const COSINE: Schedule = Schedule {
@@ -111,6 +114,7 @@ pub const PRESETS: &[Preset] = &[
         },
         temperature: 4.0,
         alpha: 0.5,
+        loss: Loss::Kd,
     },
     Preset {
         name: "seed-example",
@@ -122,6 +126,7 @@ pub const PRESETS: &[Preset] = &[
         student_recipe: SEED_EXAMPLE,
         temperature: 5.0,
         alpha: 0.1,
+        loss: Loss::Kd,
     },
     Preset {
         name: "hinton-mnist",
@@ -137,6 +142,7 @@ pub const PRESETS: &[Preset] = &[
         temperature: 20.0,
         // NOTE: the paper weights the hard-label term "considerably lower" than the soft one.
         alpha: 0.9,
+        loss: Loss::Kd,
     },
 ];
 

@@ -15,7 +15,7 @@ use crate::plot::{self, Axes, Series};
 use crate::presets::{Preset, Recipe};
 use crate::progress::{say, ProgressMode};
 use crate::stats::{self, Summary};
-use crate::train::{self, Distillation, Predictions, TrainOptions, TrainReport};
+use crate::train::{self, Distillation, Loss, Predictions, TrainOptions, TrainReport};
 use engine::{Device, QueueStats};
 use models::{Module, Network, NetworkSpec};
 use serde_json::json;
@@ -115,7 +115,7 @@ pub fn run_study(opts: &StudyOptions, data: &Mnist, device: &Device) -> Result<S
         (&teacher_test, data),
         None,
     );
-    let mut kd = Distillation::new(&teacher, p.temperature, p.alpha)?;
+    let mut kd = Distillation::with_loss(p.loss, &teacher, p.temperature, p.alpha)?;
     if !p.student_recipe.jitter {
         say(
             opts.progress,
@@ -146,9 +146,10 @@ pub fn run_study(opts: &StudyOptions, data: &Mnist, device: &Device) -> Result<S
         say(
             opts.progress,
             &format!(
-                "[{}/{total}] {} distilled at T = {}, alpha = {}, seed {seed}",
+                "[{}/{total}] {} distilled ({}) at T = {}, alpha = {}, seed {seed}",
                 step + 1,
                 opts.student.name,
+                p.loss.describe(),
                 p.temperature,
                 p.alpha
             ),
@@ -372,10 +373,11 @@ pub fn markdown(study: &StudyReport) -> String {
     );
     let _ = writeln!(
         s,
-        "- students {}: {}; distilled at T = {}, alpha = {}; {seeds} seed{} ({}), each pair \
-         from the same initial parameters and batch order\n",
+        "- students {}: {}; distilled with {} at T = {}, alpha = {}; {seeds} seed{} ({}), \
+         each pair from the same initial parameters and batch order\n",
         study.pairs.first().map_or("-", |(a, _)| a.model.as_str()),
         recipe_line(&p.student_recipe),
+        p.loss.describe(),
         p.temperature,
         p.alpha,
         if seeds == 1 { "" } else { "s" },
@@ -497,6 +499,11 @@ pub fn to_json(study: &StudyReport) -> serde_json::Value {
         "student_recipe": p.student_recipe.to_json(),
         "temperature": p.temperature,
         "alpha": p.alpha,
+        "loss": p.loss.name(),
+        "beta": match p.loss {
+            Loss::Kd => None,
+            Loss::Dkd { beta } => Some(beta),
+        },
         "verdict": study.verdict(),
         "test_errors_difference": study.test_difference().to_json(),
         "val_errors_difference": study.val_difference().to_json(),

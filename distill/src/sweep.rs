@@ -16,7 +16,7 @@ use crate::presets::{Preset, Recipe};
 use crate::progress::{say, ProgressMode};
 use crate::stats::{self, Summary};
 use crate::study::write_atomic;
-use crate::train::{self, Distillation, TrainOptions};
+use crate::train::{self, Distillation, Loss, TrainOptions};
 use engine::Device;
 use models::{Network, NetworkSpec};
 use serde_json::json;
@@ -59,7 +59,7 @@ impl SweepOptions {
         }
         for &t in &self.temperatures {
             for &a in &self.alphas {
-                Distillation::check(t, a)?;
+                Distillation::check(t, a, self.preset.loss)?;
             }
         }
         if self.seeds == 0 {
@@ -96,7 +96,8 @@ pub fn student_of_width(base: &NetworkSpec, width: usize) -> NetworkSpec {
 /// One run of the sweep.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cell {
-    /// Its result file's stem: `alone-seed0`, `T4-a0.9-seed0`, `w8-alone-seed0`.
+    /// Its result file's stem: `alone-seed0`, `T4-a0.9-seed0`, `T4-a1-dkd-b8-seed0`,
+    /// `w8-alone-seed0`.
     pub key: String,
     /// The student it trains.
     pub student: NetworkSpec,
@@ -128,6 +129,12 @@ pub struct SweepReport {
 fn cells(opts: &SweepOptions) -> Vec<Cell> {
     let mut out = Vec::new();
     let seeds = (0..opts.seeds as u64).map(|k| opts.seed + k);
+    // Decoupled KD's runs carry their beta, so that sweeps of several betas can share a
+    // folder (and its teacher, and the runs alone).
+    let loss = match opts.preset.loss {
+        Loss::Kd => String::new(),
+        Loss::Dkd { beta } => format!("-dkd-b{beta}"),
+    };
     for seed in seeds {
         if opts.widths.is_empty() {
             let alone = Cell {
@@ -140,7 +147,7 @@ fn cells(opts: &SweepOptions) -> Vec<Cell> {
             for &t in &opts.temperatures {
                 for &a in &opts.alphas {
                     out.push(Cell {
-                        key: format!("T{t}-a{a}-seed{seed}"),
+                        key: format!("T{t}-a{a}{loss}-seed{seed}"),
                         student: opts.student.clone(),
                         kd: Some((t, a)),
                         seed,
@@ -158,7 +165,7 @@ fn cells(opts: &SweepOptions) -> Vec<Cell> {
                     seed,
                 });
                 out.push(Cell {
-                    key: format!("w{w}-T{t}-a{a}-seed{seed}"),
+                    key: format!("w{w}-T{t}-a{a}{loss}-seed{seed}"),
                     student,
                     kd: Some((t, a)),
                     seed,
@@ -191,6 +198,7 @@ fn fingerprint(opts: &SweepOptions, cell: &Cell, data: &Mnist) -> serde_json::Va
         "seed": cell.seed,
         "temperature": cell.kd.map(|(t, _)| t),
         "alpha": cell.kd.map(|(_, a)| a),
+        "loss": cell.kd.map(|_| opts.preset.loss.describe()),
     })
 }
 
@@ -246,7 +254,7 @@ pub fn run_sweep(opts: &SweepOptions, data: &Mnist, device: &Device) -> Result<S
         let report = match cell.kd {
             None => train::train(&run_opts, &student, data, device, None)?,
             Some((t, a)) => {
-                let mut kd = Distillation::new(&teacher, t, a)?;
+                let mut kd = Distillation::with_loss(p.loss, &teacher, t, a)?;
                 if !run_opts.jitter {
                     if logits.is_none() {
                         say(
@@ -352,7 +360,8 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
     let _ = writeln!(
         md,
         "Sweep of preset `{}` on {}, judged on the {} validation images; {} seed{} per cell \
-         ({} to {}); students: {} epochs, batch {}, {} lr {}, {} schedule{}.\n",
+         ({} to {}); distilled with {}; students: {} epochs, batch {}, {} lr {}, {} \
+         schedule{}.\n",
         p.name,
         data.kind.title(),
         data.val.len(),
@@ -360,6 +369,7 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         if opts.seeds == 1 { "" } else { "s" },
         opts.seed,
         opts.seed + opts.seeds as u64 - 1,
+        p.loss.describe(),
         p.student_recipe.epochs,
         p.student_recipe.batch,
         p.student_recipe.optimizer,
@@ -444,7 +454,7 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         )?;
         let json = json!({
             "preset": p.name, "dataset": data.kind.name(), "val_images": data.val.len(),
-            "seeds": opts.seeds, "alone": base.errors.to_json(),
+            "seeds": opts.seeds, "loss": p.loss.describe(), "alone": base.errors.to_json(),
             "best": best.map(|(_, i, j)| json!({
                 "temperature": opts.temperatures[i], "alpha": opts.alphas[j],
             })),
@@ -510,7 +520,8 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         write_atomic(&opts.out_dir.join("capacity.svg"), chart.as_bytes())?;
         let json = json!({
             "preset": p.name, "dataset": data.kind.name(), "val_images": data.val.len(),
-            "seeds": opts.seeds, "temperature": t, "alpha": a, "widths": json_cells,
+            "seeds": opts.seeds, "loss": p.loss.describe(), "temperature": t, "alpha": a,
+            "widths": json_cells,
         });
         write_atomic(
             &opts.out_dir.join("capacity.json"),

@@ -66,14 +66,88 @@ impl TrainOptions {
     }
 }
 
-/// Distillation from a frozen teacher: `(1 - alpha)·CE + alpha·T²·KL`.
+/// The distillation loss a student trains with (`--loss`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loss {
+    /// Hinton et al. 2015: `(1 - α)·CE + α·T²·KL(softmax(t/T) ‖ softmax(s/T))`, `α` in
+    /// `[0, 1]`.
+    Kd,
+    /// Decoupled KD (Zhao et al. 2022): `CE + α·T²·TCKD + β·T²·NCKD`, the KL split by
+    /// the label into its target-class and non-target terms, `α, β >= 0`.
+    Dkd {
+        /// The weight of the non-target term.
+        beta: f32,
+    },
+}
+
+impl Loss {
+    /// Zhao et al.'s weights on CIFAR-100 (their Table 10's defaults): α = 1, β = 8.
+    pub const DKD_ALPHA: f32 = 1.0;
+    /// See [`Loss::DKD_ALPHA`].
+    pub const DKD_BETA: f32 = 8.0;
+
+    /// The loss of `--loss NAME` and `--beta`: `kd` takes no β, `dkd` defaults it to
+    /// [`Loss::DKD_BETA`].
+    pub fn from_flags(name: &str, beta: Option<f32>) -> Result<Loss> {
+        match (name, beta) {
+            ("kd", None) => Ok(Loss::Kd),
+            ("kd", Some(_)) => Err(DistillError::Config(
+                "--beta weighs decoupled KD's non-target term; it needs --loss dkd".into(),
+            )),
+            ("dkd", beta) => Ok(Loss::Dkd {
+                beta: beta.unwrap_or(Loss::DKD_BETA),
+            }),
+            (other, _) => Err(DistillError::Config(format!(
+                "--loss must be kd or dkd, got `{other}`"
+            ))),
+        }
+    }
+
+    /// `kd` or `dkd`, as `--loss` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Kd => "kd",
+            Loss::Dkd { .. } => "dkd",
+        }
+    }
+
+    /// The names of its terms, in the order of the loss op's `parts`.
+    pub fn part_names(self) -> &'static [&'static str] {
+        match self {
+            Loss::Kd => &["ce", "kl"],
+            Loss::Dkd { .. } => &["ce", "tckd", "nckd"],
+        }
+    }
+
+    /// The default output folders' suffix: none for KD, `-dkd`.
+    pub fn folder_suffix(self) -> &'static str {
+        match self {
+            Loss::Kd => "",
+            Loss::Dkd { .. } => "-dkd",
+        }
+    }
+
+    /// How reports name it: `KD` or `DKD (beta = 8)`.
+    pub fn describe(self) -> String {
+        match self {
+            Loss::Kd => "KD".into(),
+            Loss::Dkd { beta } => format!("DKD (beta = {beta})"),
+        }
+    }
+}
+
+/// Distillation from a frozen teacher: `(1 - alpha)·CE + alpha·T²·KL`, or decoupled KD
+/// (see [`Loss`]).
 pub struct Distillation<'a> {
     /// Any module whose forward gives `(n, 10)` logits, on the training device.
     pub teacher: &'a dyn Module,
     /// The softening temperature `T > 0`.
     pub temperature: f32,
-    /// The weight of the KL term, in `[0, 1]`: 0 is plain training on the labels.
+    /// With [`Loss::Kd`], the weight of the KL term, in `[0, 1]`: 0 is plain training on
+    /// the labels. With [`Loss::Dkd`], the weight of the target-class term, `>= 0`.
     pub alpha: f32,
+    /// Which loss: [`Loss::Kd`] unless set.
+    pub loss: Loss,
     /// Compute the teacher's logits once for the whole training set when the images
     /// are not augmented (on by default; off runs the teacher on every batch). With
     /// augmentation the teacher always runs on the very image the student sees (a
@@ -89,29 +163,48 @@ impl<'a> Distillation<'a> {
     /// Distillation from `teacher` with `cache_teacher` on; errors when
     /// [`Distillation::check`] does.
     pub fn new(teacher: &'a dyn Module, temperature: f32, alpha: f32) -> Result<Distillation<'a>> {
-        Distillation::check(temperature, alpha)?;
+        Distillation::with_loss(Loss::Kd, teacher, temperature, alpha)
+    }
+
+    /// Distillation with `loss` (`alpha` as [`Distillation::alpha`] says), `cache_teacher`
+    /// on; errors when [`Distillation::check`] does.
+    pub fn with_loss(
+        loss: Loss,
+        teacher: &'a dyn Module,
+        temperature: f32,
+        alpha: f32,
+    ) -> Result<Distillation<'a>> {
+        Distillation::check(temperature, alpha, loss)?;
         Ok(Distillation {
             teacher,
             temperature,
             alpha,
+            loss,
             cache_teacher: true,
             logits: None,
         })
     }
 
-    /// Checks the temperature and the weight before anything is loaded.
-    pub fn check(temperature: f32, alpha: f32) -> Result<()> {
+    /// Checks the temperature and the weights before anything is loaded.
+    pub fn check(temperature: f32, alpha: f32, loss: Loss) -> Result<()> {
         if !(temperature > 0.0 && temperature.is_finite()) {
             return Err(DistillError::Config(format!(
                 "--T must be > 0, got {temperature}"
             )));
         }
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(DistillError::Config(format!(
+        let weight = |flag: &str, w: f32| match w >= 0.0 && w.is_finite() {
+            true => Ok(()),
+            false => Err(DistillError::Config(format!(
+                "{flag} must be >= 0 and finite with --loss dkd, got {w}"
+            ))),
+        };
+        match loss {
+            Loss::Kd if !(0.0..=1.0).contains(&alpha) => Err(DistillError::Config(format!(
                 "--alpha must be in [0, 1], got {alpha}"
-            )));
+            ))),
+            Loss::Kd => Ok(()),
+            Loss::Dkd { beta } => weight("--alpha", alpha).and(weight("--beta", beta)),
         }
-        Ok(())
     }
 }
 
@@ -174,8 +267,9 @@ pub struct EpochMetrics {
     pub steps: usize,
     /// Mean training loss per example, as the optimizer saw it (with dropout, jitter).
     pub train_loss: f64,
-    /// Mean cross-entropy and `T²·KL` of a distillation run.
-    pub train_parts: Option<[f64; 2]>,
+    /// The mean of each term of a distillation run's loss, by name: `ce` and `kl`, or
+    /// `ce`, `tckd` and `nckd` (the `T²`-scaled terms); empty without distillation.
+    pub train_parts: Vec<(&'static str, f64)>,
     /// The learning rate of the epoch's last step.
     pub lr: f32,
     /// The evaluation on the validation images after the epoch; `None` without any.
@@ -210,9 +304,8 @@ impl EpochMetrics {
                 v[format!("{prefix}_loss")] = json!(e.loss);
             }
         }
-        if let Some([ce, kl]) = self.train_parts {
-            v["train_ce"] = json!(ce);
-            v["train_kl"] = json!(kl);
+        for (name, mean) in &self.train_parts {
+            v[format!("train_{name}")] = json!(mean);
         }
         if let Some(q) = self.queue {
             v["gpu_submits"] = json!(q.submits);
@@ -360,7 +453,11 @@ pub fn train(
             let (loss, parts) = match (&teacher, kd) {
                 (Some(t), Some(kd)) => {
                     let t_logits = teacher_batch(t, &batch, &x, device)?;
-                    let out = logits.kd_loss(&t_logits, &y, kd.temperature, kd.alpha)?;
+                    let (t, a) = (kd.temperature, kd.alpha);
+                    let out = match kd.loss {
+                        Loss::Kd => logits.kd_loss(&t_logits, &y, t, a)?,
+                        Loss::Dkd { beta } => logits.dkd_loss(&t_logits, &y, t, a, beta)?,
+                    };
                     (out.loss, Some(out.parts))
                 }
                 _ => (logits.cross_entropy(&y)?, None),
@@ -403,7 +500,10 @@ pub fn train(
             epoch,
             steps: step as usize,
             train_loss: losses.sum / seen,
-            train_parts: kd.map(|_| [losses.parts_sum[0] / seen, losses.parts_sum[1] / seen]),
+            train_parts: kd.map_or(vec![], |kd| {
+                let means = losses.parts_sum.iter().map(|sum| sum / seen);
+                kd.loss.part_names().iter().copied().zip(means).collect()
+            }),
             lr,
             val,
             test: test.as_ref().map(|p| p.evaluate(&data.test)),
@@ -427,10 +527,12 @@ pub fn train(
 /// those read so far.
 #[derive(Default)]
 struct LossLog {
-    /// `(batch size, loss, [CE, T²·KL] of a distillation step)` per step.
+    /// `(batch size, loss, the terms of a distillation step's loss)` per step.
     pending: Vec<(usize, Tensor, Option<Tensor>)>,
     sum: f64,
-    parts_sum: [f64; 2],
+    /// The sums of the terms, weighted by batch size: `[CE, T²·KL]` or `[CE, T²·TCKD,
+    /// T²·NCKD]`; empty without distillation.
+    parts_sum: Vec<f64>,
     seen: usize,
 }
 
@@ -459,7 +561,8 @@ impl LossLog {
         for (n, _, parts) in self.pending.drain(..) {
             let weight = n as f64;
             sum += values.next().unwrap_or(f32::NAN) as f64 * weight;
-            if parts.is_some() {
+            if let Some(parts) = parts {
+                self.parts_sum.resize(parts.shape().iter().product(), 0.0);
                 for part in &mut self.parts_sum {
                     *part += values.next().unwrap_or(f32::NAN) as f64 * weight;
                 }
@@ -725,6 +828,10 @@ fn save(
         meta.insert("distilled_from".to_string(), teacher.to_string());
         meta.insert("temperature".to_string(), kd.temperature.to_string());
         meta.insert("alpha".to_string(), kd.alpha.to_string());
+        meta.insert("loss".to_string(), kd.loss.name().to_string());
+        if let Loss::Dkd { beta } = kd.loss {
+            meta.insert("beta".to_string(), beta.to_string());
+        }
     }
     checkpoint::save(&opts.out, module, &meta, &optimizer.state())?;
     Ok(())

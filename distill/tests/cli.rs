@@ -513,6 +513,15 @@ fn distill_bad_temperature_or_alpha_fails_before_loading() {
     ] {
         distill_student(&dir, &teacher, &[flag, &missing]).fails_with(&needles);
     }
+    for (flags, needles) in [
+        (&["--loss", "hkd"][..], &["--loss", "hkd"]),
+        (&["--loss", "dkd", "--beta=-2"], &["--beta", "-2"]),
+        (&["--loss", "kd", "--beta=2"], &["--beta", "dkd"]),
+    ] {
+        let mut all = flags.to_vec();
+        all.push(&missing);
+        distill_student(&dir, &teacher, &all).fails_with(needles);
+    }
 }
 
 #[test]
@@ -846,7 +855,7 @@ fn study_and_sweep_flags_are_checked_before_any_data_is_loaded() {
     let dir = TempDir::new("study-flags");
     let missing = data_flag(&dir.path("no-such-dir"));
     let out_dir = dir.arg("out");
-    let cases: [(&[&str], &[&str]); 14] = [
+    let cases: [(&[&str], &[&str]); 19] = [
         (&["run", "--seeds", "0"], &["--seeds"]),
         (&["run", "--val", "60000"], &["--val", "60000"]),
         (
@@ -865,6 +874,14 @@ fn study_and_sweep_flags_are_checked_before_any_data_is_loaded() {
             &["--widths", "one --T"],
         ),
         (&["sweep", "--dataset", "svhn"], &["--dataset", "svhn"]),
+        (&["run", "--loss", "kl"], &["--loss", "kl", "dkd"]),
+        (&["run", "--beta", "2"], &["--beta", "--loss dkd"]),
+        (&["run", "--loss", "dkd", "--beta", "-1"], &["--beta", "-1"]),
+        (&["run", "--loss", "dkd", "--alpha=-1"], &["--alpha", "-1"]),
+        (
+            &["sweep", "--loss", "dkd", "--beta", "nan"],
+            &["--beta", "NaN"],
+        ),
         (
             &["train", "--model", "student-cnn", "--schedule", "linear"],
             &["--schedule", "linear", "cosine"],

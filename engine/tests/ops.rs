@@ -121,6 +121,22 @@ fn loss_arguments_are_checked() {
         s.kd_loss(&wide, &y, 2.0, 0.5).err().unwrap(),
         Error::ShapeMismatch { op: "kd_loss", .. }
     ));
+    for (alpha, beta, name) in [(-0.5, 1.0, "alpha"), (1.0, f32::NAN, "beta")] {
+        let err = s.dkd_loss(&teacher, &y, 2.0, alpha, beta).err().unwrap();
+        assert!(
+            err.to_string().contains(&format!("{name} must be >= 0")),
+            "{err}"
+        );
+    }
+    let one_class = t(&[0.0; 2], &[2, 1]);
+    let zeros = Labels::new(&[0, 0], &Device::Cpu).unwrap();
+    assert!(matches!(
+        one_class
+            .dkd_loss(&one_class, &zeros, 2.0, 1.0, 1.0)
+            .err()
+            .unwrap(),
+        Error::BadShape { op: "dkd_loss", .. }
+    ));
     let bad_labels = Labels::new(&[0, 7], &Device::Cpu).unwrap();
     assert_eq!(
         s.cross_entropy(&bad_labels).unwrap_err(),
@@ -177,6 +193,24 @@ fn kd_loss_two_classes_by_hand() {
     let kl = 0.5 * (4.0f32 / 3.0).ln();
     close(&out.parts.to_vec().unwrap(), &[ce, kl]);
     close(&[out.loss.to_scalar().unwrap()], &[0.5 * ce + 0.5 * kl]);
+    let grads = out.loss.backward().unwrap();
+    close(&grads.get(&s).unwrap().to_vec().unwrap(), &[0.0, 0.0]);
+}
+
+#[test]
+fn dkd_loss_with_two_classes_is_kd_without_the_blend() {
+    // With two classes the non-target softmax is one class with probability 1, so NCKD
+    // = 0 and TCKD is the whole KL: DKD = CE + α·T²·KL, whatever β is. The case of
+    // `kd_loss_two_classes_by_hand`: CE = -ln(3/4), KL = 1/2 ln(4/3), and with α = 1
+    // the gradient is (q - onehot) + (q - p) = [1/4, -1/4] + [-1/4, 1/4] = [0, 0].
+    let s = t(&[0.0, 3f32.ln()], &[1, 2]);
+    let teacher = Tensor::zeros(&[1, 2], &Device::Cpu).unwrap();
+    let y = Labels::new(&[1], &Device::Cpu).unwrap();
+    let out = s.dkd_loss(&teacher, &y, 1.0, 1.0, 5.0).unwrap();
+    let ce = -(0.75f32).ln();
+    let kl = 0.5 * (4.0f32 / 3.0).ln();
+    close(&out.parts.to_vec().unwrap(), &[ce, kl, 0.0]);
+    close(&[out.loss.to_scalar().unwrap()], &[ce + kl]);
     let grads = out.loss.backward().unwrap();
     close(&grads.get(&s).unwrap().to_vec().unwrap(), &[0.0, 0.0]);
 }

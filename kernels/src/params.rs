@@ -295,7 +295,7 @@ impl AxisParams {
 }
 
 /// Row-wise kernels over logits `(rows, cols)`: log-softmax, cross-entropy, softmax-KL
-/// and the fused distillation loss. `temperature` and `alpha` are used by the
+/// and the fused distillation losses. `temperature`, `alpha` and `beta` are used by the
 /// distillation kernels only.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
@@ -306,8 +306,13 @@ pub struct RowParams {
     pub cols: u32,
     /// Softening temperature `T > 0` of the softmax-KL and distillation kernels.
     pub temperature: f32,
-    /// Weight `α` of the KL term in `(1 - α)·ce + α·kl`.
+    /// Weight `α` of the KL term in `(1 - α)·ce + α·kl`; in decoupled KD, the weight of
+    /// the target-class term in `ce + α·tckd + β·nckd`.
     pub alpha: f32,
+    /// Weight `β` of decoupled KD's non-target term.
+    pub beta: f32,
+    /// Zero; pads the struct to 32 bytes for the uniform buffer.
+    pub _pad: [u32; 3],
 }
 
 impl RowParams {
@@ -318,6 +323,8 @@ impl RowParams {
             cols: cols as u32,
             temperature: 1.0,
             alpha: 0.0,
+            beta: 0.0,
+            _pad: [0; 3],
         }
     }
     /// Sets the softening temperature `T`.
@@ -328,6 +335,11 @@ impl RowParams {
     /// Sets the weight `α` of the KL term.
     pub fn with_alpha(mut self, alpha: f32) -> Self {
         self.alpha = alpha;
+        self
+    }
+    /// Sets the weight `β` of decoupled KD's non-target term.
+    pub fn with_beta(mut self, beta: f32) -> Self {
+        self.beta = beta;
         self
     }
     /// The values of the logits: `rows · cols`.

@@ -426,9 +426,18 @@ kernels! {
         grad: write f32 [p.elements()],
     } grid (row_groups(p));
 
+    /// Per row: `loss[3r] = CE(y, s)`, `loss[3r + 1] = T²·TCKD`, `loss[3r + 2] = T²·NCKD`
+    /// (decoupled KD, Zhao et al. 2022), `grad` the derivative of `ce + α·tckd + β·nckd`.
+    /// At least two classes.
+    DkdLossForward dkd_loss_forward(p: RowParams) wgsl [KL_ROWS] {
+        student: read f32 [p.elements()], teacher: read f32 [p.elements()],
+        labels: read u32 [p.rows as usize], loss: write f32 [3 * p.rows as usize],
+        grad: write f32 [p.elements()],
+    } grid (row_groups(p));
+
     /// The mean over rows of per-row losses `(rows, cols)`: `means[c]`, and `loss` =
-    /// `means[0]` (one column) or `(1 - α)·means[0] + α·means[1]` (the distillation
-    /// loss's two). One workgroup.
+    /// `means[0]` (one column), `(1 - α)·means[0] + α·means[1]` (the distillation loss's
+    /// two) or `means[0] + α·means[1] + β·means[2]` (decoupled KD's three). One workgroup.
     RowLossMean row_loss_mean(p: RowParams) wgsl [] {
         losses: read f32 [p.elements()], loss: write f32 [1],
         means: write f32 [p.cols as usize],

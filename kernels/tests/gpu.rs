@@ -340,9 +340,9 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn row_kernels_match_cpu(rows in 1usize..100, cols in 1usize..20, t in 1.0f32..5.0, alpha in 0.0f32..1.0, seed: u64) {
+    fn row_kernels_match_cpu(rows in 1usize..100, cols in 1usize..20, t in 1.0f32..5.0, alpha in 0.0f32..1.0, beta in 0.0f32..8.0, seed: u64) {
         let Some(ctx) = gpu() else { return Ok(()) };
-        let p = RowParams::new(rows, cols).with_temperature(t).with_alpha(alpha);
+        let p = RowParams::new(rows, cols).with_temperature(t).with_alpha(alpha).with_beta(beta);
         let len = rows * cols;
         let (s, te, g) = (data(seed, len, 5.0), data(seed + 1, len, 5.0), data(seed + 2, len, 1.0));
         let mut rng = StdRng::seed_from_u64(seed);
@@ -372,6 +372,23 @@ proptest! {
         gpu::kd_loss_forward(&ctx, &bs, &bt, &bl, &bloss2, &bgrad, &p).unwrap();
         assert_close("kd_loss_forward loss", &read(&ctx, &bloss2), &loss2);
         assert_close("kd_loss_forward grad", &read(&ctx, &bgrad), &grad);
+
+        // Decoupled KD needs two classes; its three columns' mean is checked with it.
+        if cols >= 2 {
+            let (mut loss3, mut grad3) = (vec![0.0; 3 * rows], vec![0.0; len]);
+            let (bloss3, bgrad3) = (ctx.zeros(3 * rows), ctx.zeros(len));
+            cpu::dkd_loss_forward(&s, &te, &labels, &mut loss3, &mut grad3, &p);
+            gpu::dkd_loss_forward(&ctx, &bs, &bt, &bl, &bloss3, &bgrad3, &p).unwrap();
+            assert_close("dkd_loss_forward loss", &read(&ctx, &bloss3), &loss3);
+            assert_close("dkd_loss_forward grad", &read(&ctx, &bgrad3), &grad3);
+            let pm = RowParams::new(rows, 3).with_alpha(alpha).with_beta(beta);
+            let (mut mean, mut means) = (vec![0.0; 1], vec![0.0; 3]);
+            cpu::row_loss_mean(&loss3, &mut mean, &mut means, &pm);
+            let (bmean, bmeans) = (ctx.zeros(1), ctx.zeros(3));
+            gpu::row_loss_mean(&ctx, &bloss3, &bmean, &bmeans, &pm).unwrap();
+            assert_close("row_loss_mean loss (3 columns)", &read(&ctx, &bmean), &mean);
+            assert_close("row_loss_mean means (3 columns)", &read(&ctx, &bmeans), &means);
+        }
 
         cpu::argmax_rows(&s, &mut arg, &p);
         gpu::argmax_rows(&ctx, &bs, &barg, &p).unwrap();

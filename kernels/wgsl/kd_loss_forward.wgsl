@@ -29,11 +29,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let t = p.temperature;
     let a = p.alpha;
     let inv_t = 1.0 / t;
-    let ms = row_max_student(base);
-    let lse_q1 = row_lse_student(base, ms, 1.0);
-    let lse_q = row_lse_student(base, ms, inv_t);
-    let mt = row_max_teacher(base);
-    let lse_p = row_lse_teacher(base, mt, inv_t);
+    let ms = row_max_student(base, p.cols);
+    let lse_q1 = row_lse_student(base, p.cols, ms, 1.0);
+    let lse_q = row_lse_student(base, p.cols, ms, inv_t);
+    let mt = row_max_teacher(base, p.cols);
+    let lse_p = row_lse_teacher(base, p.cols, mt, inv_t);
     let y = labels[r];
     var kl = 0.0;
     for (var j = 0u; j < p.cols; j++) {

@@ -22,10 +22,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let base = r * p.cols;
     let t = p.temperature;
     let inv_t = 1.0 / t;
-    let ms = row_max_student(base);
-    let lse_q = row_lse_student(base, ms, inv_t);
-    let mt = row_max_teacher(base);
-    let lse_p = row_lse_teacher(base, mt, inv_t);
+    let ms = row_max_student(base, p.cols);
+    let lse_q = row_lse_student(base, p.cols, ms, inv_t);
+    let mt = row_max_teacher(base, p.cols);
+    let lse_p = row_lse_teacher(base, p.cols, mt, inv_t);
     var kl = 0.0;
     for (var j = 0u; j < p.cols; j++) {
         let log_q = (student[base + j] - ms) * inv_t - lse_q;

@@ -1,5 +1,6 @@
 //! Row-wise losses over logits `(rows, classes)`: log-softmax, cross-entropy, the
-//! softmax-KL distillation term and the fused distillation loss.
+//! softmax-KL distillation term and the fused distillation losses (Hinton's and the
+//! decoupled one).
 //!
 //! Each loss runs one fused kernel that writes the per-row losses and the per-row
 //! gradients together, then `row_loss_mean` (one dispatch) takes the mean over rows
@@ -14,11 +15,13 @@ use crate::tensor::{Labels, Tensor};
 use kernels::params::{ElementwiseParams, RowParams};
 use kernels::registry as k;
 
-/// The output of [`Tensor::kd_loss`].
+/// The output of [`Tensor::kd_loss`] and [`Tensor::dkd_loss`].
 pub struct KdLoss {
-    /// `(1 - α)·CE + α·T²·KL`, averaged over the batch; backpropagate this.
+    /// The loss averaged over the batch (`(1 - α)·CE + α·T²·KL`, or decoupled KD's
+    /// `CE + α·T²·TCKD + β·T²·NCKD`); backpropagate this.
     pub loss: Tensor,
-    /// `[mean CE, mean T²·KL]`, for reporting (no gradient).
+    /// The means of its terms, for reporting (no gradient): `[CE, T²·KL]`, or `[CE,
+    /// T²·TCKD, T²·NCKD]`.
     pub parts: Tensor,
 }
 
@@ -96,7 +99,7 @@ impl Tensor {
     /// Mean over rows of `T²·KL(softmax(teacher/T) ‖ softmax(self/T))`. The teacher's
     /// logits are a constant: no gradient flows into them.
     pub fn softmax_kl(&self, teacher: &Tensor, temperature: f32) -> Result<Tensor> {
-        let (rows, cols) = self.check_kd_inputs("softmax_kl", teacher, temperature, 1.0)?;
+        let (rows, cols) = self.check_kd_inputs("softmax_kl", teacher, temperature)?;
         let p = RowParams::new(rows, cols).with_temperature(temperature);
         let [loss, grad] = run(
             k::SoftmaxKlForward,
@@ -116,8 +119,14 @@ impl Tensor {
         temperature: f32,
         alpha: f32,
     ) -> Result<KdLoss> {
-        let (rows, cols) = self.check_kd_inputs("kd_loss", teacher, temperature, alpha)?;
+        let (rows, cols) = self.check_kd_inputs("kd_loss", teacher, temperature)?;
         self.check_labels("kd_loss", labels, rows, cols)?;
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(Error::BadArgument {
+                op: "kd_loss",
+                message: format!("alpha must be in [0, 1], got {alpha}"),
+            });
+        }
         let p = RowParams::new(rows, cols)
             .with_temperature(temperature)
             .with_alpha(alpha);
@@ -132,12 +141,59 @@ impl Tensor {
         })
     }
 
+    /// Decoupled KD (Zhao et al. 2022), `CE(y, s) + α·T²·TCKD + β·T²·NCKD` averaged over
+    /// the batch: the softmax-KL split by the label into its target-class term (TCKD,
+    /// the KL of the binary split `(p_y, 1 - p_y)`) and its non-target one (NCKD, the KL
+    /// between the softmaxes over the other classes), each weighed on its own. `self` is
+    /// the student's logits, `teacher` the constant teacher logits, at least two classes;
+    /// `α, β >= 0`. One fused kernel pass per row. `parts` is `[mean CE, mean T²·TCKD,
+    /// mean T²·NCKD]`.
+    pub fn dkd_loss(
+        &self,
+        teacher: &Tensor,
+        labels: &Labels,
+        temperature: f32,
+        alpha: f32,
+        beta: f32,
+    ) -> Result<KdLoss> {
+        const OP: &str = "dkd_loss";
+        let (rows, cols) = self.check_kd_inputs(OP, teacher, temperature)?;
+        self.check_labels(OP, labels, rows, cols)?;
+        if cols < 2 {
+            return Err(Error::BadShape {
+                op: OP,
+                shape: self.shape().to_vec(),
+                expected: "(rows, classes), classes >= 2: the non-target term needs them",
+            });
+        }
+        for (name, w) in [("alpha", alpha), ("beta", beta)] {
+            if !(w >= 0.0 && w.is_finite()) {
+                return Err(Error::BadArgument {
+                    op: OP,
+                    message: format!("{name} must be >= 0 and finite, got {w}"),
+                });
+            }
+        }
+        let p = RowParams::new(rows, cols)
+            .with_temperature(temperature)
+            .with_alpha(alpha)
+            .with_beta(beta);
+        let reads = [&*self.storage(), &*teacher.storage(), labels.storage()];
+        let [terms, grad] = run(k::DkdLossForward, &p, &reads)?;
+        // (rows, 3) [CE, T²·TCKD, T²·NCKD] -> the weighted mean and the three means.
+        let mean = RowParams::new(rows, 3).with_alpha(alpha).with_beta(beta);
+        let (loss, parts) = self.row_loss(&terms, grad, mean)?;
+        Ok(KdLoss {
+            loss,
+            parts: Tensor::from_storage(parts, vec![3], self.device()),
+        })
+    }
+
     fn check_kd_inputs(
         &self,
         op: &'static str,
         teacher: &Tensor,
         t: f32,
-        alpha: f32,
     ) -> Result<(usize, usize)> {
         self.check_same_device(op, teacher)?;
         let (rows, cols) = self.rows_cols(op)?;
@@ -152,12 +208,6 @@ impl Tensor {
             return Err(Error::BadArgument {
                 op,
                 message: format!("temperature must be > 0 and finite, got {t}"),
-            });
-        }
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(Error::BadArgument {
-                op,
-                message: format!("alpha must be in [0, 1], got {alpha}"),
             });
         }
         Ok((rows, cols))

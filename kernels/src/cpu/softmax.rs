@@ -1,4 +1,5 @@
-//! Row-wise log-softmax, cross-entropy, the fused softmax-KL and distillation losses.
+//! Row-wise log-softmax, cross-entropy, the fused softmax-KL and distillation losses
+//! (Hinton's and the decoupled one).
 //!
 //! Every kernel reads logits `(rows, cols)`, row-major (see [`RowParams`]):
 //!
@@ -8,8 +9,9 @@
 //! cross_entropy_forward  logits: (rows, cols), labels: rows  loss: rows, grad: (rows, cols)
 //! softmax_kl_forward     student, teacher: (rows, cols)      loss: rows, grad: (rows, cols)
 //! kd_loss_forward        student, teacher, labels            loss: (rows, 2), grad: (rows, cols)
+//! dkd_loss_forward       student, teacher, labels            loss: (rows, 3), grad: (rows, cols)
 //! argmax_rows            x: (rows, cols)                     out: rows
-//! row_loss_mean          losses: (rows, cols), cols 1 or 2   loss: 1, means: cols
+//! row_loss_mean          losses: (rows, cols), cols 1 to 3   loss: 1, means: cols
 //! row_loss_backward      grad_rows: (rows, cols), upstream: 1  grad: (rows, cols)
 //! ```
 //!
@@ -493,19 +495,7 @@ pub fn kd_loss_forward(
     p: &RowParams,
 ) {
     const OP: &str = "kd_loss_forward";
-    let matrices = [
-        ("student", student.len()),
-        ("teacher", teacher.len()),
-        ("grad", grad.len()),
-    ];
-    let (rows, cols) = checked_shape(OP, p, &matrices);
-    check_len(OP, "labels", labels.len(), rows);
-    check_len(OP, "loss", loss.len(), 2 * rows);
-    assert!(
-        p.temperature > 0.0,
-        "{OP}: temperature {} must be positive",
-        p.temperature
-    );
+    let cols = p.cols as usize;
     let run = |s: &[f32], t: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]| {
         // The KL half of every row first, its gradient T (q - p) in `grad`, then the blend.
         softmax_kl_rows(s, t, grad, cols, p.temperature, |r, kl| {
@@ -518,6 +508,44 @@ pub fn kd_loss_forward(
             loss[0] = kd_blend_row(s, y, grad, p.alpha);
         }
     };
+    let outs = LossOutputs {
+        loss,
+        terms: 2,
+        grad,
+    };
+    distillation_blocks(OP, (student, teacher, labels), outs, p, run);
+}
+
+/// A distillation loss kernel's outputs: `terms` loss values per row, and the gradient.
+struct LossOutputs<'a> {
+    loss: &'a mut [f32],
+    terms: usize,
+    grad: &'a mut [f32],
+}
+
+/// Checks a distillation loss kernel's buffers against `p` and runs `run(student,
+/// teacher, labels, loss, grad)` on blocks of whole rows, in parallel past one block.
+fn distillation_blocks(
+    op: &str,
+    (student, teacher, labels): (&[f32], &[f32], &[u32]),
+    out: LossOutputs,
+    p: &RowParams,
+    run: impl Fn(&[f32], &[f32], &[u32], &mut [f32], &mut [f32]) + Sync,
+) {
+    let LossOutputs { loss, terms, grad } = out;
+    let matrices = [
+        ("student", student.len()),
+        ("teacher", teacher.len()),
+        ("grad", grad.len()),
+    ];
+    let (rows, cols) = checked_shape(op, p, &matrices);
+    check_len(op, "labels", labels.len(), rows);
+    check_len(op, "loss", loss.len(), terms * rows);
+    assert!(
+        p.temperature > 0.0,
+        "{op}: temperature {} must be positive",
+        p.temperature
+    );
     let block = rows_per_task(cols);
     if rows <= block {
         return run(student, teacher, labels, loss, grad);
@@ -526,9 +554,114 @@ pub fn kd_loss_forward(
         .par_chunks(block * cols)
         .zip(teacher.par_chunks(block * cols))
         .zip(labels.par_chunks(block))
-        .zip(loss.par_chunks_mut(2 * block))
+        .zip(loss.par_chunks_mut(terms * block))
         .zip(grad.par_chunks_mut(block * cols))
         .for_each(|((((s, t), y), l), g)| run(s, t, y, l, g));
+}
+
+impl LogSoftmax {
+    /// The log-softmax at temperature `T` over every column of `x` but `y`: decoupled
+    /// KD's non-target distribution. `x` has at least two columns.
+    fn without(x: &[f32], y: usize, inv_t: f32) -> Self {
+        let others = || x.iter().enumerate().filter(move |&(j, _)| j != y);
+        let max = others().fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
+        let sum: f32 = others().map(|(_, &v)| ((v - max) * inv_t).exp()).sum();
+        Self {
+            max,
+            inv_t,
+            lse: sum.ln(),
+        }
+    }
+
+    /// `ln Σ_{j≠y} softmax(x / T)_j = ln(1 - softmax(x / T)_y)` from the row's softmax
+    /// and its non-target one: the difference of their log-normalisers, which stays
+    /// exact where `1 - softmax_y` would round to 0.
+    fn log_rest(&self, rest: &LogSoftmax) -> f32 {
+        (rest.max - self.max) * self.inv_t + rest.lse - self.lse
+    }
+}
+
+// Decoupled KD (Zhao et al. 2022) splits KL(p ‖ q) at temperature T by the target class y:
+//
+//   TCKD = KL(b_p ‖ b_q) over the binary split b = (p_y, 1 - p_y),
+//   NCKD = KL(p̂ ‖ q̂) over the non-target classes, p̂_j = p_j / (1 - p_y) (j ≠ y),
+//
+// and KL(p ‖ q) = TCKD + (1 - p_y)·NCKD. With z = s / T, q = softmax(z), q̂ = softmax of
+// the non-target z:
+//
+//   d TCKD / dz_y = q_y - p_y             d TCKD / dz_j = q̂_j (p_y - q_y)   (j ≠ y)
+//   d NCKD / dz_y = 0                     d NCKD / dz_j = q̂_j - p̂_j          (j ≠ y)
+//
+// (TCKD depends on z through q_y only, d q_y / dz_i = q_y (δ_iy - q_i); NCKD is a
+// softmax-KL over the non-target z.) d/ds = (1/T) d/dz, so each term times T² has the
+// gradient T times the above, as in the softmax-KL.
+/// The decoupled distillation loss of Zhao et al. 2022 per row: `loss[3r] = CE(y, s)`,
+/// `loss[3r + 1] = T²·TCKD`, `loss[3r + 2] = T²·NCKD` (see above), and `grad` the
+/// derivative of `ce + α·tckd + β·nckd` with respect to `s` (`T = p.temperature > 0`,
+/// `α = p.alpha`, `β = p.beta`; at least two classes). One serial pass per row: unlike
+/// [`kd_loss_forward`], it is not grouped for vectors, as it is an option of the
+/// distillation step rather than its default.
+pub fn dkd_loss_forward(
+    student: &[f32],
+    teacher: &[f32],
+    labels: &[u32],
+    loss: &mut [f32],
+    grad: &mut [f32],
+    p: &RowParams,
+) {
+    const OP: &str = "dkd_loss_forward";
+    let cols = p.cols as usize;
+    assert!(cols >= 2, "{OP}: decoupled KD needs at least two classes");
+    let run = |s: &[f32], t: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]| {
+        let rows = s.chunks_exact(cols).zip(t.chunks_exact(cols)).zip(labels);
+        let outs = loss.chunks_exact_mut(3).zip(grad.chunks_exact_mut(cols));
+        for (((s, t), &label), (loss, grad)) in rows.zip(outs) {
+            let y = label_index(OP, label, cols);
+            dkd_row(s, t, y, loss, grad, p);
+        }
+    };
+    let outs = LossOutputs {
+        loss,
+        terms: 3,
+        grad,
+    };
+    distillation_blocks(OP, (student, teacher, labels), outs, p, run);
+}
+
+/// One row of [`dkd_loss_forward`]: `[CE, T²·TCKD, T²·NCKD]` into `loss`, the blended
+/// gradient into `grad`.
+fn dkd_row(s: &[f32], t: &[f32], y: usize, loss: &mut [f32], grad: &mut [f32], p: &RowParams) {
+    let (temperature, alpha, beta) = (p.temperature, p.alpha, p.beta);
+    let inv_t = 1.0 / temperature;
+    let student1 = LogSoftmax::of(s, row_max(s), 1.0);
+    let (student, teacher) = (
+        LogSoftmax::of(s, row_max(s), inv_t),
+        LogSoftmax::of(t, row_max(t), inv_t),
+    );
+    let (student_rest, teacher_rest) = (
+        LogSoftmax::without(s, y, inv_t),
+        LogSoftmax::without(t, y, inv_t),
+    );
+    // The binary split (target, the rest) of each side, in logs.
+    let (log_qy, log_qn) = (student.at(s[y]), student.log_rest(&student_rest));
+    let (log_py, log_pn) = (teacher.at(t[y]), teacher.log_rest(&teacher_rest));
+    let (qy, py) = (log_qy.exp(), log_py.exp());
+    let tckd = kl_term(py, log_py, log_qy) + kl_term(log_pn.exp(), log_pn, log_qn);
+    let mut nckd = 0.0;
+    for (j, ((g, &sj), &tj)) in grad.iter_mut().zip(s).zip(t).enumerate() {
+        let g_ce = ce_column(student1.at(sj), j == y);
+        let g_kd = if j == y {
+            alpha * (qy - py)
+        } else {
+            let (log_q, log_p) = (student_rest.at(sj), teacher_rest.at(tj));
+            let (q, p) = (log_q.exp(), log_p.exp());
+            nckd += kl_term(p, log_p, log_q);
+            alpha * q * (py - qy) + beta * (q - p)
+        };
+        *g = g_ce + temperature * g_kd;
+    }
+    let t2 = temperature * temperature;
+    loss.copy_from_slice(&[-student1.at(s[y]), t2 * tckd, t2 * nckd]);
 }
 
 /// `out[r]` = the column of the largest value of row `r`, the first one on ties.
@@ -560,19 +693,20 @@ pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) {
 
 /// The mean over rows of per-row losses `(rows, cols)`: `means[c] = Σ_r losses[r, c] /
 /// rows`, and `loss[0] = means[0]` when `cols == 1`, `(1 - α)·means[0] + α·means[1]` when
-/// `cols == 2` (the cross-entropy and `T²·KL` columns of [`kd_loss_forward`]).
+/// `cols == 2` (the cross-entropy and `T²·KL` columns of [`kd_loss_forward`]),
+/// `means[0] + α·means[1] + β·means[2]` when `cols == 3` (those of [`dkd_loss_forward`]).
 ///
 /// NOTE: summed in `f64`, then rounded: the GPU's `f32` tree agrees to about 1e-6.
 pub fn row_loss_mean(losses: &[f32], loss: &mut [f32], means: &mut [f32], p: &RowParams) {
     const OP: &str = "row_loss_mean";
     let (rows, cols) = checked_shape(OP, p, &[("losses", losses.len())]);
     assert!(
-        rows > 0 && (1..=2).contains(&cols),
+        rows > 0 && (1..=3).contains(&cols),
         "{OP}: ({rows}, {cols}) losses"
     );
     check_len(OP, "loss", loss.len(), 1);
     check_len(OP, "means", means.len(), cols);
-    let mut sums = [0.0f64; 2];
+    let mut sums = [0.0f64; 3];
     for row in losses.chunks_exact(cols) {
         for (s, &l) in sums.iter_mut().zip(row) {
             *s += l as f64;
@@ -584,7 +718,8 @@ pub fn row_loss_mean(losses: &[f32], loss: &mut [f32], means: &mut [f32], p: &Ro
     loss[0] = match *means {
         [m] => m,
         [ce, kl] => (1.0 - p.alpha) * ce + p.alpha * kl,
-        _ => unreachable!("checked: 1 or 2 columns"),
+        [ce, tckd, nckd] => ce + p.alpha * tckd + p.beta * nckd,
+        _ => unreachable!("checked: 1 to 3 columns"),
     };
 }
 
@@ -648,6 +783,28 @@ mod tests {
         temp * temp * kl
     }
 
+    /// `(T²·TCKD, T²·NCKD)` of decoupled KD from their definitions: the binary split
+    /// `(p_y, 1 - p_y)` of each softmax at `T`, and the softmaxes renormalised over the
+    /// columns other than `y`.
+    fn ref_dkd(s: &[f64], t: &[f64], y: usize, temp: f64) -> (f64, f64) {
+        let (q, p) = (ref_softmax(s, temp), ref_softmax(t, temp));
+        let kl = |p: &[f64], q: &[f64]| -> f64 {
+            p.iter()
+                .zip(q)
+                .filter(|(p, _)| **p > 0.0)
+                .map(|(p, q)| p * (p / q).ln())
+                .sum()
+        };
+        let tckd = kl(&[p[y], 1.0 - p[y]], &[q[y], 1.0 - q[y]]);
+        let rest = |x: &[f64]| -> Vec<f64> {
+            let others: Vec<f64> = (0..x.len()).filter(|&j| j != y).map(|j| x[j]).collect();
+            let sum: f64 = others.iter().sum();
+            others.iter().map(|v| v / sum).collect()
+        };
+        let nckd = kl(&rest(&p), &rest(&q));
+        (temp * temp * tckd, temp * temp * nckd)
+    }
+
     /// Central differences of `f` at `x`: truncation error O(h²) ≈ 1e-10 in f64.
     fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
         let h = 1e-5;
@@ -686,6 +843,7 @@ mod tests {
         labels: Vec<u32>,
         temperature: f32,
         alpha: f32,
+        beta: f32,
     }
 
     impl Case {
@@ -693,6 +851,7 @@ mod tests {
             RowParams::new(self.rows, self.cols)
                 .with_temperature(self.temperature)
                 .with_alpha(self.alpha)
+                .with_beta(self.beta)
         }
         fn row(&self, x: &[f32], r: usize) -> Vec<f64> {
             f64s(&x[r * self.cols..(r + 1) * self.cols])
@@ -718,6 +877,12 @@ mod tests {
             let (mut loss, mut grad) = (vec![0.0; 2 * self.rows], vec![0.0; self.student.len()]);
             let (s, t, y) = (&self.student, &self.teacher, &self.labels);
             kd_loss_forward(s, t, y, &mut loss, &mut grad, &self.params());
+            (loss, grad)
+        }
+        fn dkd_loss(&self) -> (Vec<f32>, Vec<f32>) {
+            let (mut loss, mut grad) = (vec![0.0; 3 * self.rows], vec![0.0; self.student.len()]);
+            let (s, t, y) = (&self.student, &self.teacher, &self.labels);
+            dkd_loss_forward(s, t, y, &mut loss, &mut grad, &self.params());
             (loss, grad)
         }
         fn log_softmax(&self) -> Vec<f32> {
@@ -756,8 +921,9 @@ mod tests {
             let n = rows * cols;
             let logits = || vec(-5f32..5.0, n);
             let labels = vec(0..cols as u32, rows);
-            (logits(), logits(), labels, 0.5f32..8.0, 0f32..=1.0).prop_map(
-                move |(student, teacher, labels, temperature, alpha)| Case {
+            let weights = (0.5f32..8.0, 0f32..=1.0, 0f32..8.0);
+            (logits(), logits(), labels, weights).prop_map(
+                move |(student, teacher, labels, (temperature, alpha, beta))| Case {
                     rows,
                     cols,
                     student,
@@ -765,6 +931,7 @@ mod tests {
                     labels,
                     temperature,
                     alpha,
+                    beta,
                 },
             )
         })
@@ -928,6 +1095,52 @@ mod tests {
             prop_assert_eq!(bits(&grad2), bits(&kl_grad));
         }
 
+        #[test]
+        fn dkd_loss_forward_matches_reference(c in cases()) {
+            prop_assume!(c.cols >= 2);
+            let (loss, grad) = c.dkd_loss();
+            let (temp, alpha, beta) = (c.temperature as f64, c.alpha as f64, c.beta as f64);
+            for r in 0..c.rows {
+                let (s, t, y) = (c.row(&c.student, r), c.row(&c.teacher, r), c.labels[r] as usize);
+                let (tckd, nckd) = ref_dkd(&s, &t, y, temp);
+                assert_close("ce", &loss[3 * r..][..1], &[ref_cross_entropy(&s, y)], 1e-5, 1.0);
+                assert_close("tckd", &loss[3 * r + 1..][..1], &[tckd], 1e-4, temp * temp);
+                assert_close("nckd", &loss[3 * r + 2..][..1], &[nckd], 1e-4, temp * temp);
+                let total = |s: &[f64]| {
+                    let (tckd, nckd) = ref_dkd(s, &t, y, temp);
+                    ref_cross_entropy(s, y) + alpha * tckd + beta * nckd
+                };
+                let want = numeric_grad(&s, total);
+                let scale = temp * (1.0 + alpha + beta);
+                assert_close("grad", &grad[r * c.cols..][..c.cols], &want, 1e-4, scale);
+            }
+        }
+
+        // Zhao et al.'s decomposition: KL(p ‖ q) = TCKD + (1 - p_y)·NCKD, all times T².
+        #[test]
+        fn dkd_terms_sum_to_the_softmax_kl(c in cases()) {
+            prop_assume!(c.cols >= 2);
+            let ((dkd, _), (kl, _)) = (c.dkd_loss(), c.softmax_kl());
+            let temp = c.temperature as f64;
+            for r in 0..c.rows {
+                let (t, y) = (c.row(&c.teacher, r), c.labels[r] as usize);
+                let p_y = ref_softmax(&t, temp)[y];
+                let sum = dkd[3 * r + 1] as f64 + (1.0 - p_y) * dkd[3 * r + 2] as f64;
+                assert_close("kl", &[sum as f32], &[kl[r] as f64], 1e-4, temp * temp);
+            }
+        }
+
+        // With α = β = 0 the gradient is g_ce + T·0, which rounds to g_ce exactly.
+        #[test]
+        fn dkd_loss_with_zero_weights_is_cross_entropy(c in cases()) {
+            prop_assume!(c.cols >= 2);
+            let c = Case { alpha: 0.0, beta: 0.0, ..c };
+            let ((dkd_loss, dkd_grad), (ce_loss, ce_grad)) = (c.dkd_loss(), c.cross_entropy());
+            let dkd_ce: Vec<f32> = dkd_loss.iter().step_by(3).copied().collect();
+            prop_assert_eq!(bits(&dkd_ce), bits(&ce_loss));
+            prop_assert_eq!(bits(&dkd_grad), bits(&ce_grad));
+        }
+
         // Values from {-2, ..., 2} so that most rows hold ties.
         #[test]
         fn argmax_rows_matches_reference(
@@ -1004,6 +1217,23 @@ mod tests {
         assert_close("grad", &grad, &[0.5, -0.5], 1e-6, 1.0);
     }
 
+    // s = 0: q = (1/3, 1/3, 1/3); t = ln (4, 3, 1): p = (4, 3, 1) / 8; label 0, T = 1.
+    // TCKD = KL((1/2, 1/2) ‖ (1/3, 2/3)); NCKD = KL((3/4, 1/4) ‖ (1/2, 1/2)).
+    // grad (α = 1, β = 2): column 0: 1/3 - 1 + (1/3 - 1/2) = -5/6; columns 1, 2:
+    // 1/3 + (1/2)(1/2 - 1/3) + 2 (1/2 - 3/4 or 1/4) = -1/12 or 11/12.
+    #[test]
+    fn dkd_loss_by_hand() {
+        let tckd = 0.5 * 1.5f64.ln() + 0.5 * 0.75f64.ln();
+        let nckd = 0.75 * 1.5f64.ln() + 0.25 * 0.5f64.ln();
+        let (mut loss, mut grad) = ([0.0; 3], [0.0; 3]);
+        let p = RowParams::new(1, 3).with_alpha(1.0).with_beta(2.0);
+        let (s, t) = ([0.0; 3], [4f32.ln(), 3f32.ln(), 0.0]);
+        dkd_loss_forward(&s, &t, &[0], &mut loss, &mut grad, &p);
+        assert_close("loss", &loss, &[3f64.ln(), tckd, nckd], 1e-6, 1.0);
+        let want = [-5.0 / 6.0, -1.0 / 12.0, 11.0 / 12.0];
+        assert_close("grad", &grad, &want, 1e-6, 1.0);
+    }
+
     #[test]
     fn argmax_rows_by_hand() {
         let mut out = [9; 3];
@@ -1029,6 +1259,7 @@ mod tests {
             labels: vec![0],
             temperature: 2.0,
             alpha: 0.5,
+            beta: 1.0,
         };
         let c = one_row([f32::NEG_INFINITY, 1.0, -1.0]);
         let (loss, grad) = c.softmax_kl();
@@ -1062,6 +1293,7 @@ mod tests {
                 labels: vec![2, 0],
                 temperature: 2.0,
                 alpha: 0.25,
+                beta: 1.0,
             };
             let (loss, grad) = c.softmax_kl();
             let (kd, kd_grad) = c.kd_loss();
@@ -1118,6 +1350,7 @@ mod tests {
                 labels: vec![0; rows],
                 temperature: 2.0,
                 alpha: 0.5,
+                beta: 1.0,
             };
             assert_softmax_kl_matches_reference(&c);
         }
@@ -1143,6 +1376,7 @@ mod tests {
             labels,
             temperature: 3.0,
             alpha: 0.7,
+            beta: 1.0,
         }
     }
 
@@ -1206,6 +1440,12 @@ mod tests {
         let p = RowParams::new(2, 2).with_alpha(0.25);
         row_loss_mean(&[1.0, 10.0, 3.0, 30.0], &mut loss, &mut means, &p);
         assert_eq!((loss, means), ([6.5], [2.0, 20.0]));
+        // Three columns [[1, 2, 4], [3, 6, 0]]: means [2, 4, 2]; at alpha 0.5, beta 2 the
+        // loss is 2 + 0.5 · 4 + 2 · 2 = 8.
+        let (mut loss, mut means) = ([f32::NAN], [f32::NAN; 3]);
+        let p = RowParams::new(2, 3).with_alpha(0.5).with_beta(2.0);
+        row_loss_mean(&[1.0, 2.0, 4.0, 3.0, 6.0, 0.0], &mut loss, &mut means, &p);
+        assert_eq!((loss, means), ([8.0], [2.0, 4.0, 2.0]));
     }
 
     #[test]

@@ -1,39 +1,49 @@
-// The row helpers of the softmax-KL and the KD loss (prepended to both:
+// The row helpers of the softmax-KL and the KD losses (prepended to each:
 // kernels/src/registry.rs), over the kernel's `student` and `teacher` bindings. They come in
 // one copy per array because a WGSL function cannot take a storage array as a parameter.
 
-// The largest value of the row at `base`.
-fn row_max_student(base: u32) -> f32 {
-    var m = student[base];
-    for (var j = 1u; j < p.cols; j++) {
-        m = max(m, student[base + j]);
+// The largest value of the row at `base`, column `skip` left out (`p.cols`: none).
+fn row_max_student(base: u32, skip: u32) -> f32 {
+    var m = student[base + select(0u, 1u, skip == 0u)];
+    for (var j = 0u; j < p.cols; j++) {
+        if (j != skip) {
+            m = max(m, student[base + j]);
+        }
     }
     return m;
 }
 
-// ln sum_j exp((v_j - m) * inv_t): each exponent <= 0 and one is 0, so nothing overflows.
-fn row_lse_student(base: u32, m: f32, inv_t: f32) -> f32 {
+// ln sum_j exp((v_j - m) * inv_t) over the columns but `skip`, with m their max: each
+// exponent <= 0 and one is 0, so nothing overflows.
+fn row_lse_student(base: u32, skip: u32, m: f32, inv_t: f32) -> f32 {
     var sum = 0.0;
     for (var j = 0u; j < p.cols; j++) {
-        sum += exp((student[base + j] - m) * inv_t);
+        if (j != skip) {
+            sum += exp((student[base + j] - m) * inv_t);
+        }
     }
     return log(sum);
 }
 
-// The largest value of the row at `base`.
-fn row_max_teacher(base: u32) -> f32 {
-    var m = teacher[base];
-    for (var j = 1u; j < p.cols; j++) {
-        m = max(m, teacher[base + j]);
+// The largest value of the row at `base`, column `skip` left out (`p.cols`: none).
+fn row_max_teacher(base: u32, skip: u32) -> f32 {
+    var m = teacher[base + select(0u, 1u, skip == 0u)];
+    for (var j = 0u; j < p.cols; j++) {
+        if (j != skip) {
+            m = max(m, teacher[base + j]);
+        }
     }
     return m;
 }
 
-// ln sum_j exp((v_j - m) * inv_t): each exponent <= 0 and one is 0, so nothing overflows.
-fn row_lse_teacher(base: u32, m: f32, inv_t: f32) -> f32 {
+// ln sum_j exp((v_j - m) * inv_t) over the columns but `skip`, with m their max: each
+// exponent <= 0 and one is 0, so nothing overflows.
+fn row_lse_teacher(base: u32, skip: u32, m: f32, inv_t: f32) -> f32 {
     var sum = 0.0;
     for (var j = 0u; j < p.cols; j++) {
-        sum += exp((teacher[base + j] - m) * inv_t);
+        if (j != skip) {
+            sum += exp((teacher[base + j] - m) * inv_t);
+        }
     }
     return log(sum);
 }

@@ -58,6 +58,10 @@ struct RowParams {
     cols: u32,
     temperature: f32,
     alpha: f32,
+    beta: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 struct DropoutParams {
