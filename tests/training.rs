@@ -245,6 +245,45 @@ fn dkd_with_zero_weights_is_cross_entropy_and_otherwise_distils() {
     assert!(Distillation::with_loss(Loss::Dkd { beta: 8.0 }, &teacher, 4.0, 2.0).is_ok());
 }
 
+/// With `max_norm`, every row of every weight ends a run within the bound (biases are
+/// free), and the run differs from the unconstrained one.
+#[test]
+fn max_norm_holds_every_weight_row_to_the_bound() {
+    let dir = temp_dir("max-norm");
+    let data = slice(640, 100);
+    let mut opts = options(1, dir.join("clipped.safetensors"));
+    opts.optimizer.max_norm = Some(0.5);
+    let (clipped, _) = run("student-cnn", &opts, &data, None);
+    let (free, _) = run(
+        "student-cnn",
+        &options(1, dir.join("free.safetensors")),
+        &data,
+        None,
+    );
+    let mut clipped_rows = 0;
+    for ((name, w), (_, w_free)) in clipped.parameters().iter().zip(free.parameters()) {
+        let shape = w.shape().to_vec();
+        if shape.len() < 2 {
+            continue;
+        }
+        let cols: usize = shape[1..].iter().product();
+        let (values, free_values) = (w.to_vec().unwrap(), w_free.to_vec().unwrap());
+        for (row, free_row) in values.chunks(cols).zip(free_values.chunks(cols)) {
+            let norm = |r: &[f32]| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+            assert!(
+                norm(row) <= 0.5 * (1.0 + 1e-5),
+                "{name}: a row of norm {}",
+                norm(row)
+            );
+            clipped_rows += usize::from(norm(free_row) > 0.5);
+        }
+    }
+    assert!(
+        clipped_rows > 0,
+        "the bound never bit: the test proves nothing"
+    );
+}
+
 #[test]
 fn kd_with_alpha_1_ignores_the_labels() {
     let dir = temp_dir("alpha1");
@@ -568,6 +607,42 @@ fn a_resume_refuses_another_schedule_and_continues_the_same_one() {
         first.get("test_errors").is_none(),
         "the test set waits for the last epoch: {first}"
     );
+}
+
+/// Sweeps of KD and of decoupled KD at two betas share one folder: the teacher and the
+/// runs alone are trained once, each loss's runs apart.
+#[test]
+fn sweeps_of_two_losses_share_the_runs_alone_and_nothing_else() {
+    use distill::sweep::{run_sweep, SweepOptions};
+    let dir = temp_dir("sweep-losses");
+    let data = slice_with_val(640, 100, 100);
+    let opts = |loss: Loss| {
+        let mut preset = quick_preset(0.5);
+        preset.loss = loss;
+        SweepOptions {
+            preset,
+            teacher: builtin::builtin("student-cnn").unwrap(),
+            student: builtin::builtin("student-cnn").unwrap(),
+            temperatures: vec![4.0],
+            alphas: vec![0.5],
+            widths: vec![],
+            seed: 0,
+            seeds: 1,
+            out_dir: dir.clone(),
+            progress: ProgressMode::Quiet,
+        }
+    };
+    let kd = run_sweep(&opts(Loss::Kd), &data, &Device::Cpu).unwrap();
+    assert_eq!(kd.trained_now, 2);
+    let dkd = run_sweep(&opts(Loss::Dkd { beta: 8.0 }), &data, &Device::Cpu).unwrap();
+    assert_eq!(dkd.trained_now, 1, "the run alone is shared");
+    assert_eq!(dkd.results[1].cell.key, "T4-a0.5-dkd-b8-seed0");
+    let other = run_sweep(&opts(Loss::Dkd { beta: 1.0 }), &data, &Device::Cpu).unwrap();
+    assert_eq!(other.trained_now, 1, "another beta is another run");
+    let again = run_sweep(&opts(Loss::Kd), &data, &Device::Cpu).unwrap();
+    assert_eq!((again.trained_now, again.results), (0, kd.results));
+    let md = std::fs::read_to_string(dir.join("sweep.md")).unwrap();
+    assert!(md.contains("distilled with KD"), "{md}");
 }
 
 #[test]

@@ -84,6 +84,10 @@ struct Common {
     /// Weight decay (L2 for sgd and adam, decoupled for adamw).
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f32,
+    /// Max-norm constraint: after each step, every unit's incoming weights (each row of
+    /// a weight) longer than this L2 norm are scaled onto it.
+    #[arg(long, allow_negative_numbers = true)]
+    max_norm: Option<f32>,
     /// Seeds the initialisation, the batch order, dropout and jitter.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -156,7 +160,7 @@ struct DistillArgs {
     temperature: f32,
     /// Weight of the distillation term; 1 - alpha weighs the labels' cross-entropy. With
     /// --loss dkd, the weight of the target-class term [default: 0.1, or 1 with dkd].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     alpha: Option<f32>,
     #[command(flatten)]
     loss: LossFlags,
@@ -186,11 +190,12 @@ struct RunArgs {
     /// Override the preset's temperature.
     #[arg(long = "T")]
     temperature: Option<f32>,
-    /// Override the preset's distillation weight.
-    #[arg(long)]
+    /// Override the preset's distillation weight [default: the preset's, or 1 when
+    /// --loss dkd changes the preset's loss].
+    #[arg(long, allow_negative_numbers = true)]
     alpha: Option<f32>,
-    /// Where the checkpoints and the comparison go [default: runs/PRESET-seedSEED, or
-    /// runs/PRESET-fashion-mnist-seedSEED].
+    /// Where the checkpoints and the comparison go [default: runs/PRESET-seedSEED;
+    /// PRESET-fashion-mnist on Fashion-MNIST, PRESET-dkd with --loss dkd].
     #[arg(long)]
     out_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -206,8 +211,14 @@ struct SweepArgs {
     /// Temperatures, comma-separated [default: the preset's].
     #[arg(long = "T", value_delimiter = ',', num_args = 1..)]
     temperatures: Option<Vec<f32>>,
-    /// Distillation weights, comma-separated [default: the preset's].
-    #[arg(long = "alpha", value_delimiter = ',', num_args = 1..)]
+    /// Distillation weights, comma-separated [default: the preset's, or 1 when --loss
+    /// dkd changes the preset's loss].
+    #[arg(
+        long = "alpha",
+        value_delimiter = ',',
+        num_args = 1..,
+        allow_negative_numbers = true
+    )]
     alphas: Option<Vec<f32>>,
     /// Conv channels of student-cnn-shaped students (hidden layer 4x): a capacity sweep
     /// at the first T and alpha instead of the grid.
@@ -223,8 +234,8 @@ struct SweepArgs {
     #[arg(long, default_value_t = 5000)]
     val: usize,
     /// Where the teacher, each run's result and the report go; a restarted sweep reads
-    /// the results already there [default: runs/sweep-PRESET, or
-    /// runs/sweep-PRESET-fashion-mnist].
+    /// the results already there [default: runs/sweep-PRESET, with capacity- before
+    /// PRESET for --widths, -fashion-mnist on Fashion-MNIST, -dkd with --loss dkd].
     #[arg(long)]
     out_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -238,7 +249,7 @@ struct SweepArgs {
 /// The recipe of `run` and `sweep`: a preset and the command line's overrides.
 #[derive(Args)]
 struct StudyRecipe {
-    /// The recipe: default, seed-example or hinton-mnist (see `run --list-presets`).
+    /// The recipe: default, fashion, seed-example or hinton-mnist (see `run --list-presets`).
     #[arg(long, default_value = "default")]
     preset: String,
     /// Replace the preset's teacher: a built-in network or a description file.
@@ -265,17 +276,23 @@ struct StudyRecipe {
 #[derive(Args)]
 struct LossFlags {
     /// The distillation loss: kd (Hinton et al.: (1 - alpha)·CE + alpha·T²·KL) or dkd
-    /// (decoupled KD, Zhao et al. 2022: CE + alpha·T²·TCKD + beta·T²·NCKD).
-    #[arg(long, default_value = "kd")]
-    loss: String,
+    /// (decoupled KD, Zhao et al. 2022: CE + alpha·T²·TCKD + beta·T²·NCKD) [default:
+    /// kd, or the preset's].
+    #[arg(long)]
+    loss: Option<String>,
     /// The weight of decoupled KD's non-target term (--loss dkd) [default: 8].
     #[arg(long, allow_negative_numbers = true)]
     beta: Option<f32>,
 }
 
 impl LossFlags {
-    fn resolve(&self) -> Result<Loss> {
-        Loss::from_flags(&self.loss, self.beta)
+    /// The loss the flags name, `default` where `--loss` is not given.
+    fn resolve(&self, default: Loss) -> Result<Loss> {
+        match (&self.loss, self.beta) {
+            (None, None) => Ok(default),
+            (None, Some(_)) => Loss::from_flags(default.name(), self.beta),
+            (Some(name), beta) => Loss::from_flags(name, beta),
+        }
     }
 }
 
@@ -290,10 +307,21 @@ impl StudyRecipe {
             students.schedule.kind = kind;
         }
         students.jitter |= self.jitter;
-        preset.loss = self.loss.resolve()?;
-        if preset.loss != Loss::Kd {
-            // The preset's alpha is a KD blend weight; decoupled KD's is another scale.
-            preset.alpha = Loss::DKD_ALPHA;
+        let loss = self.loss.resolve(preset.loss)?;
+        if loss.name() != preset.loss.name() {
+            // A KD blend weight and decoupled KD's target-class weight are different
+            // scales: the preset's alpha belongs to its own loss.
+            preset.alpha = match loss {
+                Loss::Kd => presets::KD_ALPHA,
+                Loss::Dkd { .. } => Loss::DKD_ALPHA,
+            };
+        }
+        preset.loss = loss;
+        if let Some(kind) = preset.dataset.filter(|&k| k != place.dataset) {
+            return Err(DistillError::Config(format!(
+                "preset `{}` is for --dataset {kind}, not {}",
+                preset.name, place.dataset
+            )));
         }
         if students.epochs == 0 {
             return Err(DistillError::Config("--epochs must be at least 1".into()));
@@ -383,12 +411,12 @@ impl Place {
         Ok((device, data))
     }
 
-    /// What default output folders add for the data set: nothing for MNIST,
-    /// `-fashion-mnist` otherwise.
-    fn folder_suffix(&self) -> String {
-        match self.dataset {
-            DatasetKind::Mnist => String::new(),
-            other => format!("-{other}"),
+    /// What default output folders add for the data set: nothing for MNIST or for a
+    /// preset made for one data set, `-fashion-mnist` otherwise.
+    fn folder_suffix(&self, preset: &presets::Preset) -> String {
+        match (self.dataset, preset.dataset) {
+            (DatasetKind::Mnist, _) | (_, Some(_)) => String::new(),
+            (other, None) => format!("-{other}"),
         }
     }
 
@@ -435,6 +463,7 @@ fn check_dataset(
 fn options(out: PathBuf, c: &Common) -> TrainOptions {
     let mut optimizer = OptimizerConfig::new(c.optimizer, c.lr);
     optimizer.weight_decay = c.weight_decay;
+    optimizer.max_norm = c.max_norm;
     TrainOptions {
         epochs: c.epochs,
         batch_size: c.batch,
@@ -469,7 +498,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
 fn cmd_distill(args: DistillArgs) -> Result<()> {
     let opts = options(args.out, &args.common);
     // Check the cheap things before loading anything.
-    let loss = args.loss.resolve()?;
+    let loss = args.loss.resolve(Loss::Kd)?;
     let alpha = args.alpha.unwrap_or(match loss {
         Loss::Kd => 0.1,
         Loss::Dkd { .. } => Loss::DKD_ALPHA,
@@ -575,7 +604,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     check_val(args.val)?;
     let progress = args.output.progress();
     let out_dir = args.out_dir.unwrap_or_else(|| {
-        let dataset = args.place.folder_suffix();
+        let dataset = args.place.folder_suffix(&preset);
         let loss = preset.loss.folder_suffix();
         PathBuf::from(format!(
             "runs/{}{dataset}{loss}-seed{}",
@@ -616,7 +645,7 @@ fn cmd_sweep(args: SweepArgs) -> Result<()> {
         ));
     }
     let progress = args.output.progress();
-    let dataset = args.place.folder_suffix();
+    let dataset = args.place.folder_suffix(&preset);
     let capacity = if args.widths.is_some() {
         "capacity-"
     } else {

@@ -68,6 +68,9 @@ pub struct OptimizerConfig {
     pub beta2: f32,
     /// Adam's term added to the denominator; unused by SGD.
     pub eps: f32,
+    /// The max-norm constraint applied after each update to every weight of 2 or more
+    /// dimensions (each unit's incoming weights at most this L2 norm); `None`: none.
+    pub max_norm: Option<f32>,
 }
 
 impl OptimizerConfig {
@@ -81,6 +84,7 @@ impl OptimizerConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            max_norm: None,
         }
     }
 }
@@ -176,6 +180,9 @@ impl Optimizer {
                     };
                     param.adam_step(grad, &slot.first, v, &h, self.step)?;
                 }
+            }
+            if let Some(max_norm) = c.max_norm.filter(|_| param.shape().len() >= 2) {
+                param.max_norm_rows(max_norm)?;
             }
         }
         Ok(())

@@ -15,7 +15,7 @@ use crate::plot::{self, Axes, Series};
 use crate::presets::{Preset, Recipe};
 use crate::progress::{say, ProgressMode};
 use crate::stats::{self, Summary};
-use crate::train::{self, Distillation, Loss, Predictions, TrainOptions, TrainReport};
+use crate::train::{self, Distillation, Predictions, TrainOptions, TrainReport};
 use engine::{Device, QueueStats};
 use models::{Module, Network, NetworkSpec};
 use serde_json::json;
@@ -499,11 +499,7 @@ pub fn to_json(study: &StudyReport) -> serde_json::Value {
         "student_recipe": p.student_recipe.to_json(),
         "temperature": p.temperature,
         "alpha": p.alpha,
-        "loss": p.loss.name(),
-        "beta": match p.loss {
-            Loss::Kd => None,
-            Loss::Dkd { beta } => Some(beta),
-        },
+        "loss": p.loss.to_json(),
         "verdict": study.verdict(),
         "test_errors_difference": study.test_difference().to_json(),
         "val_errors_difference": study.val_difference().to_json(),

@@ -187,7 +187,7 @@ fn options(recipe: &Recipe, seed: u64, out: PathBuf, progress: ProgressMode) -> 
 /// Everything a run's result depends on: a result file with another fingerprint is
 /// trained again.
 fn fingerprint(opts: &SweepOptions, cell: &Cell, data: &Mnist) -> serde_json::Value {
-    json!({
+    let mut v = json!({
         "dataset": data.kind.name(),
         "val": data.val.len(),
         "teacher": serde_json::to_value(&opts.teacher).unwrap_or_default(),
@@ -198,8 +198,13 @@ fn fingerprint(opts: &SweepOptions, cell: &Cell, data: &Mnist) -> serde_json::Va
         "seed": cell.seed,
         "temperature": cell.kd.map(|(t, _)| t),
         "alpha": cell.kd.map(|(_, a)| a),
-        "loss": cell.kd.map(|_| opts.preset.loss.describe()),
-    })
+    });
+    // Only decoupled KD's runs name their loss, so KD results from before it existed
+    // (and every run alone) keep their fingerprints.
+    if let (Some(_), Loss::Dkd { .. }) = (cell.kd, opts.preset.loss) {
+        v["loss"] = opts.preset.loss.to_json();
+    }
+    v
 }
 
 /// Runs every cell not already done, writes the report, and returns the results.
@@ -435,7 +440,8 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
             );
         }
         let title = format!(
-            "Mean validation errors (Δ: distilled − alone, 95 % CI); alone {:.1}",
+            "Mean validation errors, {} (Δ: distilled − alone, 95 % CI); alone {:.1}",
+            p.loss.describe(),
             base.errors.mean
         );
         let map = HeatMap {
@@ -454,7 +460,7 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         )?;
         let json = json!({
             "preset": p.name, "dataset": data.kind.name(), "val_images": data.val.len(),
-            "seeds": opts.seeds, "loss": p.loss.describe(), "alone": base.errors.to_json(),
+            "seeds": opts.seeds, "loss": p.loss.to_json(), "alone": base.errors.to_json(),
             "best": best.map(|(_, i, j)| json!({
                 "temperature": opts.temperatures[i], "alpha": opts.alphas[j],
             })),
@@ -468,7 +474,9 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         let (t, a) = (opts.temperatures[0], opts.alphas[0]);
         let _ = writeln!(
             md,
-            "| width | parameters | alone: val errors | distilled (T = {t}, alpha = {a}) | distilled − alone (95 % CI) |"
+            "| width | parameters | alone: val errors | distilled ({}, T = {t}, alpha = {a}) | \
+             distilled − alone (95 % CI) |",
+            p.loss.describe()
         );
         let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
         let (mut alone_curve, mut kd_curve) = (Vec::new(), Vec::new());
@@ -512,7 +520,7 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
                     points: alone_curve,
                 },
                 Series {
-                    label: format!("distilled, T = {t}, alpha = {a}"),
+                    label: format!("distilled ({}), T = {t}, alpha = {a}", p.loss.describe()),
                     points: kd_curve,
                 },
             ],
@@ -520,7 +528,7 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         write_atomic(&opts.out_dir.join("capacity.svg"), chart.as_bytes())?;
         let json = json!({
             "preset": p.name, "dataset": data.kind.name(), "val_images": data.val.len(),
-            "seeds": opts.seeds, "loss": p.loss.describe(), "temperature": t, "alpha": a,
+            "seeds": opts.seeds, "loss": p.loss.to_json(), "temperature": t, "alpha": a,
             "widths": json_cells,
         });
         write_atomic(

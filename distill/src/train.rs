@@ -81,7 +81,8 @@ pub enum Loss {
 }
 
 impl Loss {
-    /// Zhao et al.'s weights on CIFAR-100 (their Table 10's defaults): α = 1, β = 8.
+    /// Zhao et al.'s weights for CIFAR-100: α = 1, β = 8. (They also ramp the DKD terms
+    /// in linearly over the first 20 of 240 epochs; that warm-up is not implemented.)
     pub const DKD_ALPHA: f32 = 1.0;
     /// See [`Loss::DKD_ALPHA`].
     pub const DKD_BETA: f32 = 8.0;
@@ -124,6 +125,15 @@ impl Loss {
         match self {
             Loss::Kd => "",
             Loss::Dkd { .. } => "-dkd",
+        }
+    }
+
+    /// Its JSON form in reports and sweep fingerprints: `{"name": "kd"}` or `{"name":
+    /// "dkd", "beta": 8.0}`.
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            Loss::Kd => json!({ "name": "kd" }),
+            Loss::Dkd { beta } => json!({ "name": "dkd", "beta": beta }),
         }
     }
 
@@ -286,8 +296,9 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
-    /// The metrics-file line: `train_ce`, `train_kl`, the `val_` and `test_` results
-    /// and the GPU counts only when present.
+    /// The metrics-file line: the loss's terms (`train_ce` and `train_kl`, or
+    /// `train_ce`, `train_tckd` and `train_nckd`), the `val_` and `test_` results and
+    /// the GPU counts only when present.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = json!({
             "epoch": self.epoch,
@@ -389,7 +400,7 @@ pub fn train(
         check_fits(kd.teacher, "the teacher")?;
     }
     let name = model_name(student, &opts.out);
-    let (mut optimizer, done) = start(opts, student, data, &name)?;
+    let (mut optimizer, done) = start(opts, student, data, kd, &name)?;
     let params = student.parameters();
     let teacher = match kd {
         // NOTE: without augmentation the teacher sees the same image every epoch, so its
@@ -451,8 +462,8 @@ pub fn train(
             let seed = step_seed(opts.seed, epoch, step);
             let logits = student.forward(&x, Mode::Train { seed })?;
             let (loss, parts) = match (&teacher, kd) {
-                (Some(t), Some(kd)) => {
-                    let t_logits = teacher_batch(t, &batch, &x, device)?;
+                (Some(teacher), Some(kd)) => {
+                    let t_logits = teacher_batch(teacher, &batch, &x, device)?;
                     let (t, a) = (kd.temperature, kd.alpha);
                     let out = match kd.loss {
                         Loss::Kd => logits.kd_loss(&t_logits, &y, t, a)?,
@@ -604,6 +615,15 @@ pub fn validate(opts: &TrainOptions) -> Result<()> {
     if !(lr > 0.0 && lr.is_finite()) {
         return Err(DistillError::Config(format!("--lr must be > 0, got {lr}")));
     }
+    if let Some(c) = opts
+        .optimizer
+        .max_norm
+        .filter(|c| !(*c > 0.0 && c.is_finite()))
+    {
+        return Err(DistillError::Config(format!(
+            "--max-norm must be > 0 and finite, got {c}"
+        )));
+    }
     opts.schedule.check().map_err(DistillError::Config)
 }
 
@@ -613,6 +633,7 @@ fn start(
     opts: &TrainOptions,
     student: &dyn Module,
     data: &Mnist,
+    kd: Option<&Distillation>,
     name: &str,
 ) -> Result<(Optimizer, usize)> {
     if opts.resume && opts.out.exists() {
@@ -621,7 +642,7 @@ fn start(
             path: opts.out.clone(),
             detail,
         };
-        let changed: Vec<String> = recipe(opts, data)
+        let changed: Vec<String> = recipe(opts, data, kd)
             .into_iter()
             // NOTE: a checkpoint from before a setting existed ran with its default.
             .filter_map(|(key, given)| {
@@ -665,7 +686,11 @@ fn start(
 
 /// The settings saved in a checkpoint that a resumed run must share with it, as
 /// metadata pairs.
-fn recipe(opts: &TrainOptions, data: &Mnist) -> Vec<(&'static str, String)> {
+fn recipe(
+    opts: &TrainOptions,
+    data: &Mnist,
+    kd: Option<&Distillation>,
+) -> Vec<(&'static str, String)> {
     let mut keys = vec![
         ("optimizer", opts.optimizer.kind.name().to_string()),
         ("schedule", opts.schedule.kind.name().to_string()),
@@ -676,6 +701,17 @@ fn recipe(opts: &TrainOptions, data: &Mnist) -> Vec<(&'static str, String)> {
     // A constant rate does not depend on the run's length, so more epochs may be added.
     if opts.schedule.kind != ScheduleKind::Constant {
         keys.push(("epochs", opts.epochs.to_string()));
+    }
+    if let Some(max_norm) = opts.optimizer.max_norm {
+        keys.push(("max_norm", max_norm.to_string()));
+    }
+    if let Some(kd) = kd {
+        keys.push(("temperature", kd.temperature.to_string()));
+        keys.push(("alpha", kd.alpha.to_string()));
+        keys.push(("loss", kd.loss.name().to_string()));
+        if let Loss::Dkd { beta } = kd.loss {
+            keys.push(("beta", beta.to_string()));
+        }
     }
     keys
 }
@@ -808,7 +844,7 @@ fn save(
     data: &Mnist,
     kd: Option<&Distillation>,
 ) -> Result<()> {
-    let mut meta: BTreeMap<String, String> = recipe(opts, data)
+    let mut meta: BTreeMap<String, String> = recipe(opts, data, kd)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
@@ -826,12 +862,6 @@ fn save(
             .spec()
             .map_or("a custom module", |s| s.name.as_str());
         meta.insert("distilled_from".to_string(), teacher.to_string());
-        meta.insert("temperature".to_string(), kd.temperature.to_string());
-        meta.insert("alpha".to_string(), kd.alpha.to_string());
-        meta.insert("loss".to_string(), kd.loss.name().to_string());
-        if let Loss::Dkd { beta } = kd.loss {
-            meta.insert("beta".to_string(), beta.to_string());
-        }
     }
     checkpoint::save(&opts.out, module, &meta, &optimizer.state())?;
     Ok(())

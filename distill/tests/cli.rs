@@ -332,6 +332,8 @@ fn training_flags_are_checked_before_the_data_is_loaded() {
         ("--epochs=0", "--epochs"),
         ("--batch=0", "--batch"),
         ("--lr=0", "--lr"),
+        ("--max-norm=0", "--max-norm"),
+        ("--max-norm=-1", "--max-norm"),
         ("--device=quantum", "quantum"),
     ] {
         train(&dir, &[flag, &missing]).fails_with(&[needle]);
@@ -825,7 +827,7 @@ fn run_list_presets() {
     let dir = TempDir::new("list-presets");
     let out = distill(&dir, &["run", "--list-presets"]);
     out.succeeds();
-    for name in ["default", "hinton-mnist"] {
+    for name in ["default", "fashion", "seed-example", "hinton-mnist"] {
         assert!(
             out.stdout.lines().any(|l| l.starts_with(name)),
             "no `{name}` line:\n{}",
@@ -855,7 +857,7 @@ fn study_and_sweep_flags_are_checked_before_any_data_is_loaded() {
     let dir = TempDir::new("study-flags");
     let missing = data_flag(&dir.path("no-such-dir"));
     let out_dir = dir.arg("out");
-    let cases: [(&[&str], &[&str]); 19] = [
+    let cases: [(&[&str], &[&str]); 20] = [
         (&["run", "--seeds", "0"], &["--seeds"]),
         (&["run", "--val", "60000"], &["--val", "60000"]),
         (
@@ -874,6 +876,10 @@ fn study_and_sweep_flags_are_checked_before_any_data_is_loaded() {
             &["--widths", "one --T"],
         ),
         (&["sweep", "--dataset", "svhn"], &["--dataset", "svhn"]),
+        (
+            &["run", "--preset", "fashion"],
+            &["fashion", "--dataset fashion-mnist"],
+        ),
         (&["run", "--loss", "kl"], &["--loss", "kl", "dkd"]),
         (&["run", "--beta", "2"], &["--beta", "--loss dkd"]),
         (&["run", "--loss", "dkd", "--beta", "-1"], &["--beta", "-1"]),

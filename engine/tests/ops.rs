@@ -106,6 +106,26 @@ fn shape_errors_name_the_op_and_shapes() {
 }
 
 #[test]
+fn max_norm_rows_by_hand_and_its_arguments() {
+    // Rows [3, 4] (norm 5) and [0.3, 0.4] at max_norm 1: [0.6, 0.8] and unchanged.
+    let w = t(&[3.0, 4.0, 0.3, 0.4], &[2, 2]);
+    w.max_norm_rows(1.0).unwrap();
+    close(&w.to_vec().unwrap(), &[0.6, 0.8, 0.3, 0.4]);
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let err = w.max_norm_rows(bad).unwrap_err();
+        assert!(err.to_string().contains("max_norm must be > 0"), "{err}");
+    }
+    let bias = t(&[1.0, 2.0], &[2]);
+    assert!(matches!(
+        bias.max_norm_rows(1.0),
+        Err(Error::BadShape {
+            op: "max_norm_rows",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn loss_arguments_are_checked() {
     let s = t(&[0.0; 4], &[2, 2]);
     let teacher = Tensor::zeros(&[2, 2], &Device::Cpu).unwrap();

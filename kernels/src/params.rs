@@ -425,6 +425,42 @@ pub struct SgdParams {
     pub weight_decay: f32,
 }
 
+/// A max-norm constraint (Hinton et al. 2012; Srivastava et al. 2014) on a weight of
+/// `rows` units, `cols` incoming weights each (`(out, in)`, or `(out, in, kh, kw)` with
+/// `cols = in·kh·kw`): a row whose L2 norm exceeds `max_norm` is scaled down onto it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct MaxNormParams {
+    /// Rows: units, each constrained on its own.
+    pub rows: u32,
+    /// Values per row.
+    pub cols: u32,
+    /// The largest L2 norm a row may keep, `> 0`.
+    pub max_norm: f32,
+    /// Zero; pads the struct to 16 bytes for the uniform buffer.
+    pub _pad: u32,
+}
+
+impl MaxNormParams {
+    /// A weight of `rows` rows of `cols` values, each held to norm `max_norm`.
+    pub fn new(rows: usize, cols: usize, max_norm: f32) -> Self {
+        Self {
+            rows: rows as u32,
+            cols: cols as u32,
+            max_norm,
+            _pad: 0,
+        }
+    }
+    /// The weight's values: `rows · cols`.
+    pub fn len(&self) -> usize {
+        self.rows as usize * self.cols as usize
+    }
+    /// Whether the weight has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Adam with bias correction, as PyTorch's `Adam` (`decoupled == 0`, L2 decay added to
 /// the gradient) or `AdamW` (`decoupled == 1`: `p -= lr·wd·p` before the update).
 /// `bias_correction1 = 1 - beta1^t`, `bias_correction2 = 1 - beta2^t` for step `t >= 1`

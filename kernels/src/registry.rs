@@ -119,7 +119,7 @@ pub fn view_mut<T: WordType>(words: &mut [f32]) -> &mut [T] {
 const PARAMS: &str = include_str!("../wgsl/lib/params.wgsl");
 /// The 64 × 64 tiled inner product of matmul and the three conv2d kernels.
 const GEMM_TILE: &str = include_str!("../wgsl/lib/gemm_tile.wgsl");
-/// The row helpers of the softmax-KL and the distillation loss.
+/// The row helpers of the softmax-KL and the distillation losses.
 const KL_ROWS: &str = include_str!("../wgsl/lib/kl_rows.wgsl");
 /// Bindings and `main` of a pointwise activation's forward: `out[i] = forward(x[i], alpha)`.
 const POINTWISE_FORWARD: &str = include_str!("../wgsl/lib/pointwise_forward.wgsl");
@@ -212,6 +212,8 @@ macro_rules! kernels {
                 }
 
                 fn cpu(reads: &[&[f32]], writes: &mut [&mut [f32]], $p: &$params) {
+                    // NOTE: a kernel with no read (max_norm_rows) leaves `reads` unused.
+                    #[allow(unused_mut, unused_variables)]
                     let (mut reads, mut writes) = (reads.iter(), writes.iter_mut());
                     crate::cpu::$name($(kernels!(@cpu $access $word reads writes),)* $p)
                 }
@@ -223,6 +225,7 @@ macro_rules! kernels {
                     writes: &[&crate::gpu::GpuBuffer],
                     $p: &$params,
                 ) -> Result<(), crate::gpu::GpuError> {
+                    #[allow(unused_mut, unused_variables)]
                     let (mut reads, mut writes) = (reads.iter(), writes.iter());
                     kernels!(@launch $how $launch $name)(
                         ctx,
@@ -472,4 +475,10 @@ kernels! {
         param: write f32 [p.len as usize], grad: read f32 [p.len as usize],
         m: write f32 [p.len as usize], v: write f32 [p.len as usize],
     } grid (elements(p.len as usize));
+
+    /// The max-norm constraint, in place: rows of `param` longer than `p.max_norm` (L2)
+    /// are scaled onto it.
+    MaxNormRows max_norm_rows(p: MaxNormParams) wgsl [] {
+        param: write f32 [p.len()],
+    } grid (elements(p.rows as usize));
 }

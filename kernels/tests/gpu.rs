@@ -449,6 +449,20 @@ proptest! {
         assert_close("adam_step m", &read(&ctx, &bm), &cm);
         assert_close("adam_step v", &read(&ctx, &bv), &cv);
     }
+
+    // Row norms of data(.., 1.0) over `cols` values lie around sqrt(cols / 3): bounds
+    // from 0.3 to 3 times that clip most rows, some rows or none.
+    #[test]
+    fn max_norm_rows_matches_cpu(rows in 1usize..300, cols in 1usize..40, bound in 0.3f32..3.0, seed: u64) {
+        let Some(ctx) = gpu() else { return Ok(()) };
+        let p = MaxNormParams::new(rows, cols, bound * (cols as f32 / 3.0).sqrt());
+        let x = data(seed, rows * cols, 1.0);
+        let mut cx = x.clone();
+        cpu::max_norm_rows(&mut cx, &p);
+        let bx = ctx.upload(&x);
+        gpu::max_norm_rows(&ctx, &bx, &p).unwrap();
+        assert_close("max_norm_rows", &read(&ctx, &bx), &cx);
+    }
 }
 
 // ---- plumbing ----------------------------------------------------------------------

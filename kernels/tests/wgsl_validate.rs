@@ -130,6 +130,7 @@ fn wgsl_params_structs_have_the_rust_sizes() {
         ("DropoutParams", size_of::<DropoutParams>()),
         ("SgdParams", size_of::<SgdParams>()),
         ("AdamParams", size_of::<AdamParams>()),
+        ("MaxNormParams", size_of::<MaxNormParams>()),
     ];
     for (name, size) in rust {
         let (_, ty) = module

@@ -71,8 +71,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         grad[base + j] = g;
     }
+    // A label out of range poisons all three terms: each depends on the label.
+    let ok = label < p.cols;
     let ce = -((student[base + y] - ms) - lse_q1);
-    loss[3u * r] = select(nan(), ce, label < p.cols);
-    loss[3u * r + 1u] = t * t * tckd;
-    loss[3u * r + 2u] = t * t * nckd;
+    loss[3u * r] = select(nan(), ce, ok);
+    loss[3u * r + 1u] = select(nan(), t * t * tckd, ok);
+    loss[3u * r + 2u] = select(nan(), t * t * nckd, ok);
 }

@@ -4,7 +4,7 @@
 //!
 //! Each loss runs one fused kernel that writes the per-row losses and the per-row
 //! gradients together, then `row_loss_mean` (one dispatch) takes the mean over rows
-//! (and, for the distillation loss, weighs its two terms). The op saves the per-row
+//! (and, for the distillation losses, weighs their two or three terms). The op saves the per-row
 //! gradients, so the backward is one kernel too: a scale by `upstream / rows`.
 
 use crate::autograd::Op;

@@ -4,7 +4,7 @@
 use crate::backend::run_into;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use kernels::params::{AdamParams, SgdParams};
+use kernels::params::{AdamParams, MaxNormParams, SgdParams};
 use kernels::registry as k;
 
 /// SGD's hyper-parameters, as PyTorch's `SGD`: `g = grad + weight_decay · p;
@@ -57,6 +57,32 @@ fn check(op: &'static str, param: &Tensor, other: &Tensor, name: &str) -> Result
 }
 
 impl Tensor {
+    /// The max-norm constraint on this weight, in place: each unit's incoming weights
+    /// (a row along the first dimension: `(out, in)`, or `(out, in, kh, kw)`) whose L2
+    /// norm exceeds `max_norm` are scaled down onto it (Hinton et al. 2012).
+    pub fn max_norm_rows(&self, max_norm: f32) -> Result<()> {
+        const OP: &str = "max_norm_rows";
+        if !(max_norm > 0.0 && max_norm.is_finite()) {
+            return Err(Error::BadArgument {
+                op: OP,
+                message: format!("max_norm must be > 0 and finite, got {max_norm}"),
+            });
+        }
+        let rows = match self.shape() {
+            [rows, _, ..] => *rows,
+            shape => {
+                return Err(Error::BadShape {
+                    op: OP,
+                    shape: shape.to_vec(),
+                    expected: "a weight of 2 or more dimensions, rows along the first",
+                })
+            }
+        };
+        let cols = self.numel() / rows.max(1);
+        let p = MaxNormParams::new(rows, cols, max_norm);
+        run_into::<k::MaxNormRows>(&p, &[], &mut [&mut *self.storage_mut()])
+    }
+
     /// One SGD step on this parameter; `velocity` is its momentum buffer.
     pub fn sgd_step(&self, grad: &Tensor, velocity: &Tensor, h: &Sgd) -> Result<()> {
         check("sgd_step", self, grad, "gradient")?;

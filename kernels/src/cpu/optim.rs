@@ -1,13 +1,15 @@
 //! Optimizer steps, in place on a parameter and its state.
 //!
 //! ```text
-//! sgd_step   param, grad, velocity: (len)
-//! adam_step  param, grad, m, v: (len)
+//! sgd_step       param, grad, velocity: (len)
+//! adam_step      param, grad, m, v: (len)
+//! max_norm_rows  param: (rows, cols)
 //! ```
 //!
 //! Each array is one flat parameter tensor and its state, all of `p.len` values. Element
-//! `i` of the outputs depends on element `i` of the inputs only, so a rayon task owns a
-//! fixed chunk of indices and the result is the same however the work is split.
+//! `i` of the outputs depends on element `i` of the inputs only (a row of them for
+//! `max_norm_rows`), so a rayon task owns a fixed chunk of indices (of rows) and the
+//! result is the same however the work is split.
 //!
 //! The formulas follow PyTorch's single-tensor `SGD`, `Adam` and `AdamW` step by step,
 //! in the same order of operations, so that their rounding matches where f32 allows.
@@ -131,6 +133,39 @@ pub fn adam_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], 
         .for_each(|(((x, g), m), v)| run(x, g, m, v));
 }
 
+/// The max-norm constraint, in place: each row of `param` (`p.rows` rows of `p.cols`)
+/// whose L2 norm exceeds `p.max_norm` is multiplied by `max_norm / norm`; the others are
+/// left bit for bit. Applied after each optimizer step, as Hinton et al. 2012 do.
+///
+/// NOTE: the squared norm is summed in f64, so the GPU's f32 sum agrees to about 1e-6.
+pub fn max_norm_rows(param: &mut [f32], p: &MaxNormParams) {
+    let (rows, cols) = (p.rows as usize, p.cols as usize);
+    assert_eq!(
+        param.len(),
+        p.len(),
+        "max_norm_rows: param has {} values, params say ({rows}, {cols})",
+        param.len()
+    );
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let max_norm = p.max_norm;
+    let run = |rows: &mut [f32]| {
+        for row in rows.chunks_exact_mut(cols) {
+            let norm = row.iter().map(|&w| w as f64 * w as f64).sum::<f64>().sqrt() as f32;
+            if norm > max_norm {
+                let scale = max_norm / norm;
+                row.iter_mut().for_each(|w| *w *= scale);
+            }
+        }
+    };
+    let rows_per_task = (VALUES_PER_TASK / cols).max(1);
+    if rows <= rows_per_task {
+        return run(param);
+    }
+    param.par_chunks_mut(rows_per_task * cols).for_each(run);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +246,40 @@ mod tests {
             // eps / |g| <= 1e-4 here, and g = 0 leaves the parameter where it was.
             assert_close("x", &x[..7], &want[..7], 1e-5);
             assert_eq!(x[7], 1.0);
+        }
+    }
+
+    // Rows [3, 4] (norm 5), [0.6, 0.8] (norm 1) and [0, 0] at max_norm 2: the first is
+    // scaled by 2/5 onto [1.2, 1.6], the others are left exactly.
+    #[test]
+    fn max_norm_rows_by_hand() {
+        let mut w = [3.0, 4.0, 0.6, 0.8, 0.0, 0.0];
+        max_norm_rows(&mut w, &MaxNormParams::new(3, 2, 2.0));
+        assert_close("clipped", &w[..2], &[1.2, 1.6], 1e-7);
+        assert_eq!(bits(&w[2..]), bits(&[0.6, 0.8, 0.0, 0.0]));
+    }
+
+    proptest! {
+        // Every row ends within the bound (to rounding), with its direction kept; rows
+        // already within it are untouched; the parallel split (many rows) changes nothing.
+        #[test]
+        fn max_norm_rows_bounds_every_row(rows in 1usize..2000, cols in 1usize..30, bound in 0.1f32..4.0, seed: u64) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut w = x.clone();
+            max_norm_rows(&mut w, &MaxNormParams::new(rows, cols, bound));
+            for (before, after) in x.chunks(cols).zip(w.chunks(cols)) {
+                let norm = |r: &[f32]| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+                let (n0, n1) = (norm(before), norm(after));
+                if n0 <= bound as f64 {
+                    prop_assert_eq!(bits(before), bits(after));
+                } else {
+                    prop_assert!((n1 - bound as f64).abs() <= 1e-5 * bound as f64, "{n0} -> {n1}");
+                    for (&b, &a) in before.iter().zip(after) {
+                        prop_assert!((a as f64 - b as f64 * bound as f64 / n0).abs() <= 1e-6);
+                    }
+                }
+            }
         }
     }
 

@@ -561,7 +561,9 @@ fn distillation_blocks(
 
 impl LogSoftmax {
     /// The log-softmax at temperature `T` over every column of `x` but `y`: decoupled
-    /// KD's non-target distribution. `x` has at least two columns.
+    /// KD's non-target distribution. `x` has at least two columns. NOTE: if every other
+    /// column is -inf, the shift is -inf and the terms that use it are NaN (the GPU's
+    /// alike), unlike [`kl_term`]'s zero for a single -inf teacher logit.
     fn without(x: &[f32], y: usize, inv_t: f32) -> Self {
         let others = || x.iter().enumerate().filter(move |&(j, _)| j != y);
         let max = others().fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
@@ -633,10 +635,11 @@ pub fn dkd_loss_forward(
 fn dkd_row(s: &[f32], t: &[f32], y: usize, loss: &mut [f32], grad: &mut [f32], p: &RowParams) {
     let (temperature, alpha, beta) = (p.temperature, p.alpha, p.beta);
     let inv_t = 1.0 / temperature;
-    let student1 = LogSoftmax::of(s, row_max(s), 1.0);
+    let (max_s, max_t) = (row_max(s), row_max(t));
+    let student1 = LogSoftmax::of(s, max_s, 1.0);
     let (student, teacher) = (
-        LogSoftmax::of(s, row_max(s), inv_t),
-        LogSoftmax::of(t, row_max(t), inv_t),
+        LogSoftmax::of(s, max_s, inv_t),
+        LogSoftmax::of(t, max_t, inv_t),
     );
     let (student_rest, teacher_rest) = (
         LogSoftmax::without(s, y, inv_t),

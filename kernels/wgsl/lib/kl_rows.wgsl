@@ -2,7 +2,8 @@
 // kernels/src/registry.rs), over the kernel's `student` and `teacher` bindings. They come in
 // one copy per array because a WGSL function cannot take a storage array as a parameter.
 
-// The largest value of the row at `base`, column `skip` left out (`p.cols`: none).
+// The largest value of the row at `base`, column `skip` left out (`p.cols`: none). With a
+// column left out the row needs two (the engine checks), or it would read the next row.
 fn row_max_student(base: u32, skip: u32) -> f32 {
     var m = student[base + select(0u, 1u, skip == 0u)];
     for (var j = 0u; j < p.cols; j++) {

@@ -78,6 +78,13 @@ struct SgdParams {
     weight_decay: f32,
 }
 
+struct MaxNormParams {
+    rows: u32,
+    cols: u32,
+    max_norm: f32,
+    _pad0: u32,
+}
+
 struct AdamParams {
     len: u32,
     lr: f32,
