@@ -566,6 +566,38 @@ fn a_restarted_sweep_reads_its_finished_cells_instead_of_training_them() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A distilled run resumed with another temperature, weight or loss is refused, naming
+/// each; the same distillation continues.
+#[test]
+fn a_resume_refuses_another_distillation() {
+    let dir = temp_dir("resume-kd");
+    let data = slice(640, 100);
+    let teacher = teacher(&data, &dir);
+    let out = dir.join("s.safetensors");
+    let kd = Distillation::new(&teacher, 4.0, 0.5).unwrap();
+    run("student-cnn", &options(1, out.clone()), &data, Some(&kd));
+    let resumed = TrainOptions {
+        resume: true,
+        ..options(2, out)
+    };
+    let spec = builtin::builtin("student-cnn").unwrap();
+    let net = Network::new(&spec, 0, &Device::Cpu).unwrap();
+    let dkd = Distillation::with_loss(Loss::Dkd { beta: 8.0 }, &teacher, 2.0, 1.0).unwrap();
+    let message = train::train(&resumed, &net, &data, &Device::Cpu, Some(&dkd))
+        .err()
+        .expect("another distillation is refused")
+        .to_string();
+    for change in [
+        "temperature was `4`, now `2`",
+        "alpha was `0.5`, now `1`",
+        "loss was `kd`, now `dkd`",
+    ] {
+        assert!(message.contains(change), "{message}");
+    }
+    let report = train::train(&resumed, &net, &data, &Device::Cpu, Some(&kd)).unwrap();
+    assert_eq!(report.epochs.len(), 1, "the second epoch only");
+}
+
 #[test]
 fn a_resume_refuses_another_schedule_and_continues_the_same_one() {
     use distill::optim::ScheduleKind;
