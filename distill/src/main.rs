@@ -191,11 +191,11 @@ struct RunArgs {
     #[arg(long = "T")]
     temperature: Option<f32>,
     /// Override the preset's distillation weight [default: the preset's, or 1 when
-    /// --loss dkd changes the preset's loss].
+    /// --loss dkd replaces the preset's KD].
     #[arg(long, allow_negative_numbers = true)]
     alpha: Option<f32>,
     /// Where the checkpoints and the comparison go [default: runs/PRESET-seedSEED;
-    /// PRESET-fashion-mnist on Fashion-MNIST, PRESET-dkd with --loss dkd].
+    /// PRESET-fashion-mnist on Fashion-MNIST, PRESET-dkd-b8 with --loss dkd].
     #[arg(long)]
     out_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -212,7 +212,7 @@ struct SweepArgs {
     #[arg(long = "T", value_delimiter = ',', num_args = 1..)]
     temperatures: Option<Vec<f32>>,
     /// Distillation weights, comma-separated [default: the preset's, or 1 when --loss
-    /// dkd changes the preset's loss].
+    /// dkd replaces the preset's KD].
     #[arg(
         long = "alpha",
         value_delimiter = ',',
@@ -235,7 +235,7 @@ struct SweepArgs {
     val: usize,
     /// Where the teacher, each run's result and the report go; a restarted sweep reads
     /// the results already there [default: runs/sweep-PRESET, with capacity- before
-    /// PRESET for --widths, -fashion-mnist on Fashion-MNIST, -dkd with --loss dkd].
+    /// PRESET for --widths, -fashion-mnist on Fashion-MNIST, -dkd-b8 with --loss dkd].
     #[arg(long)]
     out_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -308,13 +308,10 @@ impl StudyRecipe {
         }
         students.jitter |= self.jitter;
         let loss = self.loss.resolve(preset.loss)?;
-        if loss.name() != preset.loss.name() {
-            // A KD blend weight and decoupled KD's target-class weight are different
-            // scales: the preset's alpha belongs to its own loss.
-            preset.alpha = match loss {
-                Loss::Kd => presets::KD_ALPHA,
-                Loss::Dkd { .. } => Loss::DKD_ALPHA,
-            };
+        if let (Loss::Kd, Loss::Dkd { .. }) = (preset.loss, loss) {
+            // The preset's alpha is a KD blend weight; decoupled KD's target-class weight
+            // is another scale.
+            preset.alpha = Loss::DKD_ALPHA;
         }
         preset.loss = loss;
         if let Some(kind) = preset.dataset.filter(|&k| k != place.dataset) {
@@ -605,7 +602,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let progress = args.output.progress();
     let out_dir = args.out_dir.unwrap_or_else(|| {
         let dataset = args.place.folder_suffix(&preset);
-        let loss = preset.loss.folder_suffix();
+        let loss = preset.loss.suffix();
         PathBuf::from(format!(
             "runs/{}{dataset}{loss}-seed{}",
             preset.name, args.seed
@@ -660,7 +657,7 @@ fn cmd_sweep(args: SweepArgs) -> Result<()> {
         seed: args.seed,
         seeds: args.seeds,
         out_dir: args.out_dir.unwrap_or_else(|| {
-            let loss = preset.loss.folder_suffix();
+            let loss = preset.loss.suffix();
             PathBuf::from(format!(
                 "runs/sweep-{capacity}{}{dataset}{loss}",
                 preset.name

@@ -94,10 +94,6 @@ pub struct Preset {
     pub dataset: Option<DatasetKind>,
 }
 
-/// The KD weight of the default preset, chosen by the sweep; also what `--loss kd`
-/// takes when it replaces another loss and `--alpha` is not given.
-pub const KD_ALPHA: f32 = 0.5;
-
 const COSINE: Schedule = Schedule {
     kind: ScheduleKind::Cosine,
     warmup_epochs: 0.0,
@@ -117,7 +113,7 @@ pub const PRESETS: &[Preset] = &[
         teacher_recipe: DEFAULT_TEACHER,
         student_recipe: DEFAULT_STUDENT,
         temperature: 4.0,
-        alpha: KD_ALPHA,
+        alpha: 0.5,
         loss: Loss::Kd,
         dataset: None,
     },
@@ -135,7 +131,7 @@ pub const PRESETS: &[Preset] = &[
         },
         student_recipe: DEFAULT_STUDENT,
         temperature: 4.0,
-        alpha: KD_ALPHA,
+        alpha: 0.5,
         loss: Loss::Kd,
         dataset: Some(DatasetKind::FashionMnist),
     },

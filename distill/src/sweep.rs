@@ -131,10 +131,7 @@ fn cells(opts: &SweepOptions) -> Vec<Cell> {
     let seeds = (0..opts.seeds as u64).map(|k| opts.seed + k);
     // Decoupled KD's runs carry their beta, so that sweeps of several betas can share a
     // folder (and its teacher, and the runs alone).
-    let loss = match opts.preset.loss {
-        Loss::Kd => String::new(),
-        Loss::Dkd { beta } => format!("-dkd-b{beta}"),
-    };
+    let loss = opts.preset.loss.suffix();
     for seed in seeds {
         if opts.widths.is_empty() {
             let alone = Cell {

@@ -120,11 +120,12 @@ impl Loss {
         }
     }
 
-    /// The default output folders' suffix: none for KD, `-dkd`.
-    pub fn folder_suffix(self) -> &'static str {
+    /// What names of runs and default folders add for the loss: nothing for KD,
+    /// `-dkd-b8` for decoupled KD at β = 8 (so runs of several betas never share a name).
+    pub fn suffix(self) -> String {
         match self {
-            Loss::Kd => "",
-            Loss::Dkd { .. } => "-dkd",
+            Loss::Kd => String::new(),
+            Loss::Dkd { beta } => format!("-dkd-b{beta}"),
         }
     }
 

@@ -11,12 +11,7 @@
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;
 
-// The row helpers and kl_term are lib/kl_rows.wgsl's (prepended: kernels/src/registry.rs).
-
-// A quiet NaN: the loss of a row whose label is out of range (the CPU twin panics).
-fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
-}
+// The row helpers, kl_term and nan are lib/kl_rows.wgsl's (prepended: kernels/src/registry.rs).
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
