@@ -77,6 +77,8 @@ fn f64s(v: &[f32]) -> Vec<f64> {
 }
 
 fn gpu_kernels(crit: &mut Criterion) {
+    // The CPU kernels are the reference each GPU kernel is checked against.
+    announce_isa();
     let ctx = match GpuContext::new(AdapterChoice::Any) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -143,8 +145,9 @@ fn matmul(gpu: &mut GpuBench, software: bool) {
     }
 }
 
-/// `gpu/conv2d_{forward,backward_input,backward_weight}/{conv1,conv2}`, in GFLOP/s
-/// (each backward counted as the forward's FLOPs).
+/// `gpu/conv2d_{forward,backward_input,backward_weight}/{conv1,conv2}` and the fused
+/// block `gpu/conv2d_relu_pool_forward/...`, in GFLOP/s (each counted as the conv
+/// forward's FLOPs).
 fn conv2d(gpu: &mut GpuBench, software: bool) {
     let mut shapes = vec![("conv2", teacher_conv2())];
     if !software {
@@ -177,6 +180,31 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
                     &f64s(&magnitude),
                     terms,
                 );
+            },
+        );
+
+        // The fused block, against the CPU's: the conv's rounding, then exact ReLU and max.
+        let bias = inputs(p.c_out as usize, 14);
+        let (mut want, mut argmax) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
+        cpu::conv2d_relu_pool_forward(&x, &w, &bias, &mut want, &mut argmax, &p);
+        let (gbias, pooled, garg) = (
+            gpu.ctx.upload(&bias),
+            gpu.ctx.zeros(p.pooled_len()),
+            gpu.ctx.zeros(p.pooled_len()),
+        );
+        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        gpu.bench(
+            "conv2d_relu_pool_forward",
+            label,
+            flops.clone(),
+            |ctx| gpu::conv2d_relu_pool_forward(ctx, &gx, &gw, &gbias, &pooled, &garg, &p),
+            |ctx| {
+                for (i, (g, c)) in read(ctx, &pooled).iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - c).abs() <= 1e-4 * scale,
+                        "gpu conv2d_relu_pool_forward[{i}]: gpu {g}, cpu {c}"
+                    );
+                }
             },
         );
 

@@ -14,6 +14,7 @@
 //! compared on a shared, noisy machine:
 //! - `matmul`: the `gemm` crate (same inputs, rayon on two threads);
 //! - `conv2d_forward`: a direct seven-loop convolution, parallel over samples;
+//! - `conv2d_relu_pool_forward`: the four kernels it fuses, run one after the other;
 //! - `softmax_kl_forward`: the unfused three-pass softmax-KL written below, with libm's
 //!   `exp` (`unfused_softmax_kl`) and with the kernel's own vectorised `exp`
 //!   (`unfused_softmax_kl_vexp`; its `ln` stays libm's).
@@ -115,6 +116,7 @@ fn bench_matmul_pair(
 
 /// Square `c = a · b` against `gemm`: `matmul/ours/512`, `matmul/gemm/512`, ...
 fn matmul_square(crit: &mut Criterion) {
+    announce_isa();
     let mut group = crit.benchmark_group("matmul");
     group
         .warm_up_time(Duration::from_secs(1))
@@ -378,6 +380,85 @@ fn conv2d(crit: &mut Criterion) {
             .measurement_time(Duration::from_secs(2));
         group.bench_function(BenchmarkId::new("naive_forward", label), |b| {
             b.iter(|| naive_conv2d_forward(black_box(&x), &weight, &mut out, &p))
+        });
+    }
+    group.finish();
+}
+
+/// The unfused conv block the network ran before `conv2d_relu_pool_forward`:
+/// `conv2d_forward`, `bias_forward`, `relu_forward`, `max_pool2d_forward`, each over
+/// memory, into buffers allocated once.
+struct UnfusedBlock {
+    z: Vec<f32>,
+    biased: Vec<f32>,
+    relu: Vec<f32>,
+    axis: AxisParams,
+    elementwise: ElementwiseParams,
+    pool: Pool2dParams,
+}
+
+impl UnfusedBlock {
+    fn new(p: &Conv2dParams) -> Self {
+        let plane = (p.h_out * p.w_out) as usize;
+        Self {
+            z: vec![0.0; p.output_len()],
+            biased: vec![0.0; p.output_len()],
+            relu: vec![0.0; p.output_len()],
+            axis: AxisParams::new(p.n as usize, p.c_out as usize, plane),
+            elementwise: ElementwiseParams::new(p.output_len()),
+            pool: p.pool().expect("a poolable conv output"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+        p: &Conv2dParams,
+    ) {
+        cpu::conv2d_forward(x, w, &mut self.z, p);
+        cpu::bias_forward(&self.z, b, &mut self.biased, &self.axis);
+        cpu::relu_forward(&self.biased, &mut self.relu, &self.elementwise);
+        cpu::max_pool2d_forward(&self.relu, out, arg, &self.pool);
+    }
+}
+
+/// `conv2d_relu_pool/{fused,unfused}/{conv1,conv2}`: the teacher-cnn's two conv → bias
+/// → ReLU → 2×2 pool blocks at batch 64, as the network's forward runs them (fused) and
+/// as it ran them before (four kernels), in GFLOP/s of the conv. Checked bit for bit
+/// against each other first.
+fn conv2d_relu_pool(crit: &mut Criterion) {
+    let mut group = crit.benchmark_group("conv2d_relu_pool");
+    for (label, p) in [("conv1", teacher_conv1()), ("conv2", teacher_conv2())] {
+        let x = inputs(p.input_len(), 11);
+        let weight = inputs(p.weight_len(), 12);
+        let bias = inputs(p.c_out as usize, 13);
+        let mut unfused = UnfusedBlock::new(&p);
+        let (mut out, mut arg) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
+        let (mut want, mut want_arg) = (out.clone(), arg.clone());
+        cpu::conv2d_relu_pool_forward(&x, &weight, &bias, &mut out, &mut arg, &p);
+        unfused.run(&x, &weight, &bias, &mut want, &mut want_arg, &p);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&out) == bits(&want) && arg == want_arg,
+            "conv2d_relu_pool/{label}: the fused block differs from the unfused one"
+        );
+        group
+            .throughput(Throughput::Elements(p.flops()))
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1500))
+            .sample_size(20);
+        group.bench_function(BenchmarkId::new("fused", label), |b| {
+            b.iter(|| {
+                cpu::conv2d_relu_pool_forward(black_box(&x), &weight, &bias, &mut out, &mut arg, &p)
+            })
+        });
+        group.bench_function(BenchmarkId::new("unfused", label), |b| {
+            b.iter(|| unfused.run(black_box(&x), &weight, &bias, &mut want, &mut want_arg, &p))
         });
     }
     group.finish();
@@ -1018,6 +1099,7 @@ criterion_group!(
     matmul_square,
     matmul_layer_shapes,
     conv2d,
+    conv2d_relu_pool,
     max_pool2d,
     activation,
     elementwise,

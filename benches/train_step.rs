@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! train_step/cpu/teacher-cnn      forward, cross-entropy, backward, Adam step; batch 64
+//! train_step/cpu/student-cnn      the same for the student
 //! train_step/cpu/kd-student-cnn   student forward, kd_loss against precomputed teacher
 //!                                 logits (T = 5, alpha = 0.1), backward, Adam step
 //! train_step/gpu/...              the same on the adapter `Device::select("gpu")` picks
@@ -28,6 +29,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Duration;
+
+// NOTE: only `announce_isa` of the shared helpers is used here.
+#[allow(dead_code)]
+mod common;
 
 const BATCH: usize = 64;
 /// The distillation preset's temperature and weight of the KL term.
@@ -96,10 +101,12 @@ impl Step {
     }
 }
 
-/// Times the two steps on `device` as `train_step/<name>/{teacher-cnn,kd-student-cnn}`.
+/// Times the three steps on `device` as
+/// `train_step/<name>/{teacher-cnn,student-cnn,kd-student-cnn}`.
 fn bench_device(group: &mut BenchmarkGroup<'_, WallTime>, device: &Device, name: &str) {
     for (label, arch, kd) in [
         ("teacher-cnn", "teacher-cnn", false),
+        ("student-cnn", "student-cnn", false),
         ("kd-student-cnn", "student-cnn", true),
     ] {
         let mut step = Step::new(arch, device, kd).expect("set up the step");
@@ -119,6 +126,7 @@ fn bench_device(group: &mut BenchmarkGroup<'_, WallTime>, device: &Device, name:
 }
 
 fn train_step(crit: &mut Criterion) {
+    common::announce_isa();
     // As the `distill` program does at start: keep freed heap memory for the next step.
     engine::host_memory::retain_freed_memory();
     let mut group = crit.benchmark_group("train_step");

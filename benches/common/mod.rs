@@ -1,6 +1,22 @@
 //! Inputs, shapes and checks shared by the bench files.
 
+use kernels::cpu::Isa;
 use kernels::params::{Conv2dParams, MatmulParams};
+
+/// Says which instruction set the CPU kernels will run on (`KD_ISA` chooses another),
+/// or, for a `KD_ISA` they cannot honour, says why and exits with status 2.
+pub fn announce_isa() {
+    match Isa::from_env() {
+        Ok(isa) => eprintln!(
+            "CPU kernels: {isa} (best on this CPU: {}; KD_ISA=avx512|avx2|portable chooses)",
+            Isa::detect()
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
 
 /// The teacher-cnn's batch size.
 pub const BATCH: usize = 64;

@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train one network on MNIST with labels alone.
+    /// Train one network on MNIST or Fashion-MNIST with labels alone.
     Train(TrainArgs),
     /// Train a student from a frozen teacher's softened outputs and the labels.
     Distill(DistillArgs),
@@ -136,8 +136,8 @@ struct Output {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// A built-in network (teacher-cnn, student-cnn, teacher-mlp, student-mlp) or a
-    /// network description file (JSON; see the README).
+    /// A built-in network (teacher-cnn, teacher-cnn-large, student-cnn, teacher-mlp,
+    /// student-mlp) or a network description file (JSON; see the README).
     #[arg(long)]
     model: String,
     /// The checkpoint to write after every epoch.
@@ -717,16 +717,19 @@ fn cmd_eval(args: EvalArgs) -> Result<()> {
 fn cmd_models(args: ModelsArgs) -> Result<()> {
     let mut specs = builtin::all();
     for model in &args.models {
-        specs.push(NetworkSpec::resolve(model)?);
+        if builtin::builtin(model).is_none() {
+            specs.push(NetworkSpec::resolve(model)?);
+        }
     }
+    let width = specs.iter().map(|s| s.name.len()).max().unwrap_or(0).max(5);
     println!(
-        "{:<16} {:>12} {:>16}",
+        "{:<width$} {:>12} {:>16}",
         "model", "parameters", "forward FLOPs"
     );
     for spec in specs {
         // Counted from the description: a network too large to build is still listed.
         println!(
-            "{:<16} {:>12} {:>16}",
+            "{:<width$} {:>12} {:>16}",
             spec.name,
             spec.parameter_count(),
             spec.forward_flops_per_image()

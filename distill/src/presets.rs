@@ -4,7 +4,7 @@
 use crate::data::DatasetKind;
 use crate::optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 use crate::progress::ProgressMode;
-use crate::train::{Loss, TrainOptions};
+use crate::train::{json_f32, Loss, TrainOptions};
 use std::path::PathBuf;
 
 /// How one network of a study is trained.
@@ -34,14 +34,14 @@ impl Recipe {
             "epochs": self.epochs,
             "batch": self.batch,
             "optimizer": self.optimizer.name(),
-            "lr": self.lr,
+            "lr": json_f32(self.lr),
             "schedule": self.schedule.kind.name(),
-            "warmup_epochs": self.schedule.warmup_epochs,
+            "warmup_epochs": json_f32(self.schedule.warmup_epochs),
             "jitter": self.jitter,
         });
         // Only when set: recipes without it keep the sweep fingerprints they had.
         if let Some(max_norm) = self.max_norm {
-            v["max_norm"] = max_norm.into();
+            v["max_norm"] = json_f32(max_norm);
         }
         v
     }
@@ -117,20 +117,23 @@ pub const PRESETS: &[Preset] = &[
         loss: Loss::Kd,
         dataset: None,
     },
-    // NOTE: the teacher's jitter was dropped on Fashion-MNIST's validation split (the
-    // README's "Fashion-MNIST"); the rest is the default preset's, not swept there.
+    // NOTE: chosen on Fashion-MNIST's validation split (the README's "Fashion-MNIST"):
+    // the teacher (teacher-cnn-large, no jitter, 12 epochs) against teacher-cnn, and
+    // T = 1, alpha = 0.5 as the best cell of a T × alpha sweep, in which no cell beat the
+    // student alone by more than its noise. The students' recipe is the default's.
     Preset {
         name: "fashion",
-        about: "for --dataset fashion-mnist: the default recipe with the teacher trained \
-                without jitter",
-        teacher: "teacher-cnn",
+        about: "for --dataset fashion-mnist: teacher-cnn-large (12 epochs, no jitter) and \
+                student-cnn (8 epochs), Adam 1e-3 with a cosine schedule, T = 1, alpha = 0.5",
+        teacher: "teacher-cnn-large",
         student: "student-cnn",
         teacher_recipe: Recipe {
+            epochs: 12,
             jitter: false,
             ..DEFAULT_TEACHER
         },
         student_recipe: DEFAULT_STUDENT,
-        temperature: 4.0,
+        temperature: 1.0,
         alpha: 0.5,
         loss: Loss::Kd,
         dataset: Some(DatasetKind::FashionMnist),

@@ -15,7 +15,7 @@ use crate::plot::{self, Axes, Series};
 use crate::presets::{Preset, Recipe};
 use crate::progress::{say, ProgressMode};
 use crate::stats::{self, Summary};
-use crate::train::{self, Distillation, Predictions, TrainOptions, TrainReport};
+use crate::train::{self, json_f32, Distillation, Predictions, TrainOptions, TrainReport};
 use engine::{Device, QueueStats};
 use models::{Module, Network, NetworkSpec};
 use serde_json::json;
@@ -340,9 +340,13 @@ fn recipe_line(r: &Recipe) -> String {
     )
 }
 
+/// `mean ± sd`, or the one value alone: one seed has no spread to show.
 fn mean_sd(values: impl Iterator<Item = f64>, digits: usize) -> String {
     let v: Vec<f64> = values.collect();
     let s = stats::summarize(&v);
+    if v.len() < 2 {
+        return format!("{:.digits$}", s.mean);
+    }
     format!("{:.digits$} ± {:.digits$}", s.mean, s.sd)
 }
 
@@ -497,8 +501,8 @@ pub fn to_json(study: &StudyReport) -> serde_json::Value {
         "device": study.device,
         "teacher_recipe": p.teacher_recipe.to_json(),
         "student_recipe": p.student_recipe.to_json(),
-        "temperature": p.temperature,
-        "alpha": p.alpha,
+        "temperature": json_f32(p.temperature),
+        "alpha": json_f32(p.alpha),
         "loss": p.loss.to_json(),
         "verdict": study.verdict(),
         "test_errors_difference": study.test_difference().to_json(),
@@ -660,6 +664,10 @@ mod tests {
                 .unwrap();
         assert_eq!(json["pairs"][1]["alone"]["test_errors"], 155);
         assert_eq!(json["test_errors_difference"]["mean"], -28.0);
+        // The settings as typed, not widened from f32 (0.0010000000474974513).
+        assert_eq!(json["student_recipe"]["lr"], 0.001);
+        assert_eq!(json["temperature"], 4.0);
+        assert_eq!(train::json_f32(f32::NAN), serde_json::Value::Null);
         for svg in ["accuracy.svg", "reliability.svg"] {
             let text = std::fs::read_to_string(dir.join(svg)).unwrap();
             assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
@@ -674,6 +682,15 @@ mod tests {
             "no temporary file is left behind: {names:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_seed_shows_its_values_without_a_spread() {
+        let mut study = study();
+        study.pairs.truncate(1);
+        let md = markdown(&study);
+        assert!(md.contains("| student alone | 10 | 60.0 | 150.0 |"), "{md}");
+        assert!(!md.contains("± 0.0"), "{md}");
     }
 
     #[test]

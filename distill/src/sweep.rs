@@ -16,7 +16,7 @@ use crate::presets::{Preset, Recipe};
 use crate::progress::{say, ProgressMode};
 use crate::stats::{self, Summary};
 use crate::study::write_atomic;
-use crate::train::{self, Distillation, Loss, TrainOptions};
+use crate::train::{self, json_f32, Distillation, Loss, TrainOptions};
 use engine::Device;
 use models::{Network, NetworkSpec};
 use serde_json::json;
@@ -193,8 +193,8 @@ fn fingerprint(opts: &SweepOptions, cell: &Cell, data: &Mnist) -> serde_json::Va
         "student": serde_json::to_value(&cell.student).unwrap_or_default(),
         "student_recipe": opts.preset.student_recipe.to_json(),
         "seed": cell.seed,
-        "temperature": cell.kd.map(|(t, _)| t),
-        "alpha": cell.kd.map(|(_, a)| a),
+        "temperature": cell.kd.map(|(t, _)| json_f32(t)),
+        "alpha": cell.kd.map(|(_, a)| json_f32(a)),
     });
     // Only decoupled KD's runs name their loss, so KD results from before it existed
     // (and every run alone) keep their fingerprints.
@@ -421,7 +421,7 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
                     diff_text(&s.difference)
                 ));
                 json_cells.push(json!({
-                    "temperature": t, "alpha": a,
+                    "temperature": json_f32(t), "alpha": json_f32(a),
                     "val_errors": s.errors.to_json(),
                     "difference": s.difference.as_ref().map(Summary::to_json),
                 }));
@@ -459,7 +459,8 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
             "preset": p.name, "dataset": data.kind.name(), "val_images": data.val.len(),
             "seeds": opts.seeds, "loss": p.loss.to_json(), "alone": base.errors.to_json(),
             "best": best.map(|(_, i, j)| json!({
-                "temperature": opts.temperatures[i], "alpha": opts.alphas[j],
+                "temperature": json_f32(opts.temperatures[i]),
+                "alpha": json_f32(opts.alphas[j]),
             })),
             "cells": json_cells,
         });
@@ -525,7 +526,8 @@ fn write_report(opts: &SweepOptions, results: &[CellResult], data: &Mnist) -> Re
         write_atomic(&opts.out_dir.join("capacity.svg"), chart.as_bytes())?;
         let json = json!({
             "preset": p.name, "dataset": data.kind.name(), "val_images": data.val.len(),
-            "seeds": opts.seeds, "loss": p.loss.to_json(), "temperature": t, "alpha": a,
+            "seeds": opts.seeds, "loss": p.loss.to_json(),
+            "temperature": json_f32(t), "alpha": json_f32(a),
             "widths": json_cells,
         });
         write_atomic(

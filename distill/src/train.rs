@@ -66,6 +66,14 @@ impl TrainOptions {
     }
 }
 
+/// `x` as JSON by its shortest decimal: `0.9`, not the `0.8999999761581421` that
+/// widening the `f32` to `f64` gives. Non-finite values become `null`, as in `serde_json`.
+pub fn json_f32(x: f32) -> serde_json::Value {
+    x.to_string()
+        .parse::<f64>()
+        .map_or(serde_json::Value::Null, Into::into)
+}
+
 /// The distillation loss a student trains with (`--loss`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loss {
@@ -134,7 +142,7 @@ impl Loss {
     pub fn to_json(self) -> serde_json::Value {
         match self {
             Loss::Kd => json!({ "name": "kd" }),
-            Loss::Dkd { beta } => json!({ "name": "dkd", "beta": beta }),
+            Loss::Dkd { beta } => json!({ "name": "dkd", "beta": json_f32(beta) }),
         }
     }
 
@@ -304,7 +312,7 @@ impl EpochMetrics {
         let mut v = json!({
             "epoch": self.epoch,
             "train_loss": self.train_loss,
-            "lr": self.lr,
+            "lr": json_f32(self.lr),
             "epoch_seconds": self.epoch_seconds,
             "samples_per_second": self.samples_per_second,
             "steps": self.steps,

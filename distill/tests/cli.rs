@@ -204,10 +204,15 @@ fn official_data() -> String {
 
 /// `distill train --model student-cnn --out DIR/x.safetensors EXTRA..`.
 fn train(dir: &TempDir, extra: &[&str]) -> Output {
+    train_in(dir, extra, &[])
+}
+
+/// [`train`] with the environment variables `env` set.
+fn train_in(dir: &TempDir, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let out = dir.arg("x.safetensors");
     let mut args = vec!["train", "--model", "student-cnn", "--out", &out];
     args.extend_from_slice(extra);
-    distill(dir, &args)
+    distill_in(dir, &args, env)
 }
 
 /// `distill distill --teacher TEACHER --student student-cnn --out DIR/student.safetensors
@@ -292,6 +297,24 @@ fn unknown_device() {
         &["eval", "--checkpoint", &missing, "--device=quantum", &data],
     )
     .fails_with(&["quantum"]);
+    assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
+}
+
+#[test]
+fn an_isa_the_kernels_cannot_honour_is_refused() {
+    let dir = TempDir::new("bad-isa");
+    let data = official_data();
+    let args = ["--device=cpu", data.as_str()];
+    train_in(&dir, &args, &[("KD_ISA", "sse9")]).fails_with(&["KD_ISA", "sse9", "portable"]);
+    for isa in engine::kernels::cpu::Isa::ALL {
+        if !isa.supported() {
+            train_in(&dir, &args, &[("KD_ISA", isa.name())]).fails_with(&[
+                "KD_ISA",
+                isa.name(),
+                "this CPU does not have it",
+            ]);
+        }
+    }
     assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
 }
 
@@ -637,17 +660,19 @@ fn failed_run_leaves_an_existing_checkpoint_intact() {
 // Good cases
 
 #[test]
-fn models_lists_the_four_networks_with_parameter_counts() {
+fn models_lists_the_built_in_networks_with_parameter_counts() {
     let dir = TempDir::new("models");
     let out = distill(&dir, &["models"]);
     out.succeeds();
     // Weights + biases of each layer (3x3 convolutions):
     //   teacher-cnn: 1·32·9+32 + 32·64·9+64 + 1600·128+128 + 128·10+10 = 225034
+    //   teacher-cnn-large: 320 + 18496 + 3136·256+256 + 256·10+10       = 824458
     //   student-cnn: 1·16·9+16 + 2704·64+64 + 64·10+10                  = 173930
     //   teacher-mlp: 784·1200+1200 + 1200·1200+1200 + 1200·10+10        = 2395210
     //   student-mlp: 784·800+800 + 800·800+800 + 800·10+10              = 1276810
     for (name, count) in [
         ("teacher-cnn", "225034"),
+        ("teacher-cnn-large", "824458"),
         ("student-cnn", "173930"),
         ("teacher-mlp", "2395210"),
         ("student-mlp", "1276810"),
@@ -689,9 +714,10 @@ fn train_with_profile_prints_the_kernel_table() {
         summary < table,
         "the table comes after the summary:\n{text}"
     );
-    // 55,000 images (5,000 held out) at batch 64 is 860 steps: conv1's forward runs once
-    // per step, plus once for each of the validation's five batches of 1000 and the final
-    // test evaluation's ten; Adam once per step for each of student-cnn's six tensors.
+    // 55,000 images (5,000 held out) at batch 64 is 860 steps: conv1's block (fused
+    // with its bias, ReLU and pool) runs once per step, plus once for each of the
+    // validation's five batches of 1000 and the final test evaluation's ten; Adam once
+    // per step for each of student-cnn's six tensors.
     let calls = |kernel: &str| -> u64 {
         let line = text
             .lines()
@@ -699,7 +725,7 @@ fn train_with_profile_prints_the_kernel_table() {
             .unwrap_or_else(|| panic!("no `{kernel}` row:\n{text}"));
         line.split_whitespace().nth(2).unwrap().parse().unwrap()
     };
-    assert_eq!(calls("conv2d_forward"), 860 + 5 + 10, "{text}");
+    assert_eq!(calls("conv2d_relu_pool_forward"), 860 + 5 + 10, "{text}");
     assert_eq!(calls("adam_step"), 6 * 860, "{text}");
     assert!(!text.contains("GPU queue"), "no queue on the CPU:\n{text}");
     assert!(text.contains("all kernels"), "{text}");

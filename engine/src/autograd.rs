@@ -41,6 +41,22 @@ pub enum Op {
         /// The shapes, stride and padding the forward ran with.
         params: Conv2dParams,
     },
+    /// `out = max_pool2d(relu(conv2d(x, weight) + bias), 2)`, fused: saves its output
+    /// (the ReLU mask at each winner) and the argmax, never the conv's output.
+    Conv2dReluPool {
+        /// The input batch, `(n, c_in, h, w)`.
+        x: Tensor,
+        /// The filters, `(c_out, c_in, kh, kw)`.
+        weight: Tensor,
+        /// One value per filter, `(c_out)`.
+        bias: Tensor,
+        /// The forward's output, `(n, c_out, h_out / 2, w_out / 2)`.
+        out: Storage,
+        /// Per output value, its winner's index within the conv's `(h_out, w_out)` plane.
+        argmax: Storage,
+        /// The conv's shapes, stride and padding.
+        params: Conv2dParams,
+    },
     /// `out[o, c, i] = x[o, c, i] + bias[c]`.
     BiasAdd {
         /// The input, `(outer, channels, inner)` as `params` views it.
@@ -134,6 +150,9 @@ impl Op {
         match self {
             Op::Matmul { a, b, .. } | Op::Add { a, b } => vec![a, b],
             Op::Conv2d { x, weight, .. } => vec![x, weight],
+            Op::Conv2dReluPool {
+                x, weight, bias, ..
+            } => vec![x, weight, bias],
             Op::BiasAdd { x, bias, .. } => vec![x, bias],
             Op::MaxPool2d { input, .. } => vec![input],
             Op::Pointwise { x, .. }
@@ -151,6 +170,7 @@ impl Op {
         match self {
             Op::Matmul { .. } => "matmul",
             Op::Conv2d { .. } => "conv2d",
+            Op::Conv2dReluPool { .. } => "conv2d_relu_pool",
             Op::BiasAdd { .. } => "bias_add",
             Op::MaxPool2d { .. } => "max_pool2d",
             Op::Pointwise { name, .. } => name,
@@ -179,6 +199,20 @@ fn backward_op(op: &Op, grad: &Tensor) -> Result<Vec<Option<Storage>>> {
         Op::Conv2d { x, weight, params } => {
             ops::conv2d::conv2d_backward(x, weight, params, g, [needs(x), needs(weight)])
         }
+        Op::Conv2dReluPool {
+            x,
+            weight,
+            out,
+            argmax,
+            params,
+            ..
+        } => ops::conv2d::conv2d_relu_pool_backward(
+            [x, weight],
+            [out, argmax],
+            params,
+            g,
+            [needs(x), needs(weight)],
+        ),
         Op::BiasAdd { x, params, .. } => ops::conv2d::bias_add_backward(params, g, needs(x)),
         Op::MaxPool2d { argmax, params, .. } => {
             one(ops::pool::max_pool2d_backward(argmax, params, g))

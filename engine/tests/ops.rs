@@ -99,6 +99,41 @@ fn shape_errors_name_the_op_and_shapes() {
         img.bias_add(&t(&[0.0; 2], &[2])),
         Err(Error::ShapeMismatch { op: "bias_add", .. })
     ));
+    // The fused block: a kernel too big, a bias of another length, an output under 2×2.
+    let one = t(&[0.0], &[1]);
+    assert!(matches!(
+        img.conv2d_relu_pool(&kernel, &one, 1, 0),
+        Err(Error::ShapeMismatch {
+            op: "conv2d_relu_pool",
+            ..
+        })
+    ));
+    let small = t(&[0.0; 4], &[1, 1, 2, 2]);
+    assert_eq!(
+        img.conv2d_relu_pool(&small, &t(&[0.0; 2], &[2]), 1, 0)
+            .unwrap_err(),
+        (Error::ShapeMismatch {
+            op: "conv2d_relu_pool",
+            lhs: vec![1, 1, 2, 2],
+            rhs: vec![2]
+        })
+    );
+    let err = img.conv2d_relu_pool(&small, &one, 1, 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BadShape {
+                op: "conv2d_relu_pool",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("at least 2×2"), "{err}");
+    assert_eq!(
+        img.conv2d_relu_pool(&small, &one, 1, 1).unwrap().shape(),
+        [1, 1, 1, 1]
+    );
     assert!(matches!(
         Tensor::from_vec(vec![1.0; 3], &[2, 2], &Device::Cpu),
         Err(Error::DataLength { .. })

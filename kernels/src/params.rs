@@ -161,6 +161,16 @@ impl Conv2dParams {
     pub fn flops(&self) -> u64 {
         2 * self.output_len() as u64 * (self.c_in * self.kh * self.kw) as u64
     }
+    /// The 2×2, stride-2 max-pool over the output, as `conv2d_relu_pool_forward` runs
+    /// it; `None` when the output is under 2×2.
+    pub fn pool(&self) -> Option<Pool2dParams> {
+        let u = |v: u32| v as usize;
+        Pool2dParams::new(u(self.n), u(self.c_out), u(self.h_out), u(self.w_out), 2, 2)
+    }
+    /// The values the pooled output spans: `n · c_out · (h_out / 2) · (w_out / 2)`.
+    pub fn pooled_len(&self) -> usize {
+        (self.n * self.c_out * (self.h_out / 2) * (self.w_out / 2)) as usize
+    }
 }
 
 /// Max pooling over `kernel × kernel` windows moved by `stride`, no padding, floor mode

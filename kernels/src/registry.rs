@@ -117,8 +117,10 @@ pub fn view_mut<T: WordType>(words: &mut [f32]) -> &mut [T] {
 
 /// Every params struct, before every kernel: the WGSL mirror of [`crate::params`].
 const PARAMS: &str = include_str!("../wgsl/lib/params.wgsl");
-/// The 64 × 64 tiled inner product of matmul and the three conv2d kernels.
+/// The 64 × 64 tiled inner product of matmul and the four conv kernels.
 const GEMM_TILE: &str = include_str!("../wgsl/lib/gemm_tile.wgsl");
+/// The im2col gather through which the conv kernels read their input.
+const CONV_INPUT: &str = include_str!("../wgsl/lib/conv_input.wgsl");
 /// The row helpers of the softmax-KL and the distillation losses.
 const KL_ROWS: &str = include_str!("../wgsl/lib/kl_rows.wgsl");
 /// Bindings and `main` of a pointwise activation's forward: `out[i] = forward(x[i], alpha)`.
@@ -297,10 +299,19 @@ kernels! {
 
     /// `out (n, c_out, h_out, w_out) = conv2d(x (n, c_in, h, w), weight)`; see
     /// [`Conv2dParams`].
-    Conv2dForward conv2d_forward(p: Conv2dParams) wgsl [GEMM_TILE] {
+    Conv2dForward conv2d_forward(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT] {
         x: read f32 [p.input_len()], weight: read f32 [p.weight_len()],
         out: write f32 [p.output_len()],
     } grid (tiles(p.c_out, p.n * p.h_out * p.w_out));
+
+    /// `out, argmax (n, c_out, h_out / 2, w_out / 2)`: conv2d, `+ bias`, ReLU and a
+    /// 2×2 max-pool of stride 2 in one pass that never stores the conv's output;
+    /// `argmax` indexes each `(h_out, w_out)` plane, as `max_pool2d_forward`'s does.
+    Conv2dReluPoolForward conv2d_relu_pool_forward(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT] {
+        x: read f32 [p.input_len()], weight: read f32 [p.weight_len()],
+        bias: read f32 [p.c_out as usize],
+        out: write f32 [p.pooled_len()], argmax: write u32 [p.pooled_len()],
+    } grid (tiles(p.c_out, 4 * p.n * (p.h_out / 2) * (p.w_out / 2)));
 
     /// `grad_x (n, c_in, h, w)`, overwritten, from `grad_out` and `weight`.
     Conv2dBackwardInput conv2d_backward_input(p: Conv2dParams) wgsl [GEMM_TILE] {
@@ -309,7 +320,7 @@ kernels! {
     } grid (tiles(p.c_in, p.n * p.h * p.w));
 
     /// `grad_weight (c_out, c_in, kh, kw)`, overwritten, summed over the batch.
-    Conv2dBackwardWeight conv2d_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE] {
+    Conv2dBackwardWeight conv2d_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT] {
         x: read f32 [p.input_len()], grad_out: read f32 [p.output_len()],
         grad_weight: write f32 [p.weight_len()],
     } launcher (crate::gpu::conv2d_backward_weight);

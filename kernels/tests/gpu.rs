@@ -177,6 +177,68 @@ proptest! {
     }
 }
 
+/// The fused conv + bias + ReLU + 2×2 pool on both sides. Values within `TOL`; the
+/// argmax exactly, except where the GPU's other summation order may flip a near tie:
+/// there the two winners' (CPU) values must be within `TOL` of each other.
+fn check_conv_relu_pool(ctx: &Arc<GpuContext>, p: &Conv2dParams, seed: u64) {
+    let (x, wt, bias) = (
+        data(seed, p.input_len(), 1.0),
+        data(seed + 1, p.weight_len(), 1.0),
+        data(seed + 2, p.c_out as usize, 1.0),
+    );
+    let (mut out, mut arg) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
+    cpu::conv2d_relu_pool_forward(&x, &wt, &bias, &mut out, &mut arg, p);
+    let (bx, bw, bb) = (ctx.upload(&x), ctx.upload(&wt), ctx.upload(&bias));
+    let (bout, barg) = (ctx.upload(&data(7, out.len(), 9.0)), ctx.zeros(arg.len()));
+    gpu::conv2d_relu_pool_forward(ctx, &bx, &bw, &bb, &bout, &barg, p).unwrap();
+    assert_close(
+        &format!("conv2d_relu_pool_forward {p:?}"),
+        &read(ctx, &bout),
+        &out,
+    );
+    // The CPU's relu(conv + bias), to weigh a flipped winner.
+    let mut z = vec![0.0; p.output_len()];
+    cpu::conv2d_forward(&x, &wt, &mut z, p);
+    let plane = (p.h_out * p.w_out) as usize;
+    let pooled_plane = ((p.h_out / 2) * (p.w_out / 2)) as usize;
+    let scale = z.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let gpu_arg = ctx.read_u32(&barg).unwrap();
+    for (i, (&g, &c)) in gpu_arg.iter().zip(&arg).enumerate() {
+        if g != c {
+            // Output i lies in the (sample, channel) plane i / pooled_plane.
+            let (q, channel) = (i / pooled_plane, i / pooled_plane % p.c_out as usize);
+            let value = |a: u32| (z[q * plane + a as usize] + bias[channel]).max(0.0);
+            assert!(
+                (value(g) - value(c)).abs() <= TOL * scale,
+                "conv2d_relu_pool_forward {p:?}: argmax[{i}] gpu {g}, cpu {c}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn conv2d_relu_pool_matches_cpu(p in conv_params(), seed: u64) {
+        prop_assume!(p.pool().is_some());
+        let Some(ctx) = gpu() else { return Ok(()) };
+        check_conv_relu_pool(&ctx, &p, seed);
+    }
+}
+
+/// Two row tiles (70 filters) and many column tiles: the teacher-cnn's conv2 at batch 3.
+#[test]
+fn conv2d_relu_pool_across_tiles() {
+    let Some(ctx) = gpu() else { return };
+    for (p, seed) in [
+        (Conv2dParams::new(3, 32, 13, 13, 70, 3, 3, 1, 0).unwrap(), 1),
+        (Conv2dParams::new(2, 1, 28, 28, 32, 3, 3, 1, 1).unwrap(), 2),
+    ] {
+        check_conv_relu_pool(&ctx, &p, seed);
+    }
+}
+
 /// `n · h_out · w_out = 3 · 24 · 24 = 1728 > 1024`: the weight gradient is summed from
 /// two partials; and a strided, padded MNIST-like layer.
 #[test]

@@ -8,8 +8,9 @@
 // into K_CHUNK-long pieces, one partial per piece (the launcher sums them with sum_axis,
 // in a fixed order: deterministic). With one piece, it is the weight gradient itself.
 //
-// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/registry.rs);
-// this file supplies load_a, load_b and where the 4 x 4 blocks go.
+// The tiling is lib/gemm_tile.wgsl's and the gather lib/conv_input.wgsl's (prepended, with
+// lib/params.wgsl: kernels/src/registry.rs); this file supplies load_a, load_b and where the
+// 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -35,16 +36,8 @@ fn load_b(kk: u32, col: u32, k_end: u32) -> f32 {
         return 0.0;
     }
     let plane = p.h_out * p.w_out;
-    let b = kk / plane;
     let pix = kk % plane;
-    let ci = col / khw;
-    let r = col % khw;
-    let iy = i32((pix / p.w_out) * p.stride + r / p.kw) - i32(p.pad);
-    let ix = i32((pix % p.w_out) * p.stride + r % p.kw) - i32(p.pad);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return 0.0;
-    }
-    return x[((b * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+    return conv_input(kk / plane, col, pix / p.w_out, pix % p.w_out);
 }
 
 @compute @workgroup_size(16, 16)

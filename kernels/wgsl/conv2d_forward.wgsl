@@ -5,8 +5,9 @@
 // Implicit GEMM: out (c_out, n * P) = weight (c_out, K) . cols (K, n * P) with K = c_in*kh*kw,
 // P = h_out*w_out, and cols gathered from x as it is loaded (no im2col buffer).
 //
-// The tiling is lib/gemm_tile.wgsl's (prepended, with lib/params.wgsl: kernels/src/registry.rs);
-// this file supplies load_a, load_b and where the 4 x 4 blocks go.
+// The tiling is lib/gemm_tile.wgsl's and the gather lib/conv_input.wgsl's (prepended, with
+// lib/params.wgsl: kernels/src/registry.rs); this file supplies load_a, load_b and where the
+// 4 x 4 blocks go.
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -27,17 +28,8 @@ fn load_b(kk: u32, col: u32, k_end: u32) -> f32 {
     if (kk >= k_end || col >= p.n * plane) {
         return 0.0;
     }
-    let b = col / plane;
     let pix = col % plane;
-    let khw = p.kh * p.kw;
-    let ci = kk / khw;
-    let r = kk % khw;
-    let iy = i32((pix / p.w_out) * p.stride + r / p.kw) - i32(p.pad);
-    let ix = i32((pix % p.w_out) * p.stride + r % p.kw) - i32(p.pad);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return 0.0;
-    }
-    return x[((b * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+    return conv_input(col / plane, kk, pix / p.w_out, pix % p.w_out);
 }
 
 @compute @workgroup_size(16, 16)

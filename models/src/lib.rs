@@ -1,6 +1,6 @@
 //! Layers, networks built from descriptions, and their safetensors checkpoints.
 //!
-//! A network is data: a [`NetworkSpec`] lists its layers (the four built-in ones are
+//! A network is data: a [`NetworkSpec`] lists its layers (the five built-in ones are
 //! entries in [`builtin`]; others come from a JSON file or a few lines of code), and
 //! [`Network::new`] builds it on a device. Every layer and network is a [`Module`]:
 //! `forward` maps a tensor to a tensor through the ops of `engine`, and `parameters`

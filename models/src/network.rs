@@ -227,6 +227,20 @@ impl Network {
     }
 }
 
+/// The conv of a conv → ReLU → 2×2 max-pool (stride 2) block at the start of `layers`,
+/// which the forward runs as one fused op, `Tensor::conv2d_relu_pool`: the same values
+/// as the three layers' own forwards, in one pass over memory.
+fn fused_block(layers: &[(String, Layer)]) -> Option<&Conv2d> {
+    match layers {
+        [(_, Layer::Conv2d(conv)), (_, Layer::ReLU(_)), (_, Layer::MaxPool2d(pool)), ..]
+            if (pool.kernel, pool.stride) == (2, 2) =>
+        {
+            Some(conv)
+        }
+        _ => None,
+    }
+}
+
 fn input_shift(spec: &NetworkSpec, device: &Device) -> engine::Result<Tensor> {
     let channels = spec.input[0];
     Tensor::from_vec(vec![-spec.normalize.mean; channels], &[channels], device)
@@ -249,8 +263,17 @@ impl Module for Network {
         let mut x = x
             .bias_add(&self.input_shift)?
             .scale(1.0 / self.spec.normalize.std)?;
-        for (_, layer) in &self.layers {
-            x = layer.forward(&x, mode)?;
+        let mut rest = &self.layers[..];
+        while !rest.is_empty() {
+            let taken;
+            (x, taken) = match fused_block(rest) {
+                Some(conv) => (
+                    x.conv2d_relu_pool(&conv.weight, &conv.bias, conv.stride, conv.pad)?,
+                    3,
+                ),
+                None => (rest[0].1.forward(&x, mode)?, 1),
+            };
+            rest = &rest[taken..];
         }
         Ok(x)
     }

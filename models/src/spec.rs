@@ -1,7 +1,7 @@
 //! Network descriptions: a network as data.
 //!
 //! A [`NetworkSpec`] lists the layers in forward order with the sizes their parameters
-//! need. The four built-in networks are entries in [`crate::builtin`]; any other is a
+//! need. The five built-in networks are entries in [`crate::builtin`]; any other is a
 //! JSON file (`distill train --model my-student.json`) or a few lines of code:
 //!
 //! ```
@@ -422,13 +422,26 @@ impl NetworkSpec {
         out_channels: usize,
         kernel: usize,
     ) -> NetworkSpec {
+        self.conv2d_padded(name, in_channels, out_channels, kernel, 0)
+    }
+
+    /// Adds a `kernel × kernel` convolution, stride 1, with `padding` zeros on each side
+    /// (`kernel / 2` keeps the image's size).
+    pub fn conv2d_padded(
+        self,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        padding: usize,
+    ) -> NetworkSpec {
         self.layer(LayerSpec::Conv2d {
             name: name.into(),
             in_channels,
             out_channels,
             kernel,
             stride: 1,
-            padding: 0,
+            padding,
         })
     }
 

@@ -33,6 +33,8 @@ fn values(network: &Network) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 fn parameter_counts() {
     // teacher-cnn: conv1 1·32·9 + 32 = 320, conv2 32·64·9 + 64 = 18496,
     //   fc1 1600·128 + 128 = 204928, fc2 128·10 + 10 = 1290.
+    // teacher-cnn-large: conv1 320, conv2 18496, fc1 3136·256 + 256 = 803072,
+    //   fc2 256·10 + 10 = 2570.
     // student-cnn: conv1 16·9 + 16 = 160, fc1 2704·64 + 64 = 173120, fc2 64·10 + 10 = 650.
     // teacher-mlp: fc1 784·1200 + 1200 = 942000, fc2 1200·1200 + 1200 = 1441200,
     //   fc3 1200·10 + 10 = 12010.
@@ -40,11 +42,15 @@ fn parameter_counts() {
     //   fc3 800·10 + 10 = 8010.
     let expected = [
         ("teacher-cnn", 320 + 18496 + 204928 + 1290),
+        ("teacher-cnn-large", 320 + 18496 + 803072 + 2570),
         ("student-cnn", 160 + 173120 + 650),
         ("teacher-mlp", 942000 + 1441200 + 12010),
         ("student-mlp", 628000 + 640800 + 8010),
     ];
-    assert_eq!(expected.map(|(_, n)| n), [225034, 173930, 2395210, 1276810]);
+    assert_eq!(
+        expected.map(|(_, n)| n),
+        [225034, 824458, 173930, 2395210, 1276810]
+    );
     for (arch, count) in expected {
         assert_eq!(spec(arch).parameter_count(), count, "{arch}");
         let network = net(arch, 0);
@@ -58,11 +64,14 @@ fn forward_flops_per_image() {
     // teacher-cnn: conv1 32·26·26 outputs · (2·9 + 1) = 411008,
     //   conv2 64·11·11 · (2·288 + 1) = 4468288, fc1 128 · (2·1600 + 1) = 409728,
     //   fc2 10 · (2·128 + 1) = 2570.
+    // teacher-cnn-large: conv1 32·28·28 · 19 = 476672, conv2 64·14·14 · 577 = 7237888,
+    //   fc1 256 · (2·3136 + 1) = 1605888, fc2 10 · (2·256 + 1) = 5130.
     // student-cnn: conv1 16·26·26 · 19 = 205504, fc1 64 · 5409 = 346176, fc2 10 · 129 = 1290.
     // teacher-mlp: 1200 · 1569 + 1200 · 2401 + 10 · 2401 = 1882800 + 2881200 + 24010.
     // student-mlp: 800 · 1569 + 800 · 1601 + 10 · 1601 = 1255200 + 1280800 + 16010.
     let expected = [
         ("teacher-cnn", 411008 + 4468288 + 409728 + 2570),
+        ("teacher-cnn-large", 476672 + 7237888 + 1605888 + 5130),
         ("student-cnn", 205504 + 346176 + 1290),
         ("teacher-mlp", 1882800 + 2881200 + 24010),
         ("student-mlp", 1255200 + 1280800 + 16010),
@@ -293,14 +302,20 @@ fn every_parameter_gets_a_gradient() {
 fn builtin_names_resolve_and_others_do_not() {
     assert_eq!(
         builtin::NAMES,
-        ["teacher-cnn", "student-cnn", "teacher-mlp", "student-mlp"]
+        [
+            "teacher-cnn",
+            "teacher-cnn-large",
+            "student-cnn",
+            "teacher-mlp",
+            "student-mlp"
+        ]
     );
     for arch in builtin::NAMES {
         let spec = NetworkSpec::resolve(arch).unwrap();
         assert_eq!(spec.name, arch);
         assert_eq!(net(arch, 0).name(), arch);
     }
-    assert_eq!(builtin::all().len(), 4);
+    assert_eq!(builtin::all().len(), 5);
     let err = NetworkSpec::resolve("teacher").unwrap_err().to_string();
     assert!(err.contains("`teacher`"), "{err}");
     for name in builtin::NAMES {

@@ -1,11 +1,12 @@
-//! 2-D convolution and the per-channel bias that follows it (and a linear layer).
+//! 2-D convolution, the per-channel bias that follows it (and a linear layer), and the
+//! fused conv → bias → ReLU → 2×2 max-pool block.
 
-use crate::autograd::Op;
+use crate::autograd::{is_grad_enabled, Op};
 use crate::backend::run;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
-use kernels::params::{AxisParams, Conv2dParams};
+use kernels::params::{AxisParams, Conv2dParams, ElementwiseParams};
 use kernels::registry as k;
 
 impl Tensor {
@@ -13,26 +14,74 @@ impl Tensor {
     /// zero padding `pad` on every side, no bias (see [`Tensor::bias_add`]).
     pub fn conv2d(&self, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
         self.check_same_device("conv2d", weight)?;
-        let mismatch = || Error::ShapeMismatch {
-            op: "conv2d",
-            lhs: self.shape().to_vec(),
-            rhs: weight.shape().to_vec(),
-        };
-        let (&[n, c_in, h, w], &[c_out, wc_in, kh, kw]) = (self.shape(), weight.shape()) else {
-            return Err(mismatch());
-        };
-        if c_in != wc_in {
-            return Err(mismatch());
-        }
-        let p =
-            Conv2dParams::new(n, c_in, h, w, c_out, kh, kw, stride, pad).ok_or_else(mismatch)?;
+        let p = conv2d_params("conv2d", self, weight, stride, pad)?;
         let [out] = run(k::Conv2dForward, &p, &[&self.storage(), &weight.storage()])?;
-        let shape = vec![n, c_out, p.h_out as usize, p.w_out as usize];
+        let shape = vec![
+            p.n as usize,
+            p.c_out as usize,
+            p.h_out as usize,
+            p.w_out as usize,
+        ];
         let record = Op::Conv2d {
             x: self.clone(),
             weight: weight.clone(),
             params: p,
         };
+        Ok(Tensor::from_op(out, shape, self.device(), record))
+    }
+
+    /// `max_pool2d(relu(conv2d(x, weight) + bias), 2)` with a 2×2 window at stride 2,
+    /// as one kernel that never writes the conv's output: what a conv → ReLU → pool
+    /// block computes, bit for bit, in one pass over memory instead of four.
+    /// `x: (n, c_in, h, w)`, `weight: (c_out, c_in, kh, kw)`, `bias: (c_out)` ->
+    /// `(n, c_out, h_out / 2, w_out / 2)`; the conv's output must be at least 2×2.
+    pub fn conv2d_relu_pool(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d_relu_pool";
+        self.check_same_device(OP, weight)?;
+        self.check_same_device(OP, bias)?;
+        let p = conv2d_params(OP, self, weight, stride, pad)?;
+        if bias.shape() != [p.c_out as usize] {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: weight.shape().to_vec(),
+                rhs: bias.shape().to_vec(),
+            });
+        }
+        if p.pool().is_none() {
+            return Err(Error::BadShape {
+                op: OP,
+                shape: self.shape().to_vec(),
+                expected: "images whose conv output is at least 2×2, for the 2×2 pool",
+            });
+        }
+        let reads = [&*self.storage(), &*weight.storage(), &*bias.storage()];
+        let [out, argmax] = run(k::Conv2dReluPoolForward, &p, &reads)?;
+        // The backward masks with the output; copy it only when there will be one.
+        let recorded = is_grad_enabled() && [self, weight, bias].iter().any(|t| t.requires_grad());
+        let record = Op::Conv2dReluPool {
+            x: self.clone(),
+            weight: weight.clone(),
+            bias: bias.clone(),
+            out: if recorded {
+                out.duplicate()?
+            } else {
+                out.zeros_beside(0)
+            },
+            argmax,
+            params: p,
+        };
+        let shape = vec![
+            p.n as usize,
+            p.c_out as usize,
+            p.h_out as usize / 2,
+            p.w_out as usize / 2,
+        ];
         Ok(Tensor::from_op(out, shape, self.device(), record))
     }
 
@@ -56,6 +105,55 @@ impl Tensor {
         };
         Ok(Tensor::from_op(out, shape.to_vec(), self.device(), record))
     }
+}
+
+/// The shapes of `conv2d(x, weight)`, or the error naming `op` and both shapes.
+fn conv2d_params(
+    op: &'static str,
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Conv2dParams> {
+    let mismatch = || Error::ShapeMismatch {
+        op,
+        lhs: x.shape().to_vec(),
+        rhs: weight.shape().to_vec(),
+    };
+    let (&[n, c_in, h, w], &[c_out, wc_in, kh, kw]) = (x.shape(), weight.shape()) else {
+        return Err(mismatch());
+    };
+    if c_in != wc_in {
+        return Err(mismatch());
+    }
+    Conv2dParams::new(n, c_in, h, w, c_out, kh, kw, stride, pad).ok_or_else(mismatch)
+}
+
+// out = pool(relu(z)) with z = conv2d(x, W) + b. At each window's winner relu(z) = out,
+// so relu'(z) = [out > 0] there, and the other three get no gradient:
+//   dz = scatter onto the winners of (g · [out > 0]),  db[c] = Σ dz[:, c],
+//   dx, dW = conv2d_backward(dz)
+// The mask is relu_backward on the pooled values (a quarter of z's size).
+pub(crate) fn conv2d_relu_pool_backward(
+    [x, weight]: [&Tensor; 2],
+    [out, argmax]: [&Storage; 2],
+    p: &Conv2dParams,
+    g: &Storage,
+    needs: [bool; 2],
+) -> Result<Vec<Option<Storage>>> {
+    let pool = p.pool().ok_or_else(|| Error::BadShape {
+        op: "conv2d_relu_pool backward",
+        shape: vec![p.h_out as usize, p.w_out as usize],
+        expected: "a conv output of at least 2×2",
+    })?;
+    let masked = ElementwiseParams::new(p.pooled_len());
+    let [g_masked] = run(k::ReluBackward, &masked, &[out, g])?;
+    let [dz] = run(k::MaxPool2dBackward, &pool, &[&g_masked, argmax])?;
+    let bias_p = AxisParams::new(p.n as usize, p.c_out as usize, (p.h_out * p.w_out) as usize);
+    let [dbias] = run(k::BiasBackward, &bias_p, &[&dz])?;
+    let mut grads = conv2d_backward(x, weight, p, &dz, needs)?;
+    grads.push(Some(dbias));
+    Ok(grads)
 }
 
 // dx = conv2d_backward_input(g, W)  (a full correlation with the flipped kernel)

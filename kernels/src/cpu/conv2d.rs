@@ -18,6 +18,7 @@
 
 use super::elementwise::par_chunked;
 use super::matmul::matmul;
+use super::pool::pool_plane_2x2;
 use crate::params::*;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -289,6 +290,81 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], out: &mut [f32], p: &Conv2dPara
             }
             matmul(weight, cols, stacked, &mm);
             unstack(stacked, out_run, plan.c_out, plan.pixels);
+        });
+    });
+}
+
+/// `out, argmax (n, c_out, h_out / 2, w_out / 2)`: [`conv2d_forward`], `+ bias`, ReLU
+/// and a 2×2 max-pool of stride 2, applied to each run's output while it is still in
+/// the cache, so the conv's output is never written to memory. Bit for bit what
+/// `conv2d_forward`, `bias_forward`, `relu_forward` and `max_pool2d_forward` give in
+/// turn; `argmax` indexes each `(h_out, w_out)` plane, as `max_pool2d_forward`'s does.
+///
+/// # Panics
+/// When a slice's length is not what `p` says, or the output is under 2×2; the engine
+/// checks both first.
+pub fn conv2d_relu_pool_forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    argmax: &mut [u32],
+    p: &Conv2dParams,
+) {
+    let lens = (x.len(), weight.len(), bias.len(), out.len(), argmax.len());
+    let pooled_len = p.pooled_len();
+    let want = (
+        p.input_len(),
+        p.weight_len(),
+        p.c_out as usize,
+        pooled_len,
+        pooled_len,
+    );
+    assert_eq!(lens, want, "conv2d_relu_pool_forward: {p:?}");
+    let pool = p
+        .pool()
+        .expect("conv2d_relu_pool_forward: an output of at least 2×2");
+    let plan = Plan::new(p);
+    let pooled = (pool.h_out * pool.w_out) as usize;
+    let run_out = plan.run * plan.c_out * pooled;
+    let runs = out
+        .par_chunks_mut(run_out)
+        .zip(argmax.par_chunks_mut(run_out))
+        .zip(x.par_chunks(plan.run * plan.x_len));
+    runs.for_each(|((out_run, argmax_run), x_run)| {
+        let s = x_run.len() / plan.x_len;
+        let cols_len = if is_pointwise(p) {
+            0
+        } else {
+            plan.k * s * plan.pixels
+        };
+        with_scratch(cols_len + plan.c_out * s * plan.pixels, |scratch| {
+            let (cols, z) = scratch.split_at_mut(cols_len);
+            // NOTE: a pointwise conv runs one sample a run, whose x is its cols.
+            let cols: &[f32] = if is_pointwise(p) {
+                x_run
+            } else {
+                im2col(x_run, cols, &plan, p);
+                cols
+            };
+            let mm = MatmulParams::new(plan.c_out, s * plan.pixels, plan.k);
+            matmul(weight, cols, z, &mm);
+            // z: (c_out, s·P), channel co's row holding sample j's plane at j·P.
+            let rows = z.chunks_exact_mut(s * plan.pixels).zip(bias);
+            for (co, (row, &b)) in rows.enumerate() {
+                for (j, plane) in row.chunks_exact_mut(plan.pixels).enumerate() {
+                    for v in plane.iter_mut() {
+                        let biased = *v + b;
+                        *v = if biased < 0.0 { 0.0 } else { biased };
+                    }
+                    let at = (j * plan.c_out + co) * pooled;
+                    let (out, argmax) = (
+                        &mut out_run[at..][..pooled],
+                        &mut argmax_run[at..][..pooled],
+                    );
+                    pool_plane_2x2(plane, out, argmax, &pool);
+                }
+            }
         });
     });
 }

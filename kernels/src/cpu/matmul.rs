@@ -19,6 +19,7 @@
 //! of up to `DIRECT_MAX_MACS` multiply-adds skip all of this for a plain loop, and those
 //! below `PARALLEL_MIN_MACS` stay on the calling thread.
 
+use super::isa::Isa;
 use crate::params::*;
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
@@ -47,7 +48,7 @@ const PARALLEL_MIN_MACS: usize = 64 * 64 * 64;
 /// # Panics
 /// When a slice is shorter than its shape says; the engine checks shapes before this.
 pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
-    matmul_on(Isa::detect(), a, b, c, p)
+    matmul_on(Isa::active(), a, b, c, p)
 }
 
 fn matmul_on(isa: Isa, a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
@@ -73,59 +74,24 @@ fn matmul_on(isa: Isa, a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
     if g.macs() <= DIRECT_MAX_MACS {
         return g.direct(c);
     }
-    isa.run(&g, c)
+    blocked_on(isa, &g, c)
 }
 
-/// The micro-kernels this build has; `detect` picks the best the CPU runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Portable,
-}
-
-impl Isa {
-    fn detect() -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|isa| isa.supported())
-            .unwrap_or(Isa::Portable)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
-    #[cfg(not(target_arch = "x86_64"))]
-    const ALL: [Isa; 1] = [Isa::Portable];
-
-    fn supported(self) -> bool {
-        match self {
+/// The blocked product with `isa`'s micro-kernel.
+fn blocked_on(isa: Isa, g: &Gemm, c: &mut [f32]) {
+    assert!(
+        isa.supported(),
+        "matmul: {isa} is not supported by this CPU"
+    );
+    // SAFETY: each kernel is MR × NR as its module says, and the CPU has its target
+    // features (asserted above).
+    unsafe {
+        match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            Isa::Avx512 => g.blocked::<{ avx512::MR }, { avx512::NR }>(avx512::kernel, c),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            Isa::Portable => true,
-        }
-    }
-
-    fn run(self, g: &Gemm, c: &mut [f32]) {
-        assert!(
-            self.supported(),
-            "matmul: {self:?} is not supported by this CPU"
-        );
-        // SAFETY: each kernel is MR × NR as its module says, and the CPU has its
-        // target features (asserted above).
-        unsafe {
-            match self {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => g.blocked::<{ avx512::MR }, { avx512::NR }>(avx512::kernel, c),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => g.blocked::<{ avx2::MR }, { avx2::NR }>(avx2::kernel, c),
-                Isa::Portable => {
-                    g.blocked::<{ portable::MR }, { portable::NR }>(portable::kernel, c)
-                }
-            }
+            Isa::Avx2 => g.blocked::<{ avx2::MR }, { avx2::NR }>(avx2::kernel, c),
+            Isa::Portable => g.blocked::<{ portable::MR }, { portable::NR }>(portable::kernel, c),
         }
     }
 }
@@ -400,11 +366,12 @@ fn transpose_by_eights<const W: usize>(
     // NOTE: `W % 8`, not `is_multiple_of`, which is newer than our rust-version (1.85).
     #[cfg(target_arch = "x86_64")]
     #[allow(clippy::manual_is_multiple_of)]
-    if W % 8 == 0 && is_x86_feature_detected!("avx") {
+    if W % 8 == 0 && Isa::active() != Isa::Portable {
         // Rows first..first + W of src must hold [pc, pc + kc); the last is the furthest.
         assert!((first + W - 1) * ld + pc + kc <= src.len() && dst.len() >= kc * W);
         let done = kc - kc % 8;
-        // SAFETY: the bounds are checked just above, and the CPU has AVX.
+        // SAFETY: the bounds are checked just above, and the CPU has AVX (AVX2 or
+        // AVX-512, which `Isa::active` checked).
         unsafe { avx2::transpose_into::<W>(dst.as_mut_ptr(), src.as_ptr(), (ld, first, pc), done) };
         return done;
     }

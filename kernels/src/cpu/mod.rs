@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod conv2d;
 pub mod elementwise;
+pub mod isa;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
@@ -13,6 +14,7 @@ pub mod vmath;
 pub use activation::*;
 pub use conv2d::*;
 pub use elementwise::*;
+pub use isa::{Isa, IsaError, ISA_ENV};
 pub use matmul::*;
 pub use optim::*;
 pub use pool::*;

@@ -88,7 +88,7 @@ fn takes(v: f32, best: f32) -> bool {
 /// [`pool_plane`] for the 2×2 window at stride 2 of every network here: each output
 /// reads two adjacent pairs of two input rows, with iterators rather than indices so
 /// that no bounds check sits in the loop. Same tie and NaN rules as the general path.
-fn pool_plane_2x2(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) {
+pub(super) fn pool_plane_2x2(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) {
     let (w, w_out) = (p.w as usize, p.w_out as usize);
     let rows = out
         .chunks_exact_mut(w_out)

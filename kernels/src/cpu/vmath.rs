@@ -11,7 +11,8 @@
 //! adds, never a fused multiply-add), so a value gets the same bits whichever path, and
 //! whichever lane of a vector or scalar tail, computes it.
 
-/// Runs `f` compiled for AVX-512 or AVX2 when the CPU has them, else for the baseline.
+/// Runs `f` compiled for AVX-512 or AVX2 when [`Isa::active`](super::isa::Isa::active)
+/// is one of them, else for the baseline.
 ///
 /// `f` is inlined into a function with those target features, so the loops in it are
 /// vectorised for them. NOTE: pass `f` as `#[inline(always)] || ...`, and make what it
@@ -28,13 +29,12 @@ pub(crate) fn on_widest_vectors<R>(f: impl FnOnce() -> R) -> R {
         unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (just checked).
-            return unsafe { avx512(f) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (just checked).
-            return unsafe { avx2(f) };
+        match super::isa::Isa::active() {
+            // SAFETY: `active` picks only what the CPU has.
+            super::isa::Isa::Avx512 => return unsafe { avx512(f) },
+            // SAFETY: likewise.
+            super::isa::Isa::Avx2 => return unsafe { avx2(f) },
+            super::isa::Isa::Portable => {}
         }
     }
     f()

@@ -214,7 +214,7 @@ impl GpuContext {
             self.settle_profile();
         }
         let mut state = self.profiler.lock();
-        state.totals = Default::default();
+        state.totals = [(0, 0.0); KernelId::COUNT];
         state.in_flight.clear();
     }
 

@@ -1,4 +1,4 @@
-// The tiled inner product shared by matmul and the three conv2d kernels (prepended to them:
+// The tiled inner product shared by matmul and the four conv kernels (prepended to them:
 // kernels/src/registry.rs). A workgroup of 16 x 16 threads owns a 64 x 64 tile of the output;
 // per BK-deep step it stages both operands in workgroup memory, and each thread accumulates
 // a 4 x 4 block in registers, rows ty + 16 i and columns tx + 16 j, so that neighbouring
