@@ -16,10 +16,12 @@
 //!
 //! Micro-kernels: 16 × 16 on AVX-512F (sixteen 16-wide accumulators), 6 × 16 on
 //! AVX2 + FMA, and a portable 4 × 8 one left to the auto-vectoriser elsewhere. Products
-//! of up to `DIRECT_MAX_MACS` multiply-adds skip all of this for a plain loop, and those
-//! below `PARALLEL_MIN_MACS` stay on the calling thread.
+//! of up to `DIRECT_MAX_MACS` multiply-adds skip all of this for a plain loop, one-row
+//! products (a batch of one through a linear layer) for dot products that read `b` once,
+//! and those below `PARALLEL_MIN_MACS` stay on the calling thread.
 
 use super::isa::Isa;
+use super::vmath::on_widest_vectors;
 use crate::params::*;
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
@@ -39,6 +41,30 @@ const KC_MAX: usize = 256;
 const DIRECT_MAX_MACS: usize = 4 * 1024;
 /// Below this many multiply-adds (64³), waking rayon costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 64 * 64 * 64;
+/// Columns of `c` per task of a one-row product: 64 weight rows of a 784-input layer
+/// are 200 KB, about as much as one task should stream.
+const SINGLE_ROW_COLUMNS: usize = 64;
+
+/// `Σ a[i]·b[i]` in 16 independent partial sums, which the loop keeps in one AVX-512
+/// register (two AVX2 ones) under [`on_widest_vectors`], then added up in a fixed order.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut sums = [0.0f32; LANES];
+    let (a_blocks, b_blocks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_blocks
+        .remainder()
+        .iter()
+        .zip(b_blocks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_blocks.zip(b_blocks) {
+        for i in 0..LANES {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
 
 /// `c = op(a) · op(b)`, or `c += op(a) · op(b)` with `p.accumulate == 1`.
 ///
@@ -73,6 +99,9 @@ fn matmul_on(isa: Isa, a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
     }
     if g.macs() <= DIRECT_MAX_MACS {
         return g.direct(c);
+    }
+    if m == 1 {
+        return g.single_row(c);
     }
     blocked_on(isa, &g, c)
 }
@@ -145,6 +174,49 @@ impl<'a> Gemm<'a> {
     /// Multiply-adds, saturated: `m·n·k` of three `u32`s can overflow even 64 bits.
     fn macs(&self) -> usize {
         self.m.saturating_mul(self.n).saturating_mul(self.k)
+    }
+
+    /// `m = 1`, one image through a linear layer at inference: `c = a · op(b)` reading
+    /// `b` once and packing nothing (the blocked path would pack all of `b` for one row,
+    /// which cost teacher-mlp's batch-1 forward 3× PyTorch's time). With `b` stored
+    /// `(n, k)` and read transposed, as a linear layer's weight is, `c[j]` is the dot
+    /// product of `a` with row `j`; otherwise `c` adds up the rows of `b`, each scaled by
+    /// its `a[l]`. Columns are shared among tasks, so each `c[j]` has one fixed order of
+    /// additions.
+    fn single_row(&self, c: &mut [f32]) {
+        let (n, k, accumulate) = (self.n, self.k, self.accumulate);
+        // NOTE: for m = 1, op(a) is k contiguous values whether or not a is transposed.
+        let a = &self.a[..k];
+        let columns = |first: usize, c: &mut [f32]| {
+            on_widest_vectors(
+                #[inline(always)]
+                || {
+                    if self.trans_b {
+                        let rows = self.b[first * k..].chunks_exact(k);
+                        for (c_j, b_j) in c.iter_mut().zip(rows) {
+                            let d = dot(a, b_j);
+                            *c_j = if accumulate { *c_j + d } else { d };
+                        }
+                    } else {
+                        if !accumulate {
+                            c.fill(0.0);
+                        }
+                        for (l, &a_l) in a.iter().enumerate() {
+                            let b_l = &self.b[l * n + first..][..c.len()];
+                            for (c_j, &b_lj) in c.iter_mut().zip(b_l) {
+                                *c_j += a_l * b_lj;
+                            }
+                        }
+                    }
+                },
+            )
+        };
+        if self.macs() < PARALLEL_MIN_MACS {
+            return columns(0, c);
+        }
+        c.par_chunks_mut(SINGLE_ROW_COLUMNS)
+            .enumerate()
+            .for_each(|(i, c)| columns(i * SINGLE_ROW_COLUMNS, c));
     }
 
     /// The triple loop, for products too small to repay packing.
@@ -841,6 +913,7 @@ mod tests {
     #[test]
     fn matmul_matches_reference_past_one_k_block_and_one_tile() {
         // k = 300 takes two k blocks (150 + 150); m, n span several tiles and threads.
+        // Then a row of 784 against 1200 columns: the one-row path, in parallel.
         for (ta, tb, acc) in [
             (false, false, false),
             (true, false, true),
@@ -850,6 +923,11 @@ mod tests {
             let (m, n, k) = (157, 293, 300);
             let p = params(m, n, k, ta, tb, acc);
             let (a, b, c0) = (random(m * k, 1), random(k * n, 2), random(m * n, 3));
+            check(&a, &b, &c0, &p).unwrap();
+            // One image through teacher-mlp's fc1: the one-row path, split among tasks.
+            let (m, n, k) = (1, 1200, 784);
+            let p = params(m, n, k, ta, tb, acc);
+            let (a, b, c0) = (random(m * k, 4), random(k * n, 5), random(m * n, 6));
             check(&a, &b, &c0, &p).unwrap();
         }
     }
