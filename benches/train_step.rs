@@ -127,8 +127,6 @@ fn bench_device(group: &mut BenchmarkGroup<'_, WallTime>, device: &Device, name:
 
 fn train_step(crit: &mut Criterion) {
     common::announce_isa();
-    // As the `distill` program does at start: keep freed heap memory for the next step.
-    engine::host_memory::retain_freed_memory();
     let mut group = crit.benchmark_group("train_step");
     group
         .sampling_mode(SamplingMode::Flat)

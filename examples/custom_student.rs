@@ -6,7 +6,6 @@ use engine::Device;
 use models::{checkpoint, Network, NetworkSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    engine::host_memory::retain_freed_memory(); // as `distill` does: see its docs
     let mut args = std::env::args().skip(1);
     let teacher = args
         .next()

@@ -350,7 +350,6 @@ fn main() -> ExitCode {
         // nothing to add. Set before any thread exists.
         std::env::set_var("NODEVICE_SELECT", "1");
     }
-    engine::host_memory::retain_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

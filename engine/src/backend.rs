@@ -5,7 +5,7 @@
 //! `run(k::Matmul, &p, &[&a, &b])`), or [`run_into`] for an update in place. Both check
 //! the storages against the kernel's declared arguments (count, words, one device),
 //! then call its CPU function or record its GPU launch, which returns at once: only a
-//! read waits. [`run`] allocates the kernel's outputs, zeroed, beside its inputs.
+//! read waits. [`run`] makes the kernel's outputs beside its inputs (see [`run`]).
 //!
 //! Each CPU call runs under a [`profile::cpu`] guard and each GPU launch first shows
 //! its context to [`profile::gpu`]: with `--profile` off, one atomic load each.
@@ -16,7 +16,8 @@ use crate::storage::Storage;
 use kernels::registry::{Access, Kernel};
 
 /// Runs `K` on `reads` (its [`Access::Read`] arguments, in order) and returns its
-/// `N` outputs, new storages beside the inputs.
+/// `N` outputs, new storages beside the inputs: zeroed, except on the CPU an
+/// [`Access::Out`] one, which its kernel overwrites (`storage`'s pool).
 pub(crate) fn run<K: Kernel, const N: usize>(
     _kernel: K,
     p: &K::Params,
@@ -29,8 +30,8 @@ pub(crate) fn run<K: Kernel, const N: usize>(
     let mut outputs: Vec<Storage> = K::ARGS
         .iter()
         .zip(K::lens(p))
-        .filter(|(arg, _)| arg.access == Access::Write)
-        .map(|(_, len)| first.zeros_beside(len))
+        .filter(|(arg, _)| arg.access.writes())
+        .map(|(arg, len)| first.output_beside(len, arg.access == Access::Out))
         .collect();
     run_into::<K>(p, reads, &mut outputs.iter_mut().collect::<Vec<_>>())?;
     outputs
@@ -51,7 +52,7 @@ pub(crate) fn run_into<K: Kernel>(
     for (arg, &len) in K::ARGS.iter().zip(&lens) {
         match arg.access {
             Access::Read => read_lens.push((arg.name, len)),
-            Access::Write => write_lens.push((arg.name, len)),
+            Access::Write | Access::Out => write_lens.push((arg.name, len)),
         }
     }
     if reads.len() != read_lens.len() || writes.len() != write_lens.len() {

@@ -35,7 +35,6 @@ mod autograd;
 mod backend;
 mod device;
 mod error;
-pub mod host_memory;
 mod ops;
 pub mod profile;
 mod storage;
@@ -47,6 +46,8 @@ pub use error::{Error, Result};
 pub use ops::loss::KdLoss;
 pub use ops::optim::{Adam, Sgd};
 pub use storage::Storage;
+#[doc(hidden)]
+pub use storage::{poison_unzeroed_outputs, pooled_words};
 pub use tensor::{Labels, Tensor, TensorId};
 
 pub use kernels;

@@ -10,8 +10,9 @@
 //!
 //! On the CPU each backend function times its `kernels::cpu` call with `Instant` (the
 //! guard `profile::cpu`); the autograd bookkeeping around it is not kernel time.
-//! NOTE: the output `Vec` is allocated before the clock starts, but the OS hands out
-//! its pages on first touch, so a large output's page faults count as the kernel's.
+//! NOTE: the output `Vec` is taken (from the storage pool) before the clock starts; in
+//! the first step, before the pool holds it, the OS hands out its pages on first touch,
+//! so those page faults count as the kernel's.
 //! On the GPU a launch returns as soon as it is recorded, so the host's clock would
 //! only measure the recording: instead the backend hands the context to `profile::gpu`,
 //! which turns on the context's own timing (device timestamps around each dispatch,

@@ -37,9 +37,20 @@ use crate::params::*;
 pub enum Access {
     /// Only read (`var<storage, read>`).
     Read,
-    /// Written, and possibly read first (`var<storage, read_write>`): an output, or a
-    /// value updated in place such as an optimizer's parameter.
+    /// Written, and possibly read first (`var<storage, read_write>`): a value updated in
+    /// place such as an optimizer's parameter, or an output the kernel adds into.
     Write,
+    /// An output written whole before anything of it is read (`var<storage,
+    /// read_write>` too): the engine may hand the CPU kernel a reused buffer holding
+    /// stale values instead of zeroing it (`engine::storage`'s pool).
+    Out,
+}
+
+impl Access {
+    /// Whether the kernel writes the argument: [`Access::Write`] or [`Access::Out`].
+    pub fn writes(self) -> bool {
+        self != Access::Read
+    }
 }
 
 /// The element type of a buffer argument. Both are 4-byte words, so one buffer type
@@ -66,7 +77,7 @@ pub struct Arg {
 /// A kernel as the engine sees it: the same call on either device.
 ///
 /// `reads` are the [`Access::Read`] arguments in declaration order and `writes` the
-/// [`Access::Write`] ones; each slice or buffer spans the words [`Kernel::lens`] gives
+/// others ([`Access::Write`] and [`Access::Out`]); each slice or buffer spans the words [`Kernel::lens`] gives
 /// (the engine checks that before calling). On the CPU every argument is a slice of
 /// `f32` words; a [`Word::U32`] argument is reinterpreted bit for bit.
 pub trait Kernel {
@@ -133,7 +144,7 @@ const POINTWISE_BACKWARD: &str = include_str!("../wgsl/lib/pointwise_backward.wg
 /// ```text
 /// /// docs
 /// Id name(p: Params) wgsl [LIBRARY, ...] ("file")? {
-///     arg: read|write f32|u32 [words], ...
+///     arg: read|write|out f32|u32 [words], ...
 /// } grid (workgroups) | launcher (path);
 /// ```
 ///
@@ -259,6 +270,7 @@ macro_rules! kernels {
 
     (@access read) => { Access::Read };
     (@access write) => { Access::Write };
+    (@access out) => { Access::Out };
 
     // NOTE: the engine checked the counts against `ARGS`, so `next` always has one.
     (@cpu read $word:ident $reads:ident $writes:ident) => {
@@ -267,8 +279,12 @@ macro_rules! kernels {
     (@cpu write $word:ident $reads:ident $writes:ident) => {
         view_mut::<$word>($writes.next().expect("a write argument"))
     };
+    (@cpu out $word:ident $reads:ident $writes:ident) => {
+        view_mut::<$word>($writes.next().expect("a write argument"))
+    };
     (@gpu read $reads:ident $writes:ident) => { *$reads.next().expect("a read argument") };
     (@gpu write $reads:ident $writes:ident) => { *$writes.next().expect("a write argument") };
+    (@gpu out $reads:ident $writes:ident) => { *$writes.next().expect("a write argument") };
 
     (@launch grid $groups:tt $name:ident) => { launchers::$name };
     (@launch launcher $path:tt $name:ident) => { $path };
@@ -289,6 +305,7 @@ macro_rules! kernels {
     };
     (@bind read $arg:ident [$len:expr]) => { crate::gpu::launch::r(stringify!($arg), $arg, $len) };
     (@bind write $arg:ident [$len:expr]) => { crate::gpu::launch::w(stringify!($arg), $arg, $len) };
+    (@bind out $arg:ident [$len:expr]) => { crate::gpu::launch::w(stringify!($arg), $arg, $len) };
 }
 
 kernels! {
@@ -301,7 +318,7 @@ kernels! {
     /// [`Conv2dParams`].
     Conv2dForward conv2d_forward(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT] {
         x: read f32 [p.input_len()], weight: read f32 [p.weight_len()],
-        out: write f32 [p.output_len()],
+        out: out f32 [p.output_len()],
     } grid (tiles(p.c_out, p.n * p.h_out * p.w_out));
 
     /// `out, argmax (n, c_out, h_out / 2, w_out / 2)`: conv2d, `+ bias`, ReLU and a
@@ -310,86 +327,86 @@ kernels! {
     Conv2dReluPoolForward conv2d_relu_pool_forward(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT] {
         x: read f32 [p.input_len()], weight: read f32 [p.weight_len()],
         bias: read f32 [p.c_out as usize],
-        out: write f32 [p.pooled_len()], argmax: write u32 [p.pooled_len()],
+        out: out f32 [p.pooled_len()], argmax: out u32 [p.pooled_len()],
     } grid (tiles(p.c_out, 4 * p.n * (p.h_out / 2) * (p.w_out / 2)));
 
     /// `grad_x (n, c_in, h, w)`, overwritten, from `grad_out` and `weight`.
     Conv2dBackwardInput conv2d_backward_input(p: Conv2dParams) wgsl [GEMM_TILE] {
         grad_out: read f32 [p.output_len()], weight: read f32 [p.weight_len()],
-        grad_x: write f32 [p.input_len()],
+        grad_x: out f32 [p.input_len()],
     } grid (tiles(p.c_in, p.n * p.h * p.w));
 
     /// `grad_weight (c_out, c_in, kh, kw)`, overwritten, summed over the batch.
     Conv2dBackwardWeight conv2d_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT] {
         x: read f32 [p.input_len()], grad_out: read f32 [p.output_len()],
-        grad_weight: write f32 [p.weight_len()],
+        grad_weight: out f32 [p.weight_len()],
     } launcher (crate::gpu::conv2d_backward_weight);
 
     /// `out[o, c, i] = x[o, c, i] + bias[c]`; see [`AxisParams`].
     BiasForward bias_forward(p: AxisParams) wgsl [] {
-        x: read f32 [p.len()], bias: read f32 [p.channels as usize], out: write f32 [p.len()],
+        x: read f32 [p.len()], bias: read f32 [p.channels as usize], out: out f32 [p.len()],
     } grid (elements(p.len()));
 
     /// `grad_bias[c] = Σ_{o, i} grad_out[o, c, i]`, overwritten; one workgroup a channel.
     BiasBackward bias_backward(p: AxisParams) wgsl [] {
-        grad_out: read f32 [p.len()], grad_bias: write f32 [p.channels as usize],
+        grad_out: read f32 [p.len()], grad_bias: out f32 [p.channels as usize],
     } grid (p.channels as u64);
 
     /// `out, argmax (n, c, h_out, w_out)` from `x (n, c, h, w)`; `argmax` indexes each
     /// `(h, w)` plane. See [`Pool2dParams`].
     MaxPool2dForward max_pool2d_forward(p: Pool2dParams) wgsl [] {
-        x: read f32 [p.input_len()], out: write f32 [p.output_len()],
-        argmax: write u32 [p.output_len()],
+        x: read f32 [p.input_len()], out: out f32 [p.output_len()],
+        argmax: out u32 [p.output_len()],
     } grid (elements(p.output_len()));
 
     /// `grad_x (n, c, h, w)`, overwritten: each `grad_out` value added to its winner.
     MaxPool2dBackward max_pool2d_backward(p: Pool2dParams) wgsl [] {
         grad_out: read f32 [p.output_len()], argmax: read u32 [p.output_len()],
-        grad_x: write f32 [p.input_len()],
+        grad_x: out f32 [p.input_len()],
     } grid (elements(p.input_len()));
 
     /// `out = max(x, 0)`.
     ReluForward relu_forward(p: ElementwiseParams) wgsl [POINTWISE_FORWARD] ("relu") {
-        x: read f32 [p.elements()], out: write f32 [p.elements()],
+        x: read f32 [p.elements()], out: out f32 [p.elements()],
     } grid (elements(p.elements()));
 
     /// `grad_x = grad_out` where `x > 0`, else 0 (relu'(0) = 0, as PyTorch).
     ReluBackward relu_backward(p: ElementwiseParams) wgsl [POINTWISE_BACKWARD] ("relu") {
         x: read f32 [p.elements()], grad_out: read f32 [p.elements()],
-        grad_x: write f32 [p.elements()],
+        grad_x: out f32 [p.elements()],
     } grid (elements(p.elements()));
 
     /// `out = x` where `x > 0`, else `alpha · x` (PyTorch's `LeakyReLU(negative_slope)`).
     LeakyReluForward leaky_relu_forward(p: ElementwiseParams) wgsl [POINTWISE_FORWARD] ("leaky_relu") {
-        x: read f32 [p.elements()], out: write f32 [p.elements()],
+        x: read f32 [p.elements()], out: out f32 [p.elements()],
     } grid (elements(p.elements()));
 
     /// `grad_x = grad_out` where `x > 0`, else `alpha · grad_out`.
     LeakyReluBackward leaky_relu_backward(p: ElementwiseParams) wgsl [POINTWISE_BACKWARD] ("leaky_relu") {
         x: read f32 [p.elements()], grad_out: read f32 [p.elements()],
-        grad_x: write f32 [p.elements()],
+        grad_x: out f32 [p.elements()],
     } grid (elements(p.elements()));
 
     /// `mask = scale` where `dropout_hash(seed, i) >= threshold`, else 0; `out = x · mask`.
     DropoutForward dropout_forward(p: DropoutParams) wgsl [] {
-        x: read f32 [p.len as usize], out: write f32 [p.len as usize],
-        mask: write f32 [p.len as usize],
+        x: read f32 [p.len as usize], out: out f32 [p.len as usize],
+        mask: out f32 [p.len as usize],
     } grid (elements(p.len as usize));
 
     /// `grad_x = grad_out · mask`.
     DropoutBackward dropout_backward(p: DropoutParams) wgsl [] {
         grad_out: read f32 [p.len as usize], mask: read f32 [p.len as usize],
-        grad_x: write f32 [p.len as usize],
+        grad_x: out f32 [p.len as usize],
     } grid (elements(p.len as usize));
 
     /// `out = a + b`.
     Add add(p: ElementwiseParams) wgsl [] {
-        a: read f32 [p.elements()], b: read f32 [p.elements()], out: write f32 [p.elements()],
+        a: read f32 [p.elements()], b: read f32 [p.elements()], out: out f32 [p.elements()],
     } grid (elements(p.elements()));
 
     /// `out = alpha · x`.
     Scale scale(p: ElementwiseParams) wgsl [] {
-        x: read f32 [p.elements()], out: write f32 [p.elements()],
+        x: read f32 [p.elements()], out: out f32 [p.elements()],
     } grid (elements(p.elements()));
 
     /// `y += alpha · x`, in place: how gradients accumulate.
@@ -399,45 +416,45 @@ kernels! {
 
     /// `out[o, i] = Σ_c x[o, c, i]`, overwritten.
     SumAxis sum_axis(p: AxisParams) wgsl [] {
-        x: read f32 [p.len()], out: write f32 [p.outer as usize * p.inner as usize],
+        x: read f32 [p.len()], out: out f32 [p.outer as usize * p.inner as usize],
     } launcher (crate::gpu::sum_axis);
 
     /// `grad_x[o, c, i] = grad_out[o, i]`, overwritten.
     SumAxisBackward sum_axis_backward(p: AxisParams) wgsl [] {
-        grad_out: read f32 [p.outer as usize * p.inner as usize], grad_x: write f32 [p.len()],
+        grad_out: read f32 [p.outer as usize * p.inner as usize], grad_x: out f32 [p.len()],
     } grid (elements(p.len()));
 
     /// `out = log softmax(x)` per row; see [`RowParams`].
     LogSoftmaxForward log_softmax_forward(p: RowParams) wgsl [] {
-        x: read f32 [p.elements()], out: write f32 [p.elements()],
+        x: read f32 [p.elements()], out: out f32 [p.elements()],
     } grid (row_groups(p));
 
     /// `grad_x = grad_out - exp(out) · Σ grad_out` per row, `out` the saved log-softmax.
     LogSoftmaxBackward log_softmax_backward(p: RowParams) wgsl [] {
         out: read f32 [p.elements()], grad_out: read f32 [p.elements()],
-        grad_x: write f32 [p.elements()],
+        grad_x: out f32 [p.elements()],
     } grid (row_groups(p));
 
     /// Per row: `loss = -log softmax(logits)[label]`, `grad = softmax(logits) -
     /// onehot(label)`. NOTE: a label `>= cols` gives a NaN loss on the GPU.
     CrossEntropyForward cross_entropy_forward(p: RowParams) wgsl [] {
         logits: read f32 [p.elements()], labels: read u32 [p.rows as usize],
-        loss: write f32 [p.rows as usize], grad: write f32 [p.elements()],
+        loss: out f32 [p.rows as usize], grad: out f32 [p.elements()],
     } grid (row_groups(p));
 
     /// Per row: `loss = T²·KL(softmax(t/T) ‖ softmax(s/T))`, `grad = T (softmax(s/T) -
     /// softmax(t/T))`.
     SoftmaxKlForward softmax_kl_forward(p: RowParams) wgsl [KL_ROWS] {
         student: read f32 [p.elements()], teacher: read f32 [p.elements()],
-        loss: write f32 [p.rows as usize], grad: write f32 [p.elements()],
+        loss: out f32 [p.rows as usize], grad: out f32 [p.elements()],
     } grid (row_groups(p));
 
     /// Per row: `loss[2r] = CE(y, s)`, `loss[2r + 1] = T²·KL`, `grad = (1 - α)(softmax(s) -
     /// onehot(y)) + α·T·(softmax(s/T) - softmax(t/T))`.
     KdLossForward kd_loss_forward(p: RowParams) wgsl [KL_ROWS] {
         student: read f32 [p.elements()], teacher: read f32 [p.elements()],
-        labels: read u32 [p.rows as usize], loss: write f32 [2 * p.rows as usize],
-        grad: write f32 [p.elements()],
+        labels: read u32 [p.rows as usize], loss: out f32 [2 * p.rows as usize],
+        grad: out f32 [p.elements()],
     } grid (row_groups(p));
 
     /// Per row: `loss[3r] = CE(y, s)`, `loss[3r + 1] = T²·TCKD`, `loss[3r + 2] = T²·NCKD`
@@ -445,34 +462,34 @@ kernels! {
     /// At least two classes.
     DkdLossForward dkd_loss_forward(p: RowParams) wgsl [KL_ROWS] {
         student: read f32 [p.elements()], teacher: read f32 [p.elements()],
-        labels: read u32 [p.rows as usize], loss: write f32 [3 * p.rows as usize],
-        grad: write f32 [p.elements()],
+        labels: read u32 [p.rows as usize], loss: out f32 [3 * p.rows as usize],
+        grad: out f32 [p.elements()],
     } grid (row_groups(p));
 
     /// The mean over rows of per-row losses `(rows, cols)`: `means[c]`, and `loss` =
     /// `means[0]` (one column), `(1 - α)·means[0] + α·means[1]` (the distillation loss's
     /// two) or `means[0] + α·means[1] + β·means[2]` (decoupled KD's three). One workgroup.
     RowLossMean row_loss_mean(p: RowParams) wgsl [] {
-        losses: read f32 [p.elements()], loss: write f32 [1],
-        means: write f32 [p.cols as usize],
+        losses: read f32 [p.elements()], loss: out f32 [1],
+        means: out f32 [p.cols as usize],
     } grid (1);
 
     /// `grad = grad_rows · upstream[0] · alpha` (`alpha = 1 / rows`): the backward of
     /// [`RowLossMean`], whose per-row gradients the loss kernels wrote.
     RowLossBackward row_loss_backward(p: ElementwiseParams) wgsl [] {
         grad_rows: read f32 [p.elements()], upstream: read f32 [1],
-        grad: write f32 [p.elements()],
+        grad: out f32 [p.elements()],
     } grid (elements(p.elements()));
 
     /// `out[r] = x[index[r]]`, rows of `cols` values; see [`GatherParams`].
     GatherRows gather_rows(p: GatherParams) wgsl [] {
         x: read f32 [p.src_rows as usize * p.cols as usize], index: read u32 [p.rows as usize],
-        out: write f32 [p.rows as usize * p.cols as usize],
+        out: out f32 [p.rows as usize * p.cols as usize],
     } grid (elements(p.rows as usize * p.cols as usize));
 
     /// `out[r]` = the column of the largest value of row `r`, the first one on ties.
     ArgmaxRows argmax_rows(p: RowParams) wgsl [] {
-        x: read f32 [p.elements()], out: write u32 [p.rows as usize],
+        x: read f32 [p.elements()], out: out u32 [p.rows as usize],
     } grid (row_groups(p));
 
     /// PyTorch's SGD, in place: `g = grad + wd·param; v = momentum·v + g; param -= lr·v`.

@@ -71,7 +71,7 @@ impl Tensor {
             out: if recorded {
                 out.duplicate()?
             } else {
-                out.zeros_beside(0)
+                out.output_beside(0, false)
             },
             argmax,
             params: p,

@@ -19,6 +19,7 @@
 use super::elementwise::par_chunked;
 use super::matmul::matmul;
 use super::pool::pool_plane_2x2;
+use super::vmath::on_widest_vectors;
 use crate::params::*;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -350,21 +351,31 @@ pub fn conv2d_relu_pool_forward(
             let mm = MatmulParams::new(plan.c_out, s * plan.pixels, plan.k);
             matmul(weight, cols, z, &mm);
             // z: (c_out, s·P), channel co's row holding sample j's plane at j·P.
-            let rows = z.chunks_exact_mut(s * plan.pixels).zip(bias);
-            for (co, (row, &b)) in rows.enumerate() {
-                for (j, plane) in row.chunks_exact_mut(plan.pixels).enumerate() {
-                    for v in plane.iter_mut() {
-                        let biased = *v + b;
-                        *v = if biased < 0.0 { 0.0 } else { biased };
+            on_widest_vectors(
+                #[inline(always)]
+                || {
+                    let rows = z.chunks_exact(s * plan.pixels).zip(bias);
+                    for (co, (row, &b)) in rows.enumerate() {
+                        // As bias_forward, then relu_forward, on each value the pool reads.
+                        let bias_relu = |v: f32| {
+                            let biased = v + b;
+                            if biased < 0.0 {
+                                0.0
+                            } else {
+                                biased
+                            }
+                        };
+                        for (j, plane) in row.chunks_exact(plan.pixels).enumerate() {
+                            let at = (j * plan.c_out + co) * pooled;
+                            let (out, argmax) = (
+                                &mut out_run[at..][..pooled],
+                                &mut argmax_run[at..][..pooled],
+                            );
+                            pool_plane_2x2(plane, out, argmax, &pool, bias_relu);
+                        }
                     }
-                    let at = (j * plan.c_out + co) * pooled;
-                    let (out, argmax) = (
-                        &mut out_run[at..][..pooled],
-                        &mut argmax_run[at..][..pooled],
-                    );
-                    pool_plane_2x2(plane, out, argmax, &pool);
-                }
-            }
+                },
+            )
         });
     });
 }

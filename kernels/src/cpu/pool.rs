@@ -8,6 +8,7 @@
 //! Every `(n, c)` plane is independent: one rayon task owns a run of planes of the
 //! output (forward) or of the input gradient (backward).
 
+use super::vmath::on_widest_vectors;
 use crate::params::*;
 use rayon::prelude::*;
 
@@ -35,10 +36,15 @@ pub fn max_pool2d_forward(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Po
         .zip(argmax.par_chunks_mut(per_task * out_plane))
         .zip(x.par_chunks(per_task * in_plane))
         .for_each(|((out, argmax), x)| {
-            let planes = out.chunks_mut(out_plane).zip(argmax.chunks_mut(out_plane));
-            for ((out, argmax), x) in planes.zip(x.chunks(in_plane)) {
-                pool_plane(x, out, argmax, p);
-            }
+            on_widest_vectors(
+                #[inline(always)]
+                || {
+                    let planes = out.chunks_mut(out_plane).zip(argmax.chunks_mut(out_plane));
+                    for ((out, argmax), x) in planes.zip(x.chunks(in_plane)) {
+                        pool_plane(x, out, argmax, p);
+                    }
+                },
+            )
         });
 }
 
@@ -46,9 +52,10 @@ pub fn max_pool2d_forward(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Po
 /// order for all its outputs at once: every output keeps its own running maximum, so
 /// the updates are independent selects rather than a loop-carried branch, which random
 /// data would mispredict half the time.
+#[inline(always)]
 fn pool_plane(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) {
     if (p.kernel, p.stride) == (2, 2) {
-        return pool_plane_2x2(x, out, argmax, p);
+        return pool_plane_2x2(x, out, argmax, p, |v| v);
     }
     let (w, k, s, w_out) = (
         p.w as usize,
@@ -85,34 +92,100 @@ fn takes(v: f32, best: f32) -> bool {
     (v > best) | (v.is_nan() & !best.is_nan())
 }
 
-/// [`pool_plane`] for the 2×2 window at stride 2 of every network here: each output
-/// reads two adjacent pairs of two input rows, with iterators rather than indices so
-/// that no bounds check sits in the loop. Same tie and NaN rules as the general path.
-pub(super) fn pool_plane_2x2(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) {
+/// [`pool_plane`] for the 2×2 window at stride 2 of every network here, with the same
+/// tie and NaN rules. Each output row is cut into blocks of `L` outputs (8, or 4 for
+/// rows of 4 to 7), the last block overlapping the one before, so that a block is one
+/// vector per window corner; [`pool_block`] says how. Each input is read as `map(x)`
+/// (the conv block's bias and ReLU, applied here in the same pass; the identity for a
+/// plain pool). Vectorised for the widest vectors when called inside
+/// [`on_widest_vectors`](super::vmath::on_widest_vectors).
+#[inline(always)]
+pub(super) fn pool_plane_2x2(
+    x: &[f32],
+    out: &mut [f32],
+    argmax: &mut [u32],
+    p: &Pool2dParams,
+    map: impl Fn(f32) -> f32 + Copy,
+) {
     let (w, w_out) = (p.w as usize, p.w_out as usize);
     let rows = out
         .chunks_exact_mut(w_out)
         .zip(argmax.chunks_exact_mut(w_out));
     for (oy, (out, argmax)) in rows.enumerate() {
         let top = 2 * oy * w;
-        let (r0, r1) = (&x[top..top + 2 * w_out], &x[top + w..top + w + 2 * w_out]);
-        let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-        for (ox, ((o, a), (t, b))) in out
-            .iter_mut()
-            .zip(argmax.iter_mut())
-            .zip(windows)
-            .enumerate()
-        {
-            // Row-major order inside the window: (0,0), (0,1), (1,0), (1,1).
-            let (mut best, mut at) = (t[0], 0usize);
-            for (j, v) in [(1, t[1]), (w, b[0]), (w + 1, b[1])] {
-                let take = takes(v, best);
-                best = if take { v } else { best };
-                at = if take { j } else { at };
-            }
-            *o = best;
-            *a = (top + 2 * ox + at) as u32;
+        let (r0, r1) = (&x[top..][..2 * w_out], &x[top + w..][..2 * w_out]);
+        let row = (r0, r1, out, argmax, top as u32, w as u32);
+        match w_out {
+            8.. => pool_row::<8>(row, map),
+            4.. => pool_row::<4>(row, map),
+            _ => pool_row::<1>(row, map),
         }
+    }
+}
+
+/// One output row's two input rows, its outputs and argmaxes, the plane index of its
+/// first input and the plane's width.
+type PoolRow<'a> = (&'a [f32], &'a [f32], &'a mut [f32], &'a mut [u32], u32, u32);
+
+/// [`pool_block`] over one output row (`L` or more outputs) in blocks of `L`; the last
+/// block starts at `w_out - L` and recomputes some outputs of the one before (the same
+/// values again).
+#[inline(always)]
+fn pool_row<const L: usize>(
+    (r0, r1, out, argmax, top, w): PoolRow,
+    map: impl Fn(f32) -> f32 + Copy,
+) {
+    let w_out = out.len();
+    let mut start = 0;
+    loop {
+        let at = start.min(w_out - L);
+        pool_block::<L>(
+            &r0[2 * at..][..2 * L],
+            &r1[2 * at..][..2 * L],
+            &mut out[at..][..L],
+            &mut argmax[at..][..L],
+            top + 2 * at as u32,
+            w,
+            map,
+        );
+        start += L;
+        if start >= w_out {
+            break;
+        }
+    }
+}
+
+/// `L` windows side by side: the four corners are split into arrays of `L` lanes (even
+/// and odd columns of each row), then every lane runs the scalar rule of
+/// [`pool_plane`] on its own, in row-major order (0,0), (0,1), (1,0), (1,1); with no
+/// branch, only selects, that loop becomes vector compares and blends.
+#[inline(always)]
+fn pool_block<const L: usize>(
+    r0: &[f32],
+    r1: &[f32],
+    out: &mut [f32],
+    argmax: &mut [u32],
+    first: u32,
+    w: u32,
+    map: impl Fn(f32) -> f32,
+) {
+    let corner =
+        |row: &[f32], col: usize| -> [f32; L] { std::array::from_fn(|i| map(row[2 * i + col])) };
+    let (mut best, mut at) = (corner(r0, 0), [0u32; L]);
+    for (offset, v) in [
+        (1, corner(r0, 1)),
+        (w, corner(r1, 0)),
+        (w + 1, corner(r1, 1)),
+    ] {
+        for i in 0..L {
+            let take = takes(v[i], best[i]);
+            best[i] = if take { v[i] } else { best[i] };
+            at[i] = if take { offset } else { at[i] };
+        }
+    }
+    for i in 0..L {
+        out[i] = best[i];
+        argmax[i] = first + 2 * i as u32 + at[i];
     }
 }
 
