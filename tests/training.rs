@@ -174,6 +174,126 @@ fn resume_continues_the_same_loss_curve() {
     assert_eq!(lines.lines().count(), 2);
 }
 
+/// The metrics file after a resume has one line per epoch, in order, whatever a kill
+/// left in it: a line for an epoch the checkpoint never got, a torn line, or no line for
+/// the checkpoint's last epoch (killed between the save and the append).
+#[test]
+fn a_resume_makes_the_metrics_file_agree_with_the_checkpoint() {
+    let dir = temp_dir("resume-metrics");
+    let data = slice(640, 100);
+    let path = dir.join("m.safetensors");
+    let metrics = dir.join("m.metrics.jsonl");
+    run("student-cnn", &options(1, path.clone()), &data, None);
+    let epoch1 = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(epoch1.lines().count(), 1);
+    let epochs = |text: &str| -> Vec<u64> {
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let stale_epoch2 = epoch1.replace("\"epoch\":1", "\"epoch\":2");
+    for (left, what) in [
+        (
+            format!("{epoch1}{stale_epoch2}"),
+            "a line past the checkpoint",
+        ),
+        (format!("{epoch1}{{\"epoch\":2,\"tra"), "a torn line"),
+        (String::new(), "no line for the checkpoint's epoch"),
+        (format!("{epoch1}{epoch1}"), "a duplicate"),
+    ] {
+        let resumed_path = dir.join("r.safetensors");
+        std::fs::copy(&path, &resumed_path).unwrap();
+        let resumed_metrics = dir.join("r.metrics.jsonl");
+        std::fs::write(&resumed_metrics, &left).unwrap();
+        let mut opts = options(2, resumed_path);
+        opts.resume = true;
+        run("student-cnn", &opts, &data, None);
+        let text = std::fs::read_to_string(&resumed_metrics).unwrap();
+        assert_eq!(epochs(&text), [1, 2], "after {what}:\n{text}");
+        assert_eq!(
+            text.lines().next().unwrap(),
+            epoch1.trim_end(),
+            "after {what}"
+        );
+    }
+}
+
+/// Every setting that changes the experiment is compared on `--resume`, and a change
+/// is refused naming the setting with its saved and its given value.
+#[test]
+fn a_resume_with_another_recipe_is_refused_naming_each_change() {
+    let dir = temp_dir("resume-recipe");
+    let data = slice(640, 100);
+    let path = dir.join("s.safetensors");
+    run("student-cnn", &options(1, path.clone()), &data, None);
+    let before = std::fs::read(&path).unwrap();
+    let net = || Network::new(&builtin::builtin("student-cnn").unwrap(), 0, &Device::Cpu).unwrap();
+    let resume = |change: &dyn Fn(&mut TrainOptions)| {
+        let mut opts = options(2, path.clone());
+        opts.resume = true;
+        change(&mut opts);
+        train::train(&opts, &net(), &data, &Device::Cpu, None)
+            .err()
+            .map(|e| e.to_string())
+    };
+    type Change<'a> = &'a dyn Fn(&mut TrainOptions);
+    let cases: [(Change, &str); 5] = [
+        (&|o| o.optimizer.lr = 2e-3, "lr was `0.001`, now `0.002`"),
+        (&|o| o.batch_size = 32, "batch was `64`, now `32`"),
+        (&|o| o.seed = 3, "seed was `0`, now `3`"),
+        (&|o| o.jitter = true, "jitter was `false`, now `true`"),
+        (
+            &|o| o.optimizer.weight_decay = 0.5,
+            "weight_decay was `0`, now `0.5`",
+        ),
+    ];
+    for (change, want) in cases {
+        let err = resume(change).expect("a changed recipe was resumed");
+        assert!(err.contains(want), "{err}");
+    }
+    let both = resume(&|o| {
+        o.optimizer.lr = 2e-3;
+        o.seed = 3;
+    })
+    .unwrap();
+    assert!(
+        both.contains("lr was") && both.contains("seed was"),
+        "{both}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a refused resume wrote"
+    );
+
+    // A distilled student remembers its teacher: another one (here the same
+    // architecture with other parameters) is refused.
+    let teacher_a = teacher(&data, &dir);
+    let teacher_b = net();
+    let kd_path = dir.join("kd.safetensors");
+    let kd = Distillation::new(&teacher_a, 4.0, 0.5).unwrap();
+    run(
+        "student-cnn",
+        &options(1, kd_path.clone()),
+        &data,
+        Some(&kd),
+    );
+    let mut opts = options(2, kd_path);
+    opts.resume = true;
+    let other = Distillation::new(&teacher_b, 4.0, 0.5).unwrap();
+    let err = train::train(&opts, &net(), &data, &Device::Cpu, Some(&other))
+        .err()
+        .expect("a resume under another teacher ran")
+        .to_string();
+    assert!(err.contains("teacher_sha256 was"), "{err}");
+    let same = train::train(&opts, &net(), &data, &Device::Cpu, Some(&kd));
+    assert!(same.is_ok(), "{:?}", same.err());
+}
+
 /// A small trained teacher for the distillation tests.
 fn teacher(data: &Mnist, dir: &std::path::Path) -> Network {
     run(

@@ -59,37 +59,37 @@ enum Command {
 #[derive(Args, Clone)]
 struct Common {
     /// Epochs to train.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     epochs: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     batch: usize,
     /// Learning rate (the schedule's base rate).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     lr: f32,
     /// How the rate changes: constant, cosine (to 0 at the last step) or step (x0.1 at
     /// 50 % and again at 75 % of the steps).
     #[arg(long, default_value = "constant")]
     schedule: ScheduleKind,
     /// Epochs of linear warm-up before the schedule (may be a fraction).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     warmup: f32,
     /// Training images held out for validation (the same ones in every run); each
     /// epoch is judged on them, the test set only after the last.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, allow_negative_numbers = true)]
     val: usize,
     /// sgd (momentum 0.9), adam or adamw.
     #[arg(long, default_value = "adam")]
     optimizer: OptimizerKind,
     /// Weight decay (L2 for sgd and adam, decoupled for adamw).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     weight_decay: f32,
     /// Max-norm constraint: after each step, every unit's incoming weights (each row of
     /// a weight) longer than this L2 norm are scaled onto it.
     #[arg(long, allow_negative_numbers = true)]
     max_norm: Option<f32>,
     /// Seeds the initialisation, the batch order, dropout and jitter.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// Random ±2-pixel shifts of the training images.
     #[arg(long)]
@@ -156,7 +156,7 @@ struct DistillArgs {
     #[arg(long)]
     student: String,
     /// Softmax temperature of the distillation term.
-    #[arg(long = "T", default_value_t = 5.0)]
+    #[arg(long = "T", default_value_t = 5.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Weight of the distillation term; 1 - alpha weighs the labels' cross-entropy. With
     /// --loss dkd, the weight of the target-class term [default: 0.1, or 1 with dkd].
@@ -178,17 +178,17 @@ struct RunArgs {
     list_presets: bool,
     /// The teacher's seed and the first student seed (initialisation, batch order,
     /// dropout, jitter).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// Student seeds, each giving a pair (alone, distilled) from identical initial
     /// parameters and batch order: SEED, SEED + 1, ...
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     seeds: usize,
     /// Training images held out for validation (the same ones in every run).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, allow_negative_numbers = true)]
     val: usize,
     /// Override the preset's temperature.
-    #[arg(long = "T")]
+    #[arg(long = "T", allow_negative_numbers = true)]
     temperature: Option<f32>,
     /// Override the preset's distillation weight [default: the preset's, or 1 when
     /// --loss dkd replaces the preset's KD].
@@ -209,7 +209,12 @@ struct RunArgs {
 #[derive(Args)]
 struct SweepArgs {
     /// Temperatures, comma-separated [default: the preset's].
-    #[arg(long = "T", value_delimiter = ',', num_args = 1..)]
+    #[arg(
+        long = "T",
+        value_delimiter = ',',
+        num_args = 1..,
+        allow_negative_numbers = true
+    )]
     temperatures: Option<Vec<f32>>,
     /// Distillation weights, comma-separated [default: the preset's, or 1 when --loss
     /// dkd replaces the preset's KD].
@@ -222,16 +227,16 @@ struct SweepArgs {
     alphas: Option<Vec<f32>>,
     /// Conv channels of student-cnn-shaped students (hidden layer 4x): a capacity sweep
     /// at the first T and alpha instead of the grid.
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_delimiter = ',', num_args = 1.., allow_negative_numbers = true)]
     widths: Option<Vec<usize>>,
     /// The teacher's seed and the first student seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// Student seeds per cell.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     seeds: usize,
     /// Training images held out for validation; the sweep is judged on them.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, allow_negative_numbers = true)]
     val: usize,
     /// Where the teacher, each run's result and the report go; a restarted sweep reads
     /// the results already there [default: runs/sweep-PRESET, with capacity- before
@@ -260,7 +265,7 @@ struct StudyRecipe {
     #[arg(long)]
     student: Option<String>,
     /// Override the preset's student epochs.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     epochs: Option<usize>,
     /// Override the preset's student schedule: constant, cosine or step.
     #[arg(long)]

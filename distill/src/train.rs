@@ -1,8 +1,10 @@
 //! The training loop, shared by plain training and distillation: they differ only in
-//! the loss. Each epoch ends with an evaluation on the held-out validation images, a
-//! line in the metrics file and an atomically written checkpoint (parameters, optimizer
-//! state, schedule), so an interrupted run loses at most the epoch in progress and
-//! `--resume` continues it exactly. The test set is evaluated once, after the last epoch.
+//! the loss. Each epoch ends with an evaluation on the held-out validation images, an
+//! atomically written checkpoint (parameters, optimizer state, schedule), then a line in
+//! the metrics file, so an interrupted run loses at most the epoch in progress and
+//! `--resume` continues it exactly; a resume first makes the metrics file agree with
+//! the checkpoint (one line for each epoch it holds, in order, none torn). The test set
+//! is evaluated once, after the last epoch.
 //!
 //! The student and the teacher are any [`Module`]: a [`models::Network`] built from a
 //! description, or a module of the caller's own.
@@ -409,7 +411,7 @@ pub fn train(
         check_fits(kd.teacher, "the teacher")?;
     }
     let name = model_name(student, &opts.out);
-    let (mut optimizer, done) = start(opts, student, data, kd, &name)?;
+    let (mut optimizer, done, last_line) = start(opts, student, data, kd, &name)?;
     let params = student.parameters();
     let teacher = match kd {
         // NOTE: without augmentation the teacher sees the same image every epoch, so its
@@ -438,9 +440,10 @@ pub fn train(
         None => None,
     };
     let metrics_file = metrics_path(&opts.out);
-    if done == 0 {
+    match last_line {
         // A fresh run starts a fresh metrics file.
-        std::fs::write(&metrics_file, "").map_err(io(&metrics_file))?;
+        None => std::fs::write(&metrics_file, "").map_err(io(&metrics_file))?,
+        Some(line) => agree_with_checkpoint(&metrics_file, done, &line)?,
     }
     let steps_per_epoch = data.train.len().div_ceil(opts.batch_size);
     let total_steps = steps_per_epoch * opts.epochs;
@@ -532,8 +535,10 @@ pub fn train(
             queue,
         };
         say(opts.progress, &epoch_line(&name, opts.epochs, &metrics));
-        append_line(&metrics_file, &metrics.to_json())?;
+        // NOTE: the checkpoint first: a failed save must not leave a line for an epoch
+        // the checkpoint lacks (a resume would run it again and write it twice).
         save(opts, student, &optimizer, &metrics, data, kd)?;
+        append_line(&metrics_file, &metrics.to_json())?;
         epochs.push(metrics);
     }
     Ok(TrainReport {
@@ -624,6 +629,12 @@ pub fn validate(opts: &TrainOptions) -> Result<()> {
     if !(lr > 0.0 && lr.is_finite()) {
         return Err(DistillError::Config(format!("--lr must be > 0, got {lr}")));
     }
+    let decay = opts.optimizer.weight_decay;
+    if !(decay >= 0.0 && decay.is_finite()) {
+        return Err(DistillError::Config(format!(
+            "--weight-decay must be >= 0 and finite, got {decay}"
+        )));
+    }
     if let Some(c) = opts
         .optimizer
         .max_norm
@@ -637,21 +648,22 @@ pub fn validate(opts: &TrainOptions) -> Result<()> {
 }
 
 /// A fresh optimizer for `student`, or, when resuming, the parameters and optimizer
-/// state saved in `opts.out` (loaded into `student`); also the number of epochs done.
+/// state saved in `opts.out` (loaded into `student`); also the number of epochs done
+/// and, when resuming, the checkpoint's metrics line of its last epoch.
 fn start(
     opts: &TrainOptions,
     student: &dyn Module,
     data: &Mnist,
     kd: Option<&Distillation>,
     name: &str,
-) -> Result<(Optimizer, usize)> {
+) -> Result<(Optimizer, usize, Option<String>)> {
     if opts.resume && opts.out.exists() {
         let ckpt = checkpoint::read(&opts.out)?;
         let resume_err = |detail: String| DistillError::Resume {
             path: opts.out.clone(),
             detail,
         };
-        let changed: Vec<String> = recipe(opts, data, kd)
+        let changed: Vec<String> = recipe(opts, data, kd)?
             .into_iter()
             // NOTE: a checkpoint from before a setting existed ran with its default.
             .filter_map(|(key, given)| {
@@ -679,7 +691,8 @@ fn start(
                 opts.out.display()
             ),
         );
-        return Ok((optimizer, done));
+        let last_line = ckpt.metadata.get("metrics").cloned().unwrap_or_default();
+        return Ok((optimizer, done, Some(last_line)));
     }
     if opts.resume {
         say(
@@ -690,17 +703,61 @@ fn start(
             ),
         );
     }
-    Ok((Optimizer::new(opts.optimizer, &student.parameters())?, 0))
+    Ok((
+        Optimizer::new(opts.optimizer, &student.parameters())?,
+        0,
+        None,
+    ))
+}
+
+/// Rewrites the metrics file of a run resumed after epoch `done` (atomically) so that
+/// it holds the lines of epochs 1 to `done` once each, in order: a line past `done` (an
+/// epoch whose checkpoint was never written) and a torn last line (a kill during the
+/// append) go, and a missing line for `done` itself (a kill between the checkpoint and
+/// the append) is put back from the checkpoint's copy, `last_line`.
+fn agree_with_checkpoint(path: &Path, done: usize, last_line: &str) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let epoch_of = |line: &str| -> Option<usize> {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        value.get("epoch")?.as_u64().map(|e| e as usize)
+    };
+    let mut kept = String::new();
+    let mut next = 1;
+    // NOTE: `split_inclusive` keeps each line's newline: a last line without one is torn.
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        if epoch_of(line.trim_end()) == Some(next) && next <= done {
+            kept.push_str(line);
+            next += 1;
+        }
+    }
+    if next == done && epoch_of(last_line) == Some(done) {
+        kept.push_str(last_line);
+        kept.push('\n');
+    }
+    if kept != text {
+        crate::study::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The settings saved in a checkpoint that a resumed run must share with it, as
-/// metadata pairs.
+/// metadata pairs: everything that changes the experiment but the epoch count (which a
+/// constant rate lets a resume raise), the device and what is printed.
 fn recipe(
     opts: &TrainOptions,
     data: &Mnist,
     kd: Option<&Distillation>,
-) -> Vec<(&'static str, String)> {
+) -> Result<Vec<(&'static str, String)>> {
     let mut keys = vec![
+        ("lr", opts.optimizer.lr.to_string()),
+        ("batch", opts.batch_size.to_string()),
+        ("seed", opts.seed.to_string()),
+        ("jitter", opts.jitter.to_string()),
+        ("weight_decay", opts.optimizer.weight_decay.to_string()),
         ("optimizer", opts.optimizer.kind.name().to_string()),
         ("schedule", opts.schedule.kind.name().to_string()),
         ("warmup_epochs", opts.schedule.warmup_epochs.to_string()),
@@ -721,8 +778,27 @@ fn recipe(
         if let Loss::Dkd { beta } = kd.loss {
             keys.push(("beta", beta.to_string()));
         }
+        keys.push(("teacher_sha256", fingerprint(kd.teacher)?));
     }
-    keys
+    Ok(keys)
+}
+
+/// The first 16 hex digits of SHA-256 over `module`'s parameters (names, shapes and
+/// values in order): another teacher, or the same one trained further, gives another.
+fn fingerprint(module: &dyn Module) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (name, p) in module.parameters() {
+        hash.update(name.as_bytes());
+        for &d in p.shape() {
+            hash.update((d as u64).to_le_bytes());
+        }
+        for v in p.to_vec()? {
+            hash.update(v.to_le_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn meta_number(ckpt: &Checkpoint, key: &str) -> std::result::Result<usize, String> {
@@ -853,18 +929,14 @@ fn save(
     data: &Mnist,
     kd: Option<&Distillation>,
 ) -> Result<()> {
-    let mut meta: BTreeMap<String, String> = recipe(opts, data, kd)
+    let mut meta: BTreeMap<String, String> = recipe(opts, data, kd)?
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     meta.insert("epochs".to_string(), opts.epochs.to_string());
     meta.insert("epoch".to_string(), m.epoch.to_string());
-    meta.insert("seed".to_string(), opts.seed.to_string());
     meta.insert("metrics".to_string(), m.to_json().to_string());
     meta.insert("optimizer_steps".to_string(), optimizer.steps().to_string());
-    meta.insert("lr".to_string(), opts.optimizer.lr.to_string());
-    meta.insert("batch".to_string(), opts.batch_size.to_string());
-    meta.insert("jitter".to_string(), opts.jitter.to_string());
     if let Some(kd) = kd {
         let teacher = kd
             .teacher

@@ -338,9 +338,52 @@ fn zero_batch() {
 fn zero_or_negative_learning_rate() {
     let dir = TempDir::new("bad-lr");
     let data = official_data();
-    // NOTE: `--lr -1` reads as a flag `-1`; a negative value needs `--lr=-1`.
     for (lr, shown) in [("--lr=0", "0"), ("--lr=-1", "-1"), ("--lr=NaN", "NaN")] {
         train(&dir, &[lr, "--device=cpu", &data]).fails_with(&["--lr", shown]);
+        // The same value as its own argument.
+        train(&dir, &["--lr", shown, "--device=cpu", &data]).fails_with(&["--lr", shown]);
+    }
+    assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
+}
+
+/// A negative number after a flag is the flag's value, so the message names the flag
+/// and the value (clap alone would take `-1` for an unknown flag), for every numeric
+/// flag; and each is checked before the data is read.
+#[test]
+fn negative_and_non_finite_values_name_their_flag() {
+    let dir = TempDir::new("negative");
+    let missing = data_flag(&dir.path("no-such-dir"));
+    for (flag, value) in [
+        ("--lr", "-1"),
+        ("--epochs", "-1"),
+        ("--batch", "-2"),
+        ("--warmup", "-0.5"),
+        ("--warmup", "inf"),
+        ("--weight-decay", "-0.1"),
+        ("--weight-decay", "NaN"),
+        ("--weight-decay", "inf"),
+        ("--max-norm", "-1"),
+        ("--val", "-5"),
+        ("--seed", "-1"),
+    ] {
+        train(&dir, &[flag, value, &missing]).fails_with(&[flag, value]);
+    }
+    let teacher = dir.arg("teacher.safetensors");
+    for (flag, value) in [("--alpha", "-0.1"), ("--T", "-2"), ("--beta", "-1")] {
+        let loss: &[&str] = if flag == "--beta" {
+            &["--loss", "dkd"]
+        } else {
+            &[]
+        };
+        let mut args = vec![flag, value, missing.as_str()];
+        args.extend_from_slice(loss);
+        distill_student(&dir, &teacher, &args).fails_with(&[flag, value]);
+    }
+    for args in [["--T", "-1"], ["--alpha", "-0.5"], ["--seeds", "-3"]] {
+        let mut all = vec!["run"];
+        all.extend_from_slice(&args);
+        all.push(&missing);
+        distill(&dir, &all).fails_with(&[args[0], args[1]]);
     }
     assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
 }

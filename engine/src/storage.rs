@@ -152,8 +152,10 @@ impl Storage {
 impl Drop for Storage {
     /// A host `Vec` goes to the pool for the next output of its length.
     fn drop(&mut self) {
-        if let Storage::Cpu(words) = self {
-            give_back(std::mem::take(words));
+        match self {
+            Storage::Cpu(words) => give_back(std::mem::take(words)),
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(_) => {}
         }
     }
 }
