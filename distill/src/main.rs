@@ -97,6 +97,10 @@ struct Common {
     /// Continue from the checkpoint at --out if there is one.
     #[arg(long)]
     resume: bool,
+    /// Overwrite the checkpoint at --out (and its metrics file) if there is one; without
+    /// this or --resume an existing checkpoint is refused.
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     #[command(flatten)]
     place: Place,
     #[command(flatten)]
@@ -140,9 +144,10 @@ struct TrainArgs {
     /// student-mlp) or a network description file (JSON; see the README).
     #[arg(long)]
     model: String,
-    /// The checkpoint to write after every epoch.
+    /// The checkpoint to write after every epoch [default: runs/MODEL.safetensors, MODEL
+    /// the name or the description file's stem].
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -164,9 +169,10 @@ struct DistillArgs {
     alpha: Option<f32>,
     #[command(flatten)]
     loss: LossFlags,
-    /// The student's checkpoint to write after every epoch.
+    /// The student's checkpoint to write after every epoch [default:
+    /// runs/STUDENT-from-TEACHER.safetensors, TEACHER the teacher checkpoint's stem].
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -481,14 +487,58 @@ fn options(out: PathBuf, c: &Common) -> TrainOptions {
     }
 }
 
+/// Where a default `--out` goes.
+const RUNS_DIR: &str = "runs";
+
+/// `--out`, or `runs/NAME.safetensors`.
+fn out_path(given: &Option<PathBuf>, name: &str) -> PathBuf {
+    given
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(RUNS_DIR).join(format!("{name}.safetensors")))
+}
+
+/// Makes `runs/` when `--out` was left to its default, once the run is about to start
+/// (a given `--out` in a missing folder stays an error).
+fn make_default_dir(given: &Option<PathBuf>) -> Result<()> {
+    let dir = PathBuf::from(RUNS_DIR);
+    match given {
+        Some(_) => Ok(()),
+        None => {
+            std::fs::create_dir_all(&dir).map_err(|source| DistillError::Io { path: dir, source })
+        }
+    }
+}
+
+/// The file stem of a network argument: a built-in name itself, or a description
+/// file's name without `.json`.
+fn stem(arg: &str) -> String {
+    std::path::Path::new(arg)
+        .file_stem()
+        .map_or_else(|| arg.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// An existing checkpoint at `--out` is continued with `--resume`, replaced with
+/// `--force`, and otherwise refused: a run never overwrites one by accident.
+fn check_overwrite(opts: &TrainOptions, force: bool) -> Result<()> {
+    if opts.out.exists() && !opts.resume && !force {
+        return Err(DistillError::Config(format!(
+            "{} already exists: pass --resume to continue it or --force to overwrite it",
+            opts.out.display()
+        )));
+    }
+    Ok(())
+}
+
 fn cmd_train(args: TrainArgs) -> Result<()> {
-    let opts = options(args.out, &args.common);
+    let opts = options(out_path(&args.out, &stem(&args.model)), &args.common);
     // Check the cheap things before loading anything.
     train::validate(&opts)?;
     check_val(args.common.val)?;
+    check_overwrite(&opts, args.common.force)?;
     let spec = args.common.place.network(&args.model)?;
     let (device, data) = args.common.place.open(opts.progress, args.common.val)?;
     let network = Network::new(&spec, opts.seed, &device)?;
+    make_default_dir(&args.out)?;
     let profiling = start_profile(args.common.output.profile);
     let report = train::train(&opts, &network, &data, &device, None)?;
     summary(&opts, &network, &report);
@@ -497,7 +547,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
 }
 
 fn cmd_distill(args: DistillArgs) -> Result<()> {
-    let opts = options(args.out, &args.common);
+    let teacher_stem = stem(&args.teacher.to_string_lossy());
+    let name = format!("{}-from-{teacher_stem}", stem(&args.student));
+    let opts = options(out_path(&args.out, &name), &args.common);
     // Check the cheap things before loading anything.
     let loss = args.loss.resolve(Loss::Kd)?;
     let alpha = args.alpha.unwrap_or(match loss {
@@ -507,6 +559,7 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
     Distillation::check(args.temperature, alpha, loss)?;
     train::validate(&opts)?;
     check_val(args.common.val)?;
+    check_overwrite(&opts, args.common.force)?;
     let spec = args.common.place.network(&args.student)?;
     let (device, data) = args.common.place.open(opts.progress, args.common.val)?;
     let (teacher, ckpt) = checkpoint::load_network(&args.teacher, &device)?;
@@ -521,6 +574,7 @@ fn cmd_distill(args: DistillArgs) -> Result<()> {
     );
     let kd = Distillation::with_loss(loss, &teacher, args.temperature, alpha)?;
     let student = Network::new(&spec, opts.seed, &device)?;
+    make_default_dir(&args.out)?;
     // The teacher's logits, computed once inside `train`, are part of the profile.
     let profiling = start_profile(args.common.output.profile);
     let report = train::train(&opts, &student, &data, &device, Some(&kd))?;

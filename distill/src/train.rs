@@ -912,13 +912,16 @@ fn epoch_line(name: &str, epochs: usize, m: &EpochMetrics) -> String {
     )
 }
 
+/// Appends `value` and a newline in one `write`, so that a kill leaves the whole line or
+/// none of it (`writeln!` writes in pieces).
 fn append_line(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(io(path))?;
-    writeln!(file, "{value}").map_err(io(path))
+    file.write_all(format!("{value}\n").as_bytes())
+        .map_err(io(path))
 }
 
 fn save(

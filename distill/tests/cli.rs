@@ -1,7 +1,8 @@
 //! The `distill` program on bad input: every mistake a user can make on the command line
 //! ends in a non-zero exit and an `error: ...` line that names the flag, file or
-//! directory at fault, before any training starts. Runs the real binary; nothing here
-//! trains (the teacher takes 30 s an epoch), so the whole file runs in a few seconds.
+//! directory at fault, before any training starts. Runs the real binary; only the test of
+//! `--out`'s default trains (a student-cnn on 1,000 images), so the whole file runs in
+//! seconds.
 
 use engine::Device;
 use models::{builtin, checkpoint, Network};
@@ -1022,4 +1023,65 @@ fn a_checkpoint_is_not_evaluated_on_another_data_set() {
     )
     .fails_with(&["trained on mnist", "--dataset mnist"]);
     distill(&dir, &["eval", "--checkpoint", &out, "--device=cpu", &data]).succeeds();
+}
+
+/// Without `--out`, `train` writes `runs/MODEL.safetensors` and `distill`
+/// `runs/STUDENT-from-TEACHER.safetensors`; a second run onto an existing checkpoint
+/// is refused before anything is loaded unless it says `--resume` or `--force`, and the
+/// refusal leaves the checkpoint and its metrics file as they were.
+#[test]
+fn out_defaults_under_runs_and_an_existing_checkpoint_needs_resume_or_force() {
+    let dir = TempDir::new("default-out");
+    let data = official_data();
+    // 1,000 training images: the rest held out.
+    let quick = [
+        "--epochs=1",
+        "--val=59000",
+        "--device=cpu",
+        "--quiet",
+        &data,
+    ];
+    let train_args = |extra: &[&'static str]| -> Vec<String> {
+        let mut args = vec!["train", "--model", "student-cnn"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&quick);
+        args.into_iter().map(String::from).collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        distill(&dir, &args)
+    };
+    assert!(!dir.path("runs").exists());
+    run(train_args(&[])).succeeds();
+    let ckpt = dir.path("runs/student-cnn.safetensors");
+    let metrics = dir.path("runs/student-cnn.metrics.jsonl");
+    let (before, metrics_before) = (fs::read(&ckpt).unwrap(), fs::read(&metrics).unwrap());
+
+    let again = run(train_args(&[]));
+    again.fails_with(&["runs/student-cnn.safetensors", "--resume", "--force"]);
+    assert!(
+        !again.stdout.contains("MNIST from"),
+        "it loaded the data first"
+    );
+    assert_eq!(fs::read(&ckpt).unwrap(), before);
+    assert_eq!(fs::read(&metrics).unwrap(), metrics_before);
+    run(train_args(&["--resume", "--force"])).fails_with(&["--resume", "--force"]);
+
+    run(train_args(&["--force", "--seed=1"])).succeeds();
+    assert_ne!(
+        fs::read(&ckpt).unwrap(),
+        before,
+        "--force did not overwrite"
+    );
+    let resumed = run(train_args(&["--resume", "--seed=1"]));
+    resumed.succeeds();
+
+    let teacher = ckpt.to_string_lossy().into_owned();
+    let mut args = vec!["distill", "--teacher", &teacher, "--student", "student-cnn"];
+    args.extend_from_slice(&quick);
+    distill(&dir, &args).succeeds();
+    assert!(dir
+        .path("runs/student-cnn-from-student-cnn.safetensors")
+        .exists());
+    distill(&dir, &args).fails_with(&["student-cnn-from-student-cnn.safetensors", "--force"]);
 }

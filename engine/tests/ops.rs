@@ -292,3 +292,38 @@ fn t_squared_keeps_the_gradient_scale_for_large_t() {
         );
     }
 }
+
+/// An optimizer step reads the gradient while it writes the parameter and its state:
+/// any two of them sharing their values would wait on each other's lock forever, so
+/// each such call is an error naming the two, and the parameter is left as it was.
+#[test]
+fn an_optimizer_step_on_aliased_tensors_is_an_error_not_a_deadlock() {
+    use engine::{Adam, Sgd};
+    let p = t(&[1., 2.], &[2]);
+    let (g, m, v) = (t(&[0.5, 0.5], &[2]), t(&[0., 0.], &[2]), t(&[0., 0.], &[2]));
+    let sgd = Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let adam = Adam {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+    };
+    let message = |r: engine::Result<()>| r.unwrap_err().to_string();
+    assert!(message(p.sgd_step(&p, &v, &sgd)).contains("gradient is the parameter itself"));
+    assert!(message(p.sgd_step(&g, &g, &sgd)).contains("gradient and the velocity"));
+    let g_alias = g.reshape(&[2]).unwrap();
+    assert!(message(p.sgd_step(&g, &g_alias, &sgd)).contains("gradient and the velocity"));
+    assert!(message(p.adam_step(&g, &g, &v, &adam, 1)).contains("gradient and the first moment"));
+    assert!(message(p.adam_step(&g, &m, &g, &adam, 1)).contains("gradient and the second moment"));
+    assert!(message(p.adam_step(&g, &m, &m, &adam, 1)).contains("first moment and the second"));
+    assert_eq!(p.to_vec().unwrap(), [1., 2.]);
+    // Distinct tensors step.
+    p.adam_step(&g, &m, &v, &adam, 1).unwrap();
+    assert_ne!(p.to_vec().unwrap(), [1., 2.]);
+}

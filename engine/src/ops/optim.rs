@@ -36,6 +36,20 @@ pub struct Adam {
     pub decoupled: bool,
 }
 
+/// No two of `tensors` share their values: one is read while the others are written,
+/// and a read and a write of the same storage would wait on each other forever.
+fn distinct(op: &'static str, tensors: &[(&Tensor, &str)]) -> Result<()> {
+    for (i, (a, a_name)) in tensors.iter().enumerate() {
+        if let Some((_, b_name)) = tensors[i + 1..].iter().find(|(b, _)| a.shares_storage(b)) {
+            return Err(Error::BadArgument {
+                op,
+                message: format!("the {a_name} and the {b_name} are the same tensor"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `other` has the shape and device of `param`, and is not the same tensor (a step on a
 /// parameter with itself as its gradient would wait forever on its own lock).
 fn check(op: &'static str, param: &Tensor, other: &Tensor, name: &str) -> Result<()> {
@@ -87,6 +101,7 @@ impl Tensor {
     pub fn sgd_step(&self, grad: &Tensor, velocity: &Tensor, h: &Sgd) -> Result<()> {
         check("sgd_step", self, grad, "gradient")?;
         check("sgd_step", self, velocity, "velocity")?;
+        distinct("sgd_step", &[(grad, "gradient"), (velocity, "velocity")])?;
         let p = SgdParams {
             len: self.numel() as u32,
             lr: h.lr,
@@ -102,12 +117,12 @@ impl Tensor {
         check("adam_step", self, grad, "gradient")?;
         check("adam_step", self, m, "first moment")?;
         check("adam_step", self, v, "second moment")?;
-        if m.shares_storage(v) {
-            return Err(Error::BadArgument {
-                op: "adam_step",
-                message: "the two moments are the same tensor".into(),
-            });
-        }
+        let state = [
+            (grad, "gradient"),
+            (m, "first moment"),
+            (v, "second moment"),
+        ];
+        distinct("adam_step", &state)?;
         let p = AdamParams::new(
             self.numel(),
             h.lr,

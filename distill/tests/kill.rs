@@ -1,0 +1,186 @@
+//! `distill train` killed with SIGKILL at many moments: each time the checkpoint on disk
+//! loads (the previous epoch's or the new one's, never a torn file), the metrics file
+//! holds whole lines of distinct epochs in order, and `--resume` then finishes with the
+//! very parameters, optimizer state and metrics lines of a run that was never stopped.
+//!
+//! A student-cnn on 1,000 training images (`--val 59000` holds out the rest), 2 epochs.
+
+use models::checkpoint;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Evenly spread kill points over an uninterrupted run's wall time.
+const TIMED_KILLS: usize = 20;
+const EPOCHS: u64 = 2;
+
+/// The official MNIST files, as the other program tests read them.
+fn mnist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist")
+}
+
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kd-kill-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `distill train` into `out`, `--resume` or `--force`, its output thrown away.
+fn start(out: &Path, resume: bool) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args([
+            "train",
+            "--model",
+            "student-cnn",
+            "--epochs",
+            &EPOCHS.to_string(),
+        ])
+        .args(["--val", "59000", "--device", "cpu", "--quiet"])
+        .arg(format!("--data={}", mnist_dir().display()))
+        .arg(format!("--out={}", out.display()))
+        .arg(if resume { "--resume" } else { "--force" })
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the distill binary")
+}
+
+fn finish(mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what}: {status}");
+}
+
+/// The epochs of the metrics file's lines, after checking that each is whole JSON.
+fn metrics_epochs(path: &Path) -> Vec<u64> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a torn last line:\n{text}"
+    );
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a line that is not JSON ({e}): {line}"));
+            value["epoch"].as_u64().expect("a line without its epoch")
+        })
+        .collect()
+}
+
+/// What a killed run left: the checkpoint loads, and the metrics file has epochs 1, 2,
+/// ... once each, at most up to the checkpoint's epoch and at least the one before it.
+fn check_left(out: &Path, metrics: &Path, when: &str) {
+    let epochs = metrics_epochs(metrics);
+    let expected: Vec<u64> = (1..=epochs.len() as u64).collect();
+    assert_eq!(epochs, expected, "{when}: the metrics file's epochs");
+    let saved = match out.exists() {
+        true => {
+            let ckpt = checkpoint::read(out).unwrap_or_else(|e| panic!("{when}: {e}"));
+            ckpt.metadata["epoch"].parse::<u64>().unwrap()
+        }
+        false => 0,
+    };
+    let lines = epochs.len() as u64;
+    assert!(
+        lines == saved || lines + 1 == saved,
+        "{when}: {lines} metrics lines beside a checkpoint of epoch {saved}"
+    );
+}
+
+/// Resumes `out` to the end and checks it against the uninterrupted run.
+fn resume_and_compare(out: &Path, metrics: &Path, reference: &Reference, when: &str) {
+    finish(start(out, true), &format!("{when}: the resume"));
+    let ckpt = checkpoint::read(out).unwrap();
+    assert!(
+        ckpt.tensors == reference.tensors,
+        "{when}: the resumed run ended with other parameters or optimizer state"
+    );
+    let lines = fs::read_to_string(metrics).unwrap();
+    let without_times = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let fields = v.as_object_mut().unwrap();
+                fields.retain(|k, _| !k.contains("seconds") && !k.starts_with("samples_per"));
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_times(&lines),
+        without_times(&reference.metrics),
+        "{when}: the metrics lines after the resume"
+    );
+}
+
+struct Reference {
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metrics: String,
+    wall: Duration,
+}
+
+#[test]
+fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
+    let dir = scratch();
+    let reference_out = dir.join("reference.safetensors");
+    let t0 = Instant::now();
+    finish(start(&reference_out, false), "the uninterrupted run");
+    let reference = Reference {
+        tensors: checkpoint::read(&reference_out).unwrap().tensors,
+        metrics: fs::read_to_string(dir.join("reference.metrics.jsonl")).unwrap(),
+        wall: t0.elapsed(),
+    };
+    let all: Vec<u64> = (1..=EPOCHS).collect();
+    assert_eq!(metrics_epochs(&dir.join("reference.metrics.jsonl")), all);
+
+    for i in 0..TIMED_KILLS {
+        let out = dir.join(format!("timed{i}.safetensors"));
+        let metrics = dir.join(format!("timed{i}.metrics.jsonl"));
+        let at = reference
+            .wall
+            .mul_f64((i as f64 + 0.5) / TIMED_KILLS as f64);
+        let mut child = start(&out, false);
+        std::thread::sleep(at);
+        let _ = child.kill();
+        child.wait().unwrap();
+        let when = format!("killed after {at:?}");
+        check_left(&out, &metrics, &when);
+        resume_and_compare(&out, &metrics, &reference, &when);
+    }
+
+    // Killed while a checkpoint is being written: as soon as its temporary file shows.
+    for epoch in 1..=EPOCHS {
+        let out = dir.join(format!("saving{epoch}.safetensors"));
+        let metrics = dir.join(format!("saving{epoch}.metrics.jsonl"));
+        let tmp_prefix = format!("saving{epoch}.safetensors.tmp-");
+        let mut child = start(&out, false);
+        let deadline = Instant::now() + reference.wall * 4;
+        let mut seen = 0;
+        while Instant::now() < deadline && seen < epoch {
+            let writing = fs::read_dir(&dir).unwrap().any(|e| {
+                let name = e.unwrap().file_name();
+                name.to_string_lossy().starts_with(&tmp_prefix)
+            });
+            if writing {
+                seen += 1;
+                if seen == epoch {
+                    let _ = child.kill();
+                    break;
+                }
+                // Past this epoch's write before looking for the next one.
+                while fs::read_dir(&dir).unwrap().any(|e| {
+                    let name = e.unwrap().file_name();
+                    name.to_string_lossy().starts_with(&tmp_prefix)
+                }) {}
+            }
+        }
+        child.wait().unwrap();
+        assert_eq!(seen, epoch, "never saw the write of epoch {epoch}");
+        let when = format!("killed while writing epoch {epoch}'s checkpoint");
+        check_left(&out, &metrics, &when);
+        resume_and_compare(&out, &metrics, &reference, &when);
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
