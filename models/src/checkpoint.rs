@@ -409,11 +409,17 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse(&bytes, path)
+}
+
+/// [`read`] of a file's bytes already in memory; `path` only names it in errors. Any
+/// bytes give a checkpoint or an error, never a panic (fuzzed: `fuzz/`).
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
     let not_safetensors = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
         path: path.to_path_buf(),
         detail: e.to_string(),
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
     let metadata: BTreeMap<String, String> = header
         .metadata()
         .clone()
@@ -434,7 +440,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .map(|(i, (name, _))| (name.as_str(), i))
         .collect();
     let rank = |name: &str| order.get(name).copied().unwrap_or(usize::MAX);
-    let file = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+    let file = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
     let mut views = file.tensors();
     views.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     let mut tensors = Vec::with_capacity(views.len());
