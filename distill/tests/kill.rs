@@ -89,9 +89,17 @@ fn check_left(out: &Path, metrics: &Path, when: &str) {
     );
 }
 
-/// Resumes `out` to the end and checks it against the uninterrupted run.
+/// Resumes `out` to the end and checks it against the uninterrupted run, and that no
+/// temporary file of a killed write is left beside it.
 fn resume_and_compare(out: &Path, metrics: &Path, reference: &Reference, when: &str) {
     finish(start(out, true), &format!("{when}: the resume"));
+    let prefix = format!("{}.tmp-", out.file_name().unwrap().to_string_lossy());
+    let left: Vec<String> = fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{when}: left after the resume: {left:?}");
     let ckpt = checkpoint::read(out).unwrap();
     assert!(
         ckpt.tensors == reference.tensors,

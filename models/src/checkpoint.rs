@@ -358,6 +358,30 @@ pub fn save(
     write_atomically(path, &bytes)
 }
 
+/// Removes the `NAME.tmp-PID` files that writes of `path` killed midway left beside it
+/// (this process's own was just renamed). Best effort: a file that cannot be listed or
+/// removed is left.
+fn remove_stale_temporaries(path: &Path, file_name: &std::ffi::OsStr) {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = format!("{}.tmp-", file_name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let stale = name
+            .to_string_lossy()
+            .strip_prefix(&prefix)
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let io = |source| CheckpointError::Io {
         path: path.to_path_buf(),
@@ -398,6 +422,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
             let _ = dir.sync_all();
         }
     }
+    remove_stale_temporaries(path, file_name);
     Ok(())
 }
 
