@@ -8,7 +8,7 @@
 # (safetensors header, offsets, dtypes, shapes, metadata, the description inside),
 # description (network description JSON). The seed corpus is written from real files
 # (the official MNIST files cut to a few images, a checkpoint `save` writes, the built-in
-# descriptions) by `cargo test -p distill --test fuzz seeds_for_cargo_fuzz` into
+# descriptions) by `cargo test -p distill --test fuzz seeds_for_cargo_fuzz -- --ignored` into
 # fuzz/corpus/ (git-ignored: it holds MNIST bytes). A crash, panic, leak or a run over
 # 10 s stops its target and leaves the input under fuzz/artifacts/TARGET/; the line
 # `Done N runs` at the end of each target's log says how many executions ran.
@@ -18,7 +18,7 @@ runs=${1:-1000000}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(idx gzip_idx checkpoint description)
-KD_FUZZ_CORPUS="$PWD/fuzz/corpus" cargo test --release -p distill --test fuzz seeds_for_cargo_fuzz -q
+KD_FUZZ_CORPUS="$PWD/fuzz/corpus" cargo test --release -p distill --test fuzz seeds_for_cargo_fuzz -q -- --ignored
 cd fuzz
 for target in "${targets[@]}"; do
     echo "== $target: $runs runs"

@@ -347,64 +347,55 @@ fn zero_or_negative_learning_rate() {
     assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
 }
 
-/// A negative number after a flag is the flag's value, so the message names the flag
-/// and the value (clap alone would take `-1` for an unknown flag), for every numeric
-/// flag; and each is checked before the data is read.
+/// A bad value of a training flag costs nothing to check, so it is reported before the
+/// data is read: with a missing data dir the flag (and the value) is named. A negative
+/// number after a flag is its value (clap alone would take `-1` for an unknown flag).
 #[test]
-fn negative_and_non_finite_values_name_their_flag() {
-    let dir = TempDir::new("negative");
+fn training_flags_are_checked_before_the_data_is_loaded() {
+    let dir = TempDir::new("flags-first");
     let missing = data_flag(&dir.path("no-such-dir"));
-    for (flag, value) in [
-        ("--lr", "-1"),
-        ("--epochs", "-1"),
-        ("--batch", "-2"),
-        ("--warmup", "-0.5"),
-        ("--warmup", "inf"),
-        ("--weight-decay", "-0.1"),
-        ("--weight-decay", "NaN"),
-        ("--weight-decay", "inf"),
-        ("--max-norm", "-1"),
-        ("--val", "-5"),
-        ("--seed", "-1"),
-    ] {
-        train(&dir, &[flag, value, &missing]).fails_with(&[flag, value]);
+    let cases: [(&[&str], &[&str]); 17] = [
+        (&["--epochs=0"], &["--epochs"]),
+        (&["--batch=0"], &["--batch"]),
+        (&["--lr=0"], &["--lr"]),
+        (&["--max-norm=0"], &["--max-norm"]),
+        (&["--max-norm=-1"], &["--max-norm"]),
+        (&["--device=quantum"], &["quantum"]),
+        (&["--lr", "-1"], &["--lr", "-1"]),
+        (&["--epochs", "-1"], &["--epochs", "-1"]),
+        (&["--batch", "-2"], &["--batch", "-2"]),
+        (&["--warmup", "-0.5"], &["--warmup", "-0.5"]),
+        (&["--warmup", "inf"], &["--warmup", "inf"]),
+        (&["--weight-decay", "-0.1"], &["--weight-decay", "-0.1"]),
+        (&["--weight-decay", "NaN"], &["--weight-decay", "NaN"]),
+        (&["--weight-decay", "inf"], &["--weight-decay", "inf"]),
+        (&["--max-norm", "-1"], &["--max-norm", "-1"]),
+        (&["--val", "-5"], &["--val", "-5"]),
+        (&["--seed", "-1"], &["--seed", "-1"]),
+    ];
+    for (flags, needles) in cases {
+        let mut args = flags.to_vec();
+        args.push(&missing);
+        train(&dir, &args).fails_with(needles);
     }
+    // Likewise the distillation's and the study's numbers.
     let teacher = dir.arg("teacher.safetensors");
-    for (flag, value) in [("--alpha", "-0.1"), ("--T", "-2"), ("--beta", "-1")] {
-        let loss: &[&str] = if flag == "--beta" {
-            &["--loss", "dkd"]
-        } else {
-            &[]
-        };
-        let mut args = vec![flag, value, missing.as_str()];
-        args.extend_from_slice(loss);
-        distill_student(&dir, &teacher, &args).fails_with(&[flag, value]);
+    for args in [
+        &["--alpha", "-0.1"][..],
+        &["--T", "-2"],
+        &["--beta", "-1", "--loss", "dkd"],
+    ] {
+        let mut all = args.to_vec();
+        all.push(&missing);
+        distill_student(&dir, &teacher, &all).fails_with(&args[..2]);
     }
     for args in [["--T", "-1"], ["--alpha", "-0.5"], ["--seeds", "-3"]] {
         let mut all = vec!["run"];
         all.extend_from_slice(&args);
         all.push(&missing);
-        distill(&dir, &all).fails_with(&[args[0], args[1]]);
+        distill(&dir, &all).fails_with(&args);
     }
     assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
-}
-
-/// A bad `--epochs`, `--batch`, `--lr` or `--device` costs nothing to check, so it is
-/// reported before the data is read: with a missing data dir the flag is named.
-#[test]
-fn training_flags_are_checked_before_the_data_is_loaded() {
-    let dir = TempDir::new("flags-first");
-    let missing = data_flag(&dir.path("no-such-dir"));
-    for (flag, needle) in [
-        ("--epochs=0", "--epochs"),
-        ("--batch=0", "--batch"),
-        ("--lr=0", "--lr"),
-        ("--max-norm=0", "--max-norm"),
-        ("--max-norm=-1", "--max-norm"),
-        ("--device=quantum", "quantum"),
-    ] {
-        train(&dir, &[flag, &missing]).fails_with(&[needle]);
-    }
 }
 
 // ---------------------------------------------------------------------------------

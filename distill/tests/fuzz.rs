@@ -226,13 +226,12 @@ fn the_seeds_themselves_parse() {
     NetworkSpec::from_json(&s.description).unwrap();
 }
 
-/// With `KD_FUZZ_CORPUS=DIR`, writes the seeds above as cargo-fuzz's seed corpus,
-/// `DIR/<target>/<name>` (`fuzz/run.sh` does); without it, does nothing.
+/// Not a test: writes the seeds above as cargo-fuzz's seed corpus, `DIR/<target>/<name>`
+/// with `KD_FUZZ_CORPUS=DIR`, for `fuzz/run.sh` (which runs it with `--ignored`).
 #[test]
+#[ignore = "writes cargo-fuzz's seed corpus; fuzz/run.sh runs it"]
 fn seeds_for_cargo_fuzz() {
-    let Some(dir) = std::env::var_os("KD_FUZZ_CORPUS") else {
-        return;
-    };
+    let dir = std::env::var_os("KD_FUZZ_CORPUS").expect("KD_FUZZ_CORPUS names the corpus folder");
     let s = seeds();
     let dir = Path::new(&dir);
     let mut pair = vec![2, (s.images.len() >> 8) as u8, s.images.len() as u8];
