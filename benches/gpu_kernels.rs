@@ -102,7 +102,7 @@ fn gpu_kernels(crit: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
-    let fence = ctx.zeros(1);
+    let fence = ctx.zeros(1).unwrap();
     let mut gpu = GpuBench { ctx, group, fence };
     matmul(&mut gpu, software);
     conv2d(&mut gpu, software);
@@ -122,16 +122,23 @@ fn matmul(gpu: &mut GpuBench, software: bool) {
     } else {
         &[128, 256, 512, 1024, 2048]
     };
-    let square = sizes
-        .iter()
-        .map(|&size| (size.to_string(), MatmulParams::new(size, size, size)));
+    let square = sizes.iter().map(|&size| {
+        (
+            size.to_string(),
+            MatmulParams::new(size, size, size).unwrap(),
+        )
+    });
     for (label, p) in square.chain(teacher_linear_shapes()) {
         let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
         let (a, b) = (inputs(m * k, 1), inputs(k * n, 2));
         let (mut want, mut magnitude) = (vec![0.0; m * n], vec![0.0; m * n]);
-        cpu::matmul(&a, &b, &mut want, &p);
-        cpu::matmul(&abs(&a), &abs(&b), &mut magnitude, &p);
-        let (ga, gb, gc) = (gpu.ctx.upload(&a), gpu.ctx.upload(&b), gpu.ctx.zeros(m * n));
+        cpu::matmul(&a, &b, &mut want, &p).unwrap();
+        cpu::matmul(&abs(&a), &abs(&b), &mut magnitude, &p).unwrap();
+        let (ga, gb, gc) = (
+            gpu.ctx.upload(&a).unwrap(),
+            gpu.ctx.upload(&b).unwrap(),
+            gpu.ctx.zeros(m * n).unwrap(),
+        );
         gpu.bench(
             "matmul",
             &label,
@@ -157,14 +164,18 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
         let (x, w) = (inputs(p.input_len(), 11), inputs(p.weight_len(), 12));
         let g = inputs(p.output_len(), 13);
         let (ax, aw, ag) = (abs(&x), abs(&w), abs(&g));
-        let (gx, gw, gg) = (gpu.ctx.upload(&x), gpu.ctx.upload(&w), gpu.ctx.upload(&g));
+        let (gx, gw, gg) = (
+            gpu.ctx.upload(&x).unwrap(),
+            gpu.ctx.upload(&w).unwrap(),
+            gpu.ctx.upload(&g).unwrap(),
+        );
         let flops = Throughput::Elements(p.flops());
         let window = (p.kh * p.kw) as usize;
 
         let (mut want, mut magnitude) = (vec![0.0; p.output_len()], vec![0.0; p.output_len()]);
-        cpu::conv2d_forward(&x, &w, &mut want, &p);
-        cpu::conv2d_forward(&ax, &aw, &mut magnitude, &p);
-        let out = gpu.ctx.zeros(p.output_len());
+        cpu::conv2d_forward(&x, &w, &mut want, &p).unwrap();
+        cpu::conv2d_forward(&ax, &aw, &mut magnitude, &p).unwrap();
+        let out = gpu.ctx.zeros(p.output_len()).unwrap();
         let terms = p.c_in as usize * window;
         gpu.bench(
             "conv2d_forward",
@@ -186,11 +197,11 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
         // The fused block, against the CPU's: the conv's rounding, then exact ReLU and max.
         let bias = inputs(p.c_out as usize, 14);
         let (mut want, mut argmax) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
-        cpu::conv2d_relu_pool_forward(&x, &w, &bias, &mut want, &mut argmax, &p);
+        cpu::conv2d_relu_pool_forward(&x, &w, &bias, &mut want, &mut argmax, &p).unwrap();
         let (gbias, pooled, garg) = (
-            gpu.ctx.upload(&bias),
-            gpu.ctx.zeros(p.pooled_len()),
-            gpu.ctx.zeros(p.pooled_len()),
+            gpu.ctx.upload(&bias).unwrap(),
+            gpu.ctx.zeros(p.pooled_len()).unwrap(),
+            gpu.ctx.zeros(p.pooled_len()).unwrap(),
         );
         let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         gpu.bench(
@@ -209,9 +220,9 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
         );
 
         let (mut want, mut magnitude) = (vec![0.0; p.input_len()], vec![0.0; p.input_len()]);
-        cpu::conv2d_backward_input(&g, &w, &mut want, &p);
-        cpu::conv2d_backward_input(&ag, &aw, &mut magnitude, &p);
-        let grad_x = gpu.ctx.zeros(p.input_len());
+        cpu::conv2d_backward_input(&g, &w, &mut want, &p).unwrap();
+        cpu::conv2d_backward_input(&ag, &aw, &mut magnitude, &p).unwrap();
+        let grad_x = gpu.ctx.zeros(p.input_len()).unwrap();
         let terms = p.c_out as usize * window;
         gpu.bench(
             "conv2d_backward_input",
@@ -226,9 +237,9 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
         );
 
         let (mut want, mut magnitude) = (vec![0.0; p.weight_len()], vec![0.0; p.weight_len()]);
-        cpu::conv2d_backward_weight(&x, &g, &mut want, &p);
-        cpu::conv2d_backward_weight(&ax, &ag, &mut magnitude, &p);
-        let grad_w = gpu.ctx.zeros(p.weight_len());
+        cpu::conv2d_backward_weight(&x, &g, &mut want, &p).unwrap();
+        cpu::conv2d_backward_weight(&ax, &ag, &mut magnitude, &p).unwrap();
+        let grad_w = gpu.ctx.zeros(p.weight_len()).unwrap();
         let terms = (p.n * p.h_out * p.w_out) as usize;
         gpu.bench(
             "conv2d_backward_weight",
@@ -258,11 +269,14 @@ fn max_pool2d(gpu: &mut GpuBench) {
         let (x, g) = (inputs(p.input_len(), 21), inputs(p.output_len(), 22));
         let (mut out, mut argmax) = (vec![0.0; p.output_len()], vec![0u32; p.output_len()]);
         let mut grad_x = vec![0.0; p.input_len()];
-        cpu::max_pool2d_forward(&x, &mut out, &mut argmax, &p);
-        cpu::max_pool2d_backward(&g, &argmax, &mut grad_x, &p);
-        let (gx, gg) = (gpu.ctx.upload(&x), gpu.ctx.upload(&g));
-        let (g_out, g_argmax) = (gpu.ctx.zeros(p.output_len()), gpu.ctx.zeros(p.output_len()));
-        let g_grad_x = gpu.ctx.zeros(p.input_len());
+        cpu::max_pool2d_forward(&x, &mut out, &mut argmax, &p).unwrap();
+        cpu::max_pool2d_backward(&g, &argmax, &mut grad_x, &p).unwrap();
+        let (gx, gg) = (gpu.ctx.upload(&x).unwrap(), gpu.ctx.upload(&g).unwrap());
+        let (g_out, g_argmax) = (
+            gpu.ctx.zeros(p.output_len()).unwrap(),
+            gpu.ctx.zeros(p.output_len()).unwrap(),
+        );
+        let g_grad_x = gpu.ctx.zeros(p.input_len()).unwrap();
         let traffic = Throughput::BytesDecimal(bytes(p.input_len() + 2 * p.output_len()));
         gpu.bench(
             "max_pool2d_forward",
@@ -299,13 +313,13 @@ fn max_pool2d(gpu: &mut GpuBench) {
 /// p = 0.5; in GB/s.
 fn activation(gpu: &mut GpuBench) {
     let len = BATCH * 32 * 26 * 26;
-    let p = ElementwiseParams::new(len);
+    let p = ElementwiseParams::new(len).unwrap();
     let (x, g) = (inputs(len, 31), inputs(len, 32));
     let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
-    cpu::relu_forward(&x, &mut out, &p);
-    cpu::relu_backward(&x, &g, &mut grad_x, &p);
-    let (gx, gg) = (gpu.ctx.upload(&x), gpu.ctx.upload(&g));
-    let (g_out, g_grad_x) = (gpu.ctx.zeros(len), gpu.ctx.zeros(len));
+    cpu::relu_forward(&x, &mut out, &p).unwrap();
+    cpu::relu_backward(&x, &g, &mut grad_x, &p).unwrap();
+    let (gx, gg) = (gpu.ctx.upload(&x).unwrap(), gpu.ctx.upload(&g).unwrap());
+    let (g_out, g_grad_x) = (gpu.ctx.zeros(len).unwrap(), gpu.ctx.zeros(len).unwrap());
     gpu.bench(
         "relu_forward",
         "conv1",
@@ -320,10 +334,10 @@ fn activation(gpu: &mut GpuBench) {
         |ctx| gpu::relu_backward(ctx, &gx, &gg, &g_grad_x, &p),
         |ctx| assert_eq!(read(ctx, &g_grad_x), grad_x, "gpu relu_backward"),
     );
-    let p = ElementwiseParams::with_alpha(len, 0.2);
+    let p = ElementwiseParams::with_alpha(len, 0.2).unwrap();
     let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
-    cpu::leaky_relu_forward(&x, &mut out, &p);
-    cpu::leaky_relu_backward(&x, &g, &mut grad_x, &p);
+    cpu::leaky_relu_forward(&x, &mut out, &p).unwrap();
+    cpu::leaky_relu_backward(&x, &g, &mut grad_x, &p).unwrap();
     gpu.bench(
         "leaky_relu_forward",
         "conv1",
@@ -340,13 +354,17 @@ fn activation(gpu: &mut GpuBench) {
     );
 
     let len = BATCH * 1200;
-    let p = DropoutParams::new(len, 0.5, 7);
+    let p = DropoutParams::new(len, 0.5, 7).unwrap();
     let (x, g) = (inputs(len, 33), inputs(len, 34));
     let (mut out, mut mask, mut grad_x) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
-    cpu::dropout_forward(&x, &mut out, &mut mask, &p);
-    cpu::dropout_backward(&g, &mask, &mut grad_x, &p);
-    let (gx, gg) = (gpu.ctx.upload(&x), gpu.ctx.upload(&g));
-    let (g_out, g_mask, g_grad_x) = (gpu.ctx.zeros(len), gpu.ctx.zeros(len), gpu.ctx.zeros(len));
+    cpu::dropout_forward(&x, &mut out, &mut mask, &p).unwrap();
+    cpu::dropout_backward(&g, &mask, &mut grad_x, &p).unwrap();
+    let (gx, gg) = (gpu.ctx.upload(&x).unwrap(), gpu.ctx.upload(&g).unwrap());
+    let (g_out, g_mask, g_grad_x) = (
+        gpu.ctx.zeros(len).unwrap(),
+        gpu.ctx.zeros(len).unwrap(),
+        gpu.ctx.zeros(len).unwrap(),
+    );
     let traffic = Throughput::BytesDecimal(bytes(3 * len));
     gpu.bench(
         "dropout_forward",
@@ -372,18 +390,18 @@ fn activation(gpu: &mut GpuBench) {
 /// over conv1's output (64, 32, 26, 26), the bias and sum over its channel axis; in GB/s.
 fn elementwise(gpu: &mut GpuBench) {
     let (outer, channels, inner) = (BATCH, 32, 26 * 26);
-    let axis = AxisParams::new(outer, channels, inner);
+    let axis = AxisParams::new(outer, channels, inner).unwrap();
     let len = axis.len();
     let (x, y, bias) = (inputs(len, 41), inputs(len, 42), inputs(channels, 43));
     let (gx, gy, g_bias) = (
-        gpu.ctx.upload(&x),
-        gpu.ctx.upload(&y),
-        gpu.ctx.upload(&bias),
+        gpu.ctx.upload(&x).unwrap(),
+        gpu.ctx.upload(&y).unwrap(),
+        gpu.ctx.upload(&bias).unwrap(),
     );
-    let g_out = gpu.ctx.zeros(len);
+    let g_out = gpu.ctx.zeros(len).unwrap();
 
     let mut out = vec![0.0; len];
-    cpu::bias_forward(&x, &bias, &mut out, &axis);
+    cpu::bias_forward(&x, &bias, &mut out, &axis).unwrap();
     gpu.bench(
         "bias_forward",
         "conv1",
@@ -393,8 +411,8 @@ fn elementwise(gpu: &mut GpuBench) {
     );
     // Sums of 43,264 values each: the GPU adds in another order.
     let mut grad_bias = vec![0.0; channels];
-    cpu::bias_backward(&x, &mut grad_bias, &axis);
-    let g_grad_bias = gpu.ctx.zeros(channels);
+    cpu::bias_backward(&x, &mut grad_bias, &axis).unwrap();
+    let g_grad_bias = gpu.ctx.zeros(channels).unwrap();
     gpu.bench(
         "bias_backward",
         "conv1",
@@ -411,10 +429,13 @@ fn elementwise(gpu: &mut GpuBench) {
     );
 
     let (mut sum, mut spread) = (vec![0.0; outer * inner], vec![0.0; len]);
-    cpu::sum_axis(&x, &mut sum, &axis);
-    cpu::sum_axis_backward(&sum, &mut spread, &axis);
-    let (g_sum, g_spread) = (gpu.ctx.zeros(outer * inner), gpu.ctx.zeros(len));
-    let g_sum_in = gpu.ctx.upload(&sum);
+    cpu::sum_axis(&x, &mut sum, &axis).unwrap();
+    cpu::sum_axis_backward(&sum, &mut spread, &axis).unwrap();
+    let (g_sum, g_spread) = (
+        gpu.ctx.zeros(outer * inner).unwrap(),
+        gpu.ctx.zeros(len).unwrap(),
+    );
+    let g_sum_in = gpu.ctx.upload(&sum).unwrap();
     let traffic = Throughput::BytesDecimal(bytes(len + outer * inner));
     gpu.bench(
         "sum_axis",
@@ -431,8 +452,8 @@ fn elementwise(gpu: &mut GpuBench) {
         |ctx| assert_eq!(read(ctx, &g_spread), spread, "gpu sum_axis_backward"),
     );
 
-    let p = ElementwiseParams::with_alpha(len, 0.5);
-    cpu::add(&x, &y, &mut out, &p);
+    let p = ElementwiseParams::with_alpha(len, 0.5).unwrap();
+    cpu::add(&x, &y, &mut out, &p).unwrap();
     gpu.bench(
         "add",
         "conv1",
@@ -440,7 +461,7 @@ fn elementwise(gpu: &mut GpuBench) {
         |ctx| gpu::add(ctx, &gx, &gy, &g_out, &p),
         |ctx| assert_eq!(read(ctx, &g_out), out, "gpu add"),
     );
-    cpu::scale(&x, &mut out, &p);
+    cpu::scale(&x, &mut out, &p).unwrap();
     gpu.bench(
         "scale",
         "conv1",
@@ -451,8 +472,8 @@ fn elementwise(gpu: &mut GpuBench) {
     // y += 0.5·x in place: the check sees one launch on y; the timed launches keep
     // adding to it, which is harmless.
     let mut acc = y.clone();
-    cpu::axpy(&x, &mut acc, &p);
-    let g_acc = gpu.ctx.upload(&y);
+    cpu::axpy(&x, &mut acc, &p).unwrap();
+    let g_acc = gpu.ctx.upload(&y).unwrap();
     gpu.bench(
         "axpy",
         "conv1",
@@ -474,7 +495,8 @@ fn optim(gpu: &mut GpuBench) {
     let (params0, grads) = (tensors(61, 0.1), tensors(62, 1.0));
     let zeros = || -> Vec<Vec<f32>> { lens.iter().map(|&n| vec![0.0; n]).collect() };
     let ctx = gpu.ctx.clone();
-    let upload = |ts: &[Vec<f32>]| -> Vec<GpuBuffer> { ts.iter().map(|t| ctx.upload(t)).collect() };
+    let upload =
+        |ts: &[Vec<f32>]| -> Vec<GpuBuffer> { ts.iter().map(|t| ctx.upload(t).unwrap()).collect() };
     let g_grads = upload(&grads);
 
     let sgd = |len: usize| SgdParams {
@@ -485,7 +507,7 @@ fn optim(gpu: &mut GpuBench) {
     };
     let (mut p, mut v) = (params0.clone(), zeros());
     for ((p, g), v) in p.iter_mut().zip(&grads).zip(v.iter_mut()) {
-        cpu::sgd_step(p, g, v, &sgd(g.len()));
+        cpu::sgd_step(p, g, v, &sgd(g.len())).unwrap();
     }
     let (g_p, g_v) = (upload(&params0), upload(&zeros()));
     gpu.bench(
@@ -504,10 +526,10 @@ fn optim(gpu: &mut GpuBench) {
         },
     );
 
-    let adam = |len: usize| AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, 0.0, false, 1);
+    let adam = |len: usize| AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, 0.0, false, 1).unwrap();
     let (mut p, mut m, mut v) = (params0.clone(), zeros(), zeros());
     for (((p, g), m), v) in p.iter_mut().zip(&grads).zip(m.iter_mut()).zip(v.iter_mut()) {
-        cpu::adam_step(p, g, m, v, &adam(g.len()));
+        cpu::adam_step(p, g, m, v, &adam(g.len())).unwrap();
     }
     let (g_p, g_m, g_v) = (upload(&params0), upload(&zeros()), upload(&zeros()));
     gpu.bench(
@@ -536,24 +558,25 @@ fn softmax(gpu: &mut GpuBench) {
         let cols = 10;
         let (label, len) = (format!("{rows}x{cols}"), rows * cols);
         let p = RowParams::new(rows, cols)
+            .unwrap()
             .with_temperature(temperature)
             .with_alpha(alpha);
         let scaled = |seed| -> Vec<f32> { inputs(len, seed).iter().map(|v| 5.0 * v).collect() };
         let (s, t) = (scaled(51), scaled(52));
         let labels: Vec<u32> = (0..rows).map(|r| (r * 7 % cols) as u32).collect();
         let (gs, gt, g_labels) = (
-            gpu.ctx.upload(&s),
-            gpu.ctx.upload(&t),
-            gpu.ctx.upload_u32(&labels),
+            gpu.ctx.upload(&s).unwrap(),
+            gpu.ctx.upload(&t).unwrap(),
+            gpu.ctx.upload_u32(&labels).unwrap(),
         );
         let (g_loss, g_pairs, g_grad) = (
-            gpu.ctx.zeros(rows),
-            gpu.ctx.zeros(2 * rows),
-            gpu.ctx.zeros(len),
+            gpu.ctx.zeros(rows).unwrap(),
+            gpu.ctx.zeros(2 * rows).unwrap(),
+            gpu.ctx.zeros(len).unwrap(),
         );
 
         let (mut loss, mut grad) = (vec![0.0; rows], vec![0.0; len]);
-        cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &p);
+        cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &p).unwrap();
         gpu.bench(
             "softmax_kl_forward",
             &label,
@@ -576,7 +599,7 @@ fn softmax(gpu: &mut GpuBench) {
         );
 
         let (mut pairs, mut kd_grad) = (vec![0.0; 2 * rows], vec![0.0; len]);
-        cpu::kd_loss_forward(&s, &t, &labels, &mut pairs, &mut kd_grad, &p);
+        cpu::kd_loss_forward(&s, &t, &labels, &mut pairs, &mut kd_grad, &p).unwrap();
         gpu.bench(
             "kd_loss_forward",
             &label,
@@ -600,11 +623,14 @@ fn softmax(gpu: &mut GpuBench) {
 
         // The distillation loss's reduction and its backward, on those pairs and
         // gradients.
-        let pm = RowParams::new(rows, 2).with_alpha(alpha);
+        let pm = RowParams::new(rows, 2).unwrap().with_alpha(alpha);
         let (mut mean, mut means) = (vec![0.0; 1], vec![0.0; 2]);
-        cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm);
-        let (g_mean, g_means, g_pairs_in) =
-            (gpu.ctx.zeros(1), gpu.ctx.zeros(2), gpu.ctx.upload(&pairs));
+        cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm).unwrap();
+        let (g_mean, g_means, g_pairs_in) = (
+            gpu.ctx.zeros(1).unwrap(),
+            gpu.ctx.zeros(2).unwrap(),
+            gpu.ctx.upload(&pairs).unwrap(),
+        );
         gpu.bench(
             "row_loss_mean",
             &label,
@@ -615,13 +641,13 @@ fn softmax(gpu: &mut GpuBench) {
                 assert_close("gpu row_loss_mean loss", &read(ctx, &g_mean), &mean, 1e-5);
             },
         );
-        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32);
+        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32).unwrap();
         let mut scaled = vec![0.0; len];
-        cpu::row_loss_backward(&kd_grad, &[1.0], &mut scaled, &pb);
+        cpu::row_loss_backward(&kd_grad, &[1.0], &mut scaled, &pb).unwrap();
         let (g_kd_grad, g_one, g_scaled) = (
-            gpu.ctx.upload(&kd_grad),
-            gpu.ctx.upload(&[1.0]),
-            gpu.ctx.zeros(len),
+            gpu.ctx.upload(&kd_grad).unwrap(),
+            gpu.ctx.upload(&[1.0]).unwrap(),
+            gpu.ctx.zeros(len).unwrap(),
         );
         gpu.bench(
             "row_loss_backward",
@@ -638,7 +664,7 @@ fn softmax(gpu: &mut GpuBench) {
             },
         );
 
-        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut grad, &p);
+        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut grad, &p).unwrap();
         gpu.bench(
             "cross_entropy_forward",
             &label,
@@ -661,9 +687,9 @@ fn softmax(gpu: &mut GpuBench) {
         );
 
         let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
-        cpu::log_softmax_forward(&s, &mut out, &p);
-        cpu::log_softmax_backward(&out, &t, &mut grad_x, &p);
-        let (g_out, g_out_in) = (gpu.ctx.zeros(len), gpu.ctx.upload(&out));
+        cpu::log_softmax_forward(&s, &mut out, &p).unwrap();
+        cpu::log_softmax_backward(&out, &t, &mut grad_x, &p).unwrap();
+        let (g_out, g_out_in) = (gpu.ctx.zeros(len).unwrap(), gpu.ctx.upload(&out).unwrap());
         gpu.bench(
             "log_softmax_forward",
             &label,
@@ -687,8 +713,8 @@ fn softmax(gpu: &mut GpuBench) {
         );
 
         let mut argmax = vec![0u32; rows];
-        cpu::argmax_rows(&s, &mut argmax, &p);
-        let g_argmax = gpu.ctx.zeros(rows);
+        cpu::argmax_rows(&s, &mut argmax, &p).unwrap();
+        let g_argmax = gpu.ctx.zeros(rows).unwrap();
         gpu.bench(
             "argmax_rows",
             &label,
@@ -702,13 +728,13 @@ fn softmax(gpu: &mut GpuBench) {
     let (src_rows, cols) = (60_000, 10);
     let table = inputs(src_rows * cols, 53);
     let index: Vec<u32> = (0..BATCH).map(|i| (i * 937 % src_rows) as u32).collect();
-    let pg = GatherParams::new(BATCH, cols, src_rows);
+    let pg = GatherParams::new(BATCH, cols, src_rows).unwrap();
     let mut gathered = vec![0.0; BATCH * cols];
-    cpu::gather_rows(&table, &index, &mut gathered, &pg);
+    cpu::gather_rows(&table, &index, &mut gathered, &pg).unwrap();
     let (g_table, g_index, g_gathered) = (
-        gpu.ctx.upload(&table),
-        gpu.ctx.upload_u32(&index),
-        gpu.ctx.zeros(BATCH * cols),
+        gpu.ctx.upload(&table).unwrap(),
+        gpu.ctx.upload_u32(&index).unwrap(),
+        gpu.ctx.zeros(BATCH * cols).unwrap(),
     );
     gpu.bench(
         "gather_rows",

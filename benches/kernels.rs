@@ -83,7 +83,7 @@ fn check_matmul(a: &[f32], b: &[f32], p: &MatmulParams, name: &str) {
     let (m, n) = (p.m as usize, p.n as usize);
     let (mut ours, mut reference, mut magnitude) =
         (vec![0.0; m * n], vec![0.0; m * n], vec![0.0; m * n]);
-    matmul(a, b, &mut ours, p);
+    matmul(a, b, &mut ours, p).unwrap();
     gemm_crate(a, b, &mut reference, p);
     gemm_crate(&abs(a), &abs(b), &mut magnitude, p);
     let gamma = 2.0 * p.k as f32 * f32::EPSILON;
@@ -107,7 +107,7 @@ fn bench_matmul_pair(
     let mut c = vec![0.0; m * n];
     group.throughput(Throughput::Elements(p.flops()));
     group.bench_function(BenchmarkId::new("ours", label), |bench| {
-        bench.iter(|| matmul(black_box(&a), black_box(&b), black_box(&mut c), &p))
+        bench.iter(|| matmul(black_box(&a), black_box(&b), black_box(&mut c), &p).unwrap())
     });
     group.bench_function(BenchmarkId::new("gemm", label), |bench| {
         bench.iter(|| gemm_crate(black_box(&a), black_box(&b), black_box(&mut c), &p))
@@ -125,7 +125,7 @@ fn matmul_square(crit: &mut Criterion) {
     for size in [128, 256, 512, 1024] {
         bench_matmul_pair(
             &mut group,
-            MatmulParams::new(size, size, size),
+            MatmulParams::new(size, size, size).unwrap(),
             &size.to_string(),
         );
     }
@@ -134,7 +134,11 @@ fn matmul_square(crit: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .measurement_time(Duration::from_secs(6));
-    bench_matmul_pair(&mut group, MatmulParams::new(2048, 2048, 2048), "2048");
+    bench_matmul_pair(
+        &mut group,
+        MatmulParams::new(2048, 2048, 2048).unwrap(),
+        "2048",
+    );
     group.finish();
 }
 
@@ -150,16 +154,19 @@ fn matmul_layer_shapes(crit: &mut Criterion) {
     let (c_out, ck, pixels) = (32, 32 * 9, 8 * 26 * 26);
     let shapes = [
         // out (c_out, pixels) = w (c_out, ck) · cols (ck, pixels)
-        ("conv_forward", MatmulParams::new(c_out, pixels, ck)),
+        (
+            "conv_forward",
+            MatmulParams::new(c_out, pixels, ck).unwrap(),
+        ),
         // d_w (c_out, ck) = d_out (c_out, pixels) · colsᵀ, cols stored (ck, pixels)
         (
             "conv_backward_weight",
-            MatmulParams::new(c_out, ck, pixels).trans_b(),
+            MatmulParams::new(c_out, ck, pixels).unwrap().trans_b(),
         ),
         // d_cols (ck, pixels) = wᵀ · d_out, w stored (c_out, ck)
         (
             "conv_backward_input",
-            MatmulParams::new(ck, pixels, c_out).trans_a(),
+            MatmulParams::new(ck, pixels, c_out).unwrap().trans_a(),
         ),
     ];
     for (label, p) in shapes {
@@ -307,7 +314,7 @@ fn check_conv2d(x: &[f32], weight: &[f32], g: &[f32], p: &Conv2dParams, name: &s
         vec![0.0; p.output_len()],
         vec![0.0; p.output_len()],
     );
-    cpu::conv2d_forward(x, weight, &mut ours, p);
+    cpu::conv2d_forward(x, weight, &mut ours, p).unwrap();
     naive_conv2d_forward(x, weight, &mut reference, p);
     naive_conv2d_forward(&abs(x), &abs(weight), &mut magnitude, p);
     // Both sides round in f32: count both sums.
@@ -321,8 +328,8 @@ fn check_conv2d(x: &[f32], weight: &[f32], g: &[f32], p: &Conv2dParams, name: &s
     );
     let mut grad_x = vec![0.0; p.input_len()];
     let mut grad_w = vec![0.0; p.weight_len()];
-    cpu::conv2d_backward_input(g, weight, &mut grad_x, p);
-    cpu::conv2d_backward_weight(x, g, &mut grad_w, p);
+    cpu::conv2d_backward_input(g, weight, &mut grad_x, p).unwrap();
+    cpu::conv2d_backward_weight(x, g, &mut grad_w, p).unwrap();
     let (ref_x, ref_w) = naive_conv2d_backwards(x, weight, g, p);
     let (mag_x, mag_w) = naive_conv2d_backwards(&abs(x), &abs(weight), &abs(g), p);
     let batch_pixels = (p.n * p.h_out * p.w_out) as usize;
@@ -365,13 +372,13 @@ fn conv2d(crit: &mut Criterion) {
             .measurement_time(Duration::from_millis(1500))
             .sample_size(20);
         group.bench_function(BenchmarkId::new("forward", label), |b| {
-            b.iter(|| cpu::conv2d_forward(black_box(&x), &weight, &mut out, &p))
+            b.iter(|| cpu::conv2d_forward(black_box(&x), &weight, &mut out, &p).unwrap())
         });
         group.bench_function(BenchmarkId::new("backward_input", label), |b| {
-            b.iter(|| cpu::conv2d_backward_input(black_box(&g), &weight, &mut grad_x, &p))
+            b.iter(|| cpu::conv2d_backward_input(black_box(&g), &weight, &mut grad_x, &p).unwrap())
         });
         group.bench_function(BenchmarkId::new("backward_weight", label), |b| {
-            b.iter(|| cpu::conv2d_backward_weight(black_box(&x), &g, &mut grad_w, &p))
+            b.iter(|| cpu::conv2d_backward_weight(black_box(&x), &g, &mut grad_w, &p).unwrap())
         });
         // conv2's naive forward takes tens of milliseconds: ten samples, flat.
         group
@@ -404,8 +411,8 @@ impl UnfusedBlock {
             z: vec![0.0; p.output_len()],
             biased: vec![0.0; p.output_len()],
             relu: vec![0.0; p.output_len()],
-            axis: AxisParams::new(p.n as usize, p.c_out as usize, plane),
-            elementwise: ElementwiseParams::new(p.output_len()),
+            axis: AxisParams::new(p.n as usize, p.c_out as usize, plane).unwrap(),
+            elementwise: ElementwiseParams::new(p.output_len()).unwrap(),
             pool: p.pool().expect("a poolable conv output"),
         }
     }
@@ -420,10 +427,10 @@ impl UnfusedBlock {
         arg: &mut [u32],
         p: &Conv2dParams,
     ) {
-        cpu::conv2d_forward(x, w, &mut self.z, p);
-        cpu::bias_forward(&self.z, b, &mut self.biased, &self.axis);
-        cpu::relu_forward(&self.biased, &mut self.relu, &self.elementwise);
-        cpu::max_pool2d_forward(&self.relu, out, arg, &self.pool);
+        cpu::conv2d_forward(x, w, &mut self.z, p).unwrap();
+        cpu::bias_forward(&self.z, b, &mut self.biased, &self.axis).unwrap();
+        cpu::relu_forward(&self.biased, &mut self.relu, &self.elementwise).unwrap();
+        cpu::max_pool2d_forward(&self.relu, out, arg, &self.pool).unwrap();
     }
 }
 
@@ -440,7 +447,7 @@ fn conv2d_relu_pool(crit: &mut Criterion) {
         let mut unfused = UnfusedBlock::new(&p);
         let (mut out, mut arg) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
         let (mut want, mut want_arg) = (out.clone(), arg.clone());
-        cpu::conv2d_relu_pool_forward(&x, &weight, &bias, &mut out, &mut arg, &p);
+        cpu::conv2d_relu_pool_forward(&x, &weight, &bias, &mut out, &mut arg, &p).unwrap();
         unfused.run(&x, &weight, &bias, &mut want, &mut want_arg, &p);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert!(
@@ -455,6 +462,7 @@ fn conv2d_relu_pool(crit: &mut Criterion) {
         group.bench_function(BenchmarkId::new("fused", label), |b| {
             b.iter(|| {
                 cpu::conv2d_relu_pool_forward(black_box(&x), &weight, &bias, &mut out, &mut arg, &p)
+                    .unwrap()
             })
         });
         group.bench_function(BenchmarkId::new("unfused", label), |b| {
@@ -482,8 +490,8 @@ fn max_pool2d(crit: &mut Criterion) {
             vec![0.0; p.input_len()],
         );
         // Reference: every window scanned in row-major order, the first maximum wins.
-        cpu::max_pool2d_forward(&x, &mut out, &mut argmax, &p);
-        cpu::max_pool2d_backward(&g, &argmax, &mut grad_x, &p);
+        cpu::max_pool2d_forward(&x, &mut out, &mut argmax, &p).unwrap();
+        cpu::max_pool2d_backward(&g, &argmax, &mut grad_x, &p).unwrap();
         let (plane, out_plane, w_out) = (
             (side * side),
             p.output_len() / (BATCH * c),
@@ -508,10 +516,10 @@ fn max_pool2d(crit: &mut Criterion) {
         let traffic = bytes(p.input_len() + 2 * p.output_len());
         group.throughput(Throughput::BytesDecimal(traffic));
         group.bench_function(BenchmarkId::new("forward", label), |b| {
-            b.iter(|| cpu::max_pool2d_forward(black_box(&x), &mut out, &mut argmax, &p))
+            b.iter(|| cpu::max_pool2d_forward(black_box(&x), &mut out, &mut argmax, &p).unwrap())
         });
         group.bench_function(BenchmarkId::new("backward", label), |b| {
-            b.iter(|| cpu::max_pool2d_backward(black_box(&g), &argmax, &mut grad_x, &p))
+            b.iter(|| cpu::max_pool2d_backward(black_box(&g), &argmax, &mut grad_x, &p).unwrap())
         });
     }
     group.finish();
@@ -524,11 +532,11 @@ fn max_pool2d(crit: &mut Criterion) {
 fn activation(crit: &mut Criterion) {
     let mut group = quick_group(crit, "activation");
     let len = BATCH * 32 * 26 * 26;
-    let p = ElementwiseParams::new(len);
+    let p = ElementwiseParams::new(len).unwrap();
     let (x, g) = (inputs(len, 31), inputs(len, 32));
     let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
-    cpu::relu_forward(&x, &mut out, &p);
-    cpu::relu_backward(&x, &g, &mut grad_x, &p);
+    cpu::relu_forward(&x, &mut out, &p).unwrap();
+    cpu::relu_backward(&x, &g, &mut grad_x, &p).unwrap();
     let relu: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
     let relu_grad: Vec<f32> = x
         .iter()
@@ -539,16 +547,16 @@ fn activation(crit: &mut Criterion) {
     assert_eq!(grad_x, relu_grad, "relu_backward");
     group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
     group.bench_function(BenchmarkId::new("relu_forward", "conv1"), |b| {
-        b.iter(|| cpu::relu_forward(black_box(&x), &mut out, &p))
+        b.iter(|| cpu::relu_forward(black_box(&x), &mut out, &p).unwrap())
     });
     group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
     group.bench_function(BenchmarkId::new("relu_backward", "conv1"), |b| {
-        b.iter(|| cpu::relu_backward(black_box(&x), &g, &mut grad_x, &p))
+        b.iter(|| cpu::relu_backward(black_box(&x), &g, &mut grad_x, &p).unwrap())
     });
 
-    let p = ElementwiseParams::with_alpha(len, 0.2);
-    cpu::leaky_relu_forward(&x, &mut out, &p);
-    cpu::leaky_relu_backward(&x, &g, &mut grad_x, &p);
+    let p = ElementwiseParams::with_alpha(len, 0.2).unwrap();
+    cpu::leaky_relu_forward(&x, &mut out, &p).unwrap();
+    cpu::leaky_relu_backward(&x, &g, &mut grad_x, &p).unwrap();
     for i in 0..len {
         let slope = if x[i] > 0.0 { 1.0 } else { 0.2 };
         let want = if x[i] > 0.0 { x[i] } else { 0.2 * x[i] };
@@ -556,19 +564,19 @@ fn activation(crit: &mut Criterion) {
     }
     group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
     group.bench_function(BenchmarkId::new("leaky_relu_forward", "conv1"), |b| {
-        b.iter(|| cpu::leaky_relu_forward(black_box(&x), &mut out, &p))
+        b.iter(|| cpu::leaky_relu_forward(black_box(&x), &mut out, &p).unwrap())
     });
     group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
     group.bench_function(BenchmarkId::new("leaky_relu_backward", "conv1"), |b| {
-        b.iter(|| cpu::leaky_relu_backward(black_box(&x), &g, &mut grad_x, &p))
+        b.iter(|| cpu::leaky_relu_backward(black_box(&x), &g, &mut grad_x, &p).unwrap())
     });
 
     let len = BATCH * 1200;
-    let p = DropoutParams::new(len, 0.5, 7);
+    let p = DropoutParams::new(len, 0.5, 7).unwrap();
     let (x, g) = (inputs(len, 33), inputs(len, 34));
     let (mut out, mut mask, mut grad_x) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
-    cpu::dropout_forward(&x, &mut out, &mut mask, &p);
-    cpu::dropout_backward(&g, &mask, &mut grad_x, &p);
+    cpu::dropout_forward(&x, &mut out, &mut mask, &p).unwrap();
+    cpu::dropout_backward(&g, &mask, &mut grad_x, &p).unwrap();
     for i in 0..len {
         let keep = cpu::dropout_hash(p.seed, i as u32) >= p.threshold;
         let m = if keep { p.scale } else { 0.0 };
@@ -581,10 +589,10 @@ fn activation(crit: &mut Criterion) {
     // Forward: reads x, writes out and mask. Backward: reads grad_out and mask.
     group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
     group.bench_function(BenchmarkId::new("dropout_forward", "mlp_hidden"), |b| {
-        b.iter(|| cpu::dropout_forward(black_box(&x), &mut out, &mut mask, &p))
+        b.iter(|| cpu::dropout_forward(black_box(&x), &mut out, &mut mask, &p).unwrap())
     });
     group.bench_function(BenchmarkId::new("dropout_backward", "mlp_hidden"), |b| {
-        b.iter(|| cpu::dropout_backward(black_box(&g), &mask, &mut grad_x, &p))
+        b.iter(|| cpu::dropout_backward(black_box(&g), &mask, &mut grad_x, &p).unwrap())
     });
     group.finish();
 }
@@ -596,15 +604,15 @@ fn activation(crit: &mut Criterion) {
 fn elementwise(crit: &mut Criterion) {
     let mut group = quick_group(crit, "elementwise");
     let (outer, channels, inner) = (BATCH, 32, 26 * 26);
-    let axis = AxisParams::new(outer, channels, inner);
+    let axis = AxisParams::new(outer, channels, inner).unwrap();
     let len = axis.len();
     let (x, y, bias) = (inputs(len, 41), inputs(len, 42), inputs(channels, 43));
     let flat = |o: usize, c: usize, i: usize| (o * channels + c) * inner + i;
 
     // bias_forward / bias_backward
     let (mut out, mut grad_bias) = (vec![0.0; len], vec![0.0; channels]);
-    cpu::bias_forward(&x, &bias, &mut out, &axis);
-    cpu::bias_backward(&x, &mut grad_bias, &axis);
+    cpu::bias_forward(&x, &bias, &mut out, &axis).unwrap();
+    cpu::bias_backward(&x, &mut grad_bias, &axis).unwrap();
     let mut ref_out = vec![0.0; len];
     let mut ref_grad_bias = vec![0.0f64; channels];
     for o in 0..outer {
@@ -620,17 +628,17 @@ fn elementwise(crit: &mut Criterion) {
     assert_close("bias_backward", &grad_bias, &ref_grad_bias, 1e-3);
     group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
     group.bench_function(BenchmarkId::new("bias_forward", "conv1"), |b| {
-        b.iter(|| cpu::bias_forward(black_box(&x), &bias, &mut out, &axis))
+        b.iter(|| cpu::bias_forward(black_box(&x), &bias, &mut out, &axis).unwrap())
     });
     group.throughput(Throughput::BytesDecimal(bytes(len + channels)));
     group.bench_function(BenchmarkId::new("bias_backward", "conv1"), |b| {
-        b.iter(|| cpu::bias_backward(black_box(&x), &mut grad_bias, &axis))
+        b.iter(|| cpu::bias_backward(black_box(&x), &mut grad_bias, &axis).unwrap())
     });
 
     // sum_axis / sum_axis_backward over the channels
     let (mut sum, mut spread) = (vec![0.0; outer * inner], vec![0.0; len]);
-    cpu::sum_axis(&x, &mut sum, &axis);
-    cpu::sum_axis_backward(&sum, &mut spread, &axis);
+    cpu::sum_axis(&x, &mut sum, &axis).unwrap();
+    cpu::sum_axis_backward(&sum, &mut spread, &axis).unwrap();
     for o in 0..outer {
         for i in 0..inner {
             let reference: f32 = (0..channels).map(|c| x[flat(o, c, i)]).sum();
@@ -646,10 +654,10 @@ fn elementwise(crit: &mut Criterion) {
     }
     group.throughput(Throughput::BytesDecimal(bytes(len + outer * inner)));
     group.bench_function(BenchmarkId::new("sum_axis", "conv1"), |b| {
-        b.iter(|| cpu::sum_axis(black_box(&x), &mut sum, &axis))
+        b.iter(|| cpu::sum_axis(black_box(&x), &mut sum, &axis).unwrap())
     });
     group.bench_function(BenchmarkId::new("sum_axis_backward", "conv1"), |b| {
-        b.iter(|| cpu::sum_axis_backward(black_box(&sum), &mut spread, &axis))
+        b.iter(|| cpu::sum_axis_backward(black_box(&sum), &mut spread, &axis).unwrap())
     });
 
     // copy_reference: a parallel memcpy over the same chunks as the kernels, the
@@ -668,30 +676,30 @@ fn elementwise(crit: &mut Criterion) {
     });
 
     // add, scale, axpy
-    let p = ElementwiseParams::with_alpha(len, 0.5);
+    let p = ElementwiseParams::with_alpha(len, 0.5).unwrap();
     let mut out = vec![0.0; len];
-    cpu::add(&x, &y, &mut out, &p);
+    cpu::add(&x, &y, &mut out, &p).unwrap();
     let reference: Vec<f32> = x.iter().zip(&y).map(|(&a, &b)| a + b).collect();
     assert_eq!(out, reference, "add");
     group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
     group.bench_function(BenchmarkId::new("add", "conv1"), |b| {
-        b.iter(|| cpu::add(black_box(&x), &y, &mut out, &p))
+        b.iter(|| cpu::add(black_box(&x), &y, &mut out, &p).unwrap())
     });
-    cpu::scale(&x, &mut out, &p);
+    cpu::scale(&x, &mut out, &p).unwrap();
     let reference: Vec<f32> = x.iter().map(|&v| v * 0.5).collect();
     assert_eq!(out, reference, "scale");
     group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
     group.bench_function(BenchmarkId::new("scale", "conv1"), |b| {
-        b.iter(|| cpu::scale(black_box(&x), &mut out, &p))
+        b.iter(|| cpu::scale(black_box(&x), &mut out, &p).unwrap())
     });
     let mut acc = y.clone();
-    cpu::axpy(&x, &mut acc, &p);
+    cpu::axpy(&x, &mut acc, &p).unwrap();
     let reference: Vec<f32> = x.iter().zip(&y).map(|(&a, &b)| b + 0.5 * a).collect();
     assert_close("axpy", &acc, &reference, 1e-6);
     // Reads x and y, writes y. Repeated calls keep adding 0.5·x to y: harmless.
     group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
     group.bench_function(BenchmarkId::new("axpy", "conv1"), |b| {
-        b.iter(|| cpu::axpy(black_box(&x), &mut acc, &p))
+        b.iter(|| cpu::axpy(black_box(&x), &mut acc, &p).unwrap())
     });
     group.finish();
 }
@@ -836,6 +844,7 @@ fn softmax(crit: &mut Criterion) {
         let label = format!("{rows}x{cols}");
         let len = rows * cols;
         let params = RowParams::new(rows, cols)
+            .unwrap()
             .with_temperature(temperature)
             .with_alpha(alpha);
         // Logits in [-5, 5), as a trained network's are spread.
@@ -861,7 +870,7 @@ fn softmax(crit: &mut Criterion) {
             ),
         ];
         let mut reference = UnfusedKl::new(rows, cols);
-        cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &params);
+        cpu::softmax_kl_forward(&s, &t, &mut loss, &mut grad, &params).unwrap();
         for (name, exp) in unfused {
             reference.run(&s, &t, &params, exp);
             assert_close(&format!("{name} loss"), &loss, &reference.loss, 1e-4);
@@ -870,7 +879,9 @@ fn softmax(crit: &mut Criterion) {
         let kl_bytes = bytes(3 * len + rows);
         group.throughput(Throughput::BytesDecimal(kl_bytes));
         group.bench_function(BenchmarkId::new("softmax_kl_forward", &label), |b| {
-            b.iter(|| cpu::softmax_kl_forward(black_box(&s), &t, &mut loss, &mut grad, &params))
+            b.iter(|| {
+                cpu::softmax_kl_forward(black_box(&s), &t, &mut loss, &mut grad, &params).unwrap()
+            })
         });
         for (name, exp) in unfused {
             group.bench_function(BenchmarkId::new(name, &label), |b| {
@@ -880,7 +891,7 @@ fn softmax(crit: &mut Criterion) {
 
         // cross_entropy_forward against f64 rows.
         let mut ce_grad = vec![0.0; len];
-        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut ce_grad, &params);
+        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut ce_grad, &params).unwrap();
         for (r, (row, &y)) in s.chunks_exact(cols).zip(&labels).enumerate() {
             let ls = ref_log_softmax(row);
             assert_close(
@@ -903,13 +914,14 @@ fn softmax(crit: &mut Criterion) {
         group.bench_function(BenchmarkId::new("cross_entropy_forward", &label), |b| {
             b.iter(|| {
                 cpu::cross_entropy_forward(black_box(&s), &labels, &mut loss, &mut ce_grad, &params)
+                    .unwrap()
             })
         });
 
         // kd_loss_forward: its parts are the cross-entropy and the softmax-KL above, and
         // its gradient their blend.
         let (mut pairs, mut kd_grad) = (vec![0.0; 2 * rows], vec![0.0; len]);
-        cpu::kd_loss_forward(&s, &t, &labels, &mut pairs, &mut kd_grad, &params);
+        cpu::kd_loss_forward(&s, &t, &labels, &mut pairs, &mut kd_grad, &params).unwrap();
         let ce: Vec<f32> = pairs.iter().step_by(2).copied().collect();
         let kl: Vec<f32> = pairs.iter().skip(1).step_by(2).copied().collect();
         assert_close("kd_loss_forward ce", &ce, &loss, 1e-6);
@@ -931,14 +943,15 @@ fn softmax(crit: &mut Criterion) {
                     &mut kd_grad,
                     &params,
                 )
+                .unwrap()
             })
         });
 
         // row_loss_mean of those pairs and row_loss_backward of those gradients: the
         // distillation loss's reduction (one dispatch on the GPU) and its backward.
-        let pm = RowParams::new(rows, 2).with_alpha(alpha);
+        let pm = RowParams::new(rows, 2).unwrap().with_alpha(alpha);
         let (mut mean, mut means) = ([0.0f32], [0.0f32; 2]);
-        cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm);
+        cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm).unwrap();
         let column_mean = |c: usize| -> f32 {
             let sum: f64 = pairs.iter().skip(c).step_by(2).map(|&v| v as f64).sum();
             (sum / rows as f64) as f32
@@ -949,24 +962,26 @@ fn softmax(crit: &mut Criterion) {
         assert_close("row_loss_mean loss", &mean, &[blended], 1e-6);
         group.throughput(Throughput::BytesDecimal(bytes(2 * rows + 3)));
         group.bench_function(BenchmarkId::new("row_loss_mean", &label), |b| {
-            b.iter(|| cpu::row_loss_mean(black_box(&pairs), &mut mean, &mut means, &pm))
+            b.iter(|| cpu::row_loss_mean(black_box(&pairs), &mut mean, &mut means, &pm).unwrap())
         });
-        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32);
+        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32).unwrap();
         let mut scaled = vec![0.0; len];
-        cpu::row_loss_backward(&kd_grad, &[1.0], &mut scaled, &pb);
+        cpu::row_loss_backward(&kd_grad, &[1.0], &mut scaled, &pb).unwrap();
         let want: Vec<f32> = kd_grad.iter().map(|g| g * (1.0 / rows as f32)).collect();
         assert_eq!(scaled, want, "row_loss_backward");
         group.throughput(Throughput::BytesDecimal(bytes(2 * len + 1)));
         group.bench_function(BenchmarkId::new("row_loss_backward", &label), |b| {
-            b.iter(|| cpu::row_loss_backward(black_box(&kd_grad), &[1.0], &mut scaled, &pb))
+            b.iter(|| {
+                cpu::row_loss_backward(black_box(&kd_grad), &[1.0], &mut scaled, &pb).unwrap()
+            })
         });
 
         // log_softmax_forward / log_softmax_backward, argmax_rows.
         let (mut out, mut grad_x) = (vec![0.0; len], vec![0.0; len]);
-        cpu::log_softmax_forward(&s, &mut out, &params);
-        cpu::log_softmax_backward(&out, &t, &mut grad_x, &params);
+        cpu::log_softmax_forward(&s, &mut out, &params).unwrap();
+        cpu::log_softmax_backward(&out, &t, &mut grad_x, &params).unwrap();
         let mut argmax = vec![0u32; rows];
-        cpu::argmax_rows(&s, &mut argmax, &params);
+        cpu::argmax_rows(&s, &mut argmax, &params).unwrap();
         for (r, row) in s.chunks_exact(cols).enumerate() {
             let ls = ref_log_softmax(row);
             let ls32: Vec<f32> = ls.iter().map(|&v| v as f32).collect();
@@ -987,15 +1002,15 @@ fn softmax(crit: &mut Criterion) {
         }
         group.throughput(Throughput::BytesDecimal(bytes(2 * len)));
         group.bench_function(BenchmarkId::new("log_softmax_forward", &label), |b| {
-            b.iter(|| cpu::log_softmax_forward(black_box(&s), &mut out, &params))
+            b.iter(|| cpu::log_softmax_forward(black_box(&s), &mut out, &params).unwrap())
         });
         group.throughput(Throughput::BytesDecimal(bytes(3 * len)));
         group.bench_function(BenchmarkId::new("log_softmax_backward", &label), |b| {
-            b.iter(|| cpu::log_softmax_backward(black_box(&out), &t, &mut grad_x, &params))
+            b.iter(|| cpu::log_softmax_backward(black_box(&out), &t, &mut grad_x, &params).unwrap())
         });
         group.throughput(Throughput::BytesDecimal(bytes(len + rows)));
         group.bench_function(BenchmarkId::new("argmax_rows", &label), |b| {
-            b.iter(|| cpu::argmax_rows(black_box(&s), &mut argmax, &params))
+            b.iter(|| cpu::argmax_rows(black_box(&s), &mut argmax, &params).unwrap())
         });
     }
 
@@ -1004,16 +1019,16 @@ fn softmax(crit: &mut Criterion) {
     let (src_rows, cols) = (60_000, 10);
     let table = inputs(src_rows * cols, 53);
     let index: Vec<u32> = (0..BATCH).map(|i| (i * 937 % src_rows) as u32).collect();
-    let pg = GatherParams::new(BATCH, cols, src_rows);
+    let pg = GatherParams::new(BATCH, cols, src_rows).unwrap();
     let mut gathered = vec![0.0; BATCH * cols];
-    cpu::gather_rows(&table, &index, &mut gathered, &pg);
+    cpu::gather_rows(&table, &index, &mut gathered, &pg).unwrap();
     for (r, &i) in index.iter().enumerate() {
         let row = &table[i as usize * cols..][..cols];
         assert_eq!(&gathered[r * cols..][..cols], row, "gather_rows row {r}");
     }
     group.throughput(Throughput::BytesDecimal(bytes(2 * BATCH * cols + BATCH)));
     group.bench_function(BenchmarkId::new("gather_rows", "64_of_60000x10"), |b| {
-        b.iter(|| cpu::gather_rows(black_box(&table), &index, &mut gathered, &pg))
+        b.iter(|| cpu::gather_rows(black_box(&table), &index, &mut gathered, &pg).unwrap())
     });
     group.finish();
 }
@@ -1047,7 +1062,7 @@ fn optim(crit: &mut Criterion) {
     };
     let (mut p, mut v) = (split(&params0), split(&vec![0.0; total]));
     for ((p, g), v) in p.iter_mut().zip(&g).zip(v.iter_mut()) {
-        cpu::sgd_step(p, g, v, &sgd(g.len()));
+        cpu::sgd_step(p, g, v, &sgd(g.len())).unwrap();
     }
     let reference: Vec<f32> = params0
         .iter()
@@ -1060,21 +1075,21 @@ fn optim(crit: &mut Criterion) {
     group.bench_function(BenchmarkId::new("sgd_step", "teacher-cnn"), |b| {
         b.iter(|| {
             for ((p, g), v) in p.iter_mut().zip(&g).zip(v.iter_mut()) {
-                cpu::sgd_step(black_box(p), g, v, &sgd(g.len()));
+                cpu::sgd_step(black_box(p), g, v, &sgd(g.len())).unwrap();
             }
         })
     });
 
     // Adam, step 1: m = 0.1 g, v = 0.001 g², and the bias-corrected update is
     // lr · g / (|g| + eps) (to rounding).
-    let adam = |len| AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, 0.0, false, 1);
+    let adam = |len| AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, 0.0, false, 1).unwrap();
     let (mut p, mut m, mut v) = (
         split(&params0),
         split(&vec![0.0; total]),
         split(&vec![0.0; total]),
     );
     for (((p, g), m), v) in p.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        cpu::adam_step(p, g, m, v, &adam(g.len()));
+        cpu::adam_step(p, g, m, v, &adam(g.len())).unwrap();
     }
     let reference: Vec<f32> = params0
         .iter()
@@ -1087,7 +1102,7 @@ fn optim(crit: &mut Criterion) {
         b.iter(|| {
             let state = m.iter_mut().zip(v.iter_mut());
             for ((p, g), (m, v)) in p.iter_mut().zip(&g).zip(state) {
-                cpu::adam_step(black_box(p), g, m, v, &adam(g.len()));
+                cpu::adam_step(black_box(p), g, m, v, &adam(g.len())).unwrap();
             }
         })
     });

@@ -53,15 +53,15 @@ pub fn teacher_linear_shapes() -> Vec<(String, MatmulParams)> {
         shapes.extend([
             (
                 format!("{name}_forward"),
-                MatmulParams::new(BATCH, outputs, inputs).trans_b(),
+                MatmulParams::new(BATCH, outputs, inputs).unwrap().trans_b(),
             ),
             (
                 format!("{name}_backward_input"),
-                MatmulParams::new(BATCH, inputs, outputs),
+                MatmulParams::new(BATCH, inputs, outputs).unwrap(),
             ),
             (
                 format!("{name}_backward_weight"),
-                MatmulParams::new(outputs, inputs, BATCH).trans_a(),
+                MatmulParams::new(outputs, inputs, BATCH).unwrap().trans_a(),
             ),
         ]);
     }

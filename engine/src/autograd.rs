@@ -309,7 +309,7 @@ impl Tensor {
 fn accumulate(pending: &mut HashMap<TensorId, Tensor>, input: &Tensor, g: Storage) -> Result<()> {
     match pending.get(&input.id()) {
         Some(sum) => {
-            let p = ElementwiseParams::with_alpha(g.len(), 1.0);
+            let p = ElementwiseParams::with_alpha(g.len(), 1.0)?;
             backend::run_into::<k::Axpy>(&p, &[&g], &mut [&mut sum.storage_mut()])
         }
         None => {

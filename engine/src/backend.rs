@@ -3,9 +3,10 @@
 //!
 //! Every op calls [`run`] with a kernel of `kernels::registry` (its type names it:
 //! `run(k::Matmul, &p, &[&a, &b])`), or [`run_into`] for an update in place. Both check
-//! the storages against the kernel's declared arguments (count, words, one device),
-//! then call its CPU function or record its GPU launch, which returns at once: only a
-//! read waits. [`run`] makes the kernel's outputs beside its inputs (see [`run`]).
+//! that the storages are on one device, then call the kernel's CPU function or record
+//! its GPU launch, which returns at once: only a read waits. Either checks the count
+//! and the words of its arguments the same way ([`kernels::KernelError`]). [`run`]
+//! makes the kernel's outputs beside its inputs (see [`run`]).
 //!
 //! Each CPU call runs under a [`profile::cpu`] guard and each GPU launch first shows
 //! its context to [`profile::gpu`]: with `--profile` off, one atomic load each.
@@ -32,7 +33,7 @@ pub(crate) fn run<K: Kernel, const N: usize>(
         .zip(K::lens(p))
         .filter(|(arg, _)| arg.access.writes())
         .map(|(arg, len)| first.output_beside(len, arg.access == Access::Out))
-        .collect();
+        .collect::<Result<_>>()?;
     run_into::<K>(p, reads, &mut outputs.iter_mut().collect::<Vec<_>>())?;
     outputs
         .try_into()
@@ -47,65 +48,41 @@ pub(crate) fn run_into<K: Kernel>(
     writes: &mut [&mut Storage],
 ) -> Result<()> {
     let op = K::ID.name();
-    let lens = K::lens(p);
-    let (mut read_lens, mut write_lens) = (Vec::new(), Vec::new());
-    for (arg, &len) in K::ARGS.iter().zip(&lens) {
-        match arg.access {
-            Access::Read => read_lens.push((arg.name, len)),
-            Access::Write | Access::Out => write_lens.push((arg.name, len)),
-        }
-    }
-    if reads.len() != read_lens.len() || writes.len() != write_lens.len() {
-        return Err(internal(
-            op,
-            "was called with another number of arguments than it has",
-        ));
-    }
-    let short = |(name, len): (&'static str, usize), s: &Storage| -> Result<()> {
-        match s.len() < len {
-            true => Err(Error::BufferLength {
-                op,
-                arg: name,
-                len: s.len(),
-                needed: len,
-            }),
-            false => Ok(()),
-        }
+    // The kernel checks the counts and the lengths (the same way on either device);
+    // here each argument's name is only for a device mismatch's message.
+    let names = |written: bool| {
+        K::ARGS
+            .iter()
+            .filter(move |arg| arg.access.writes() == written)
+            .map(|arg| arg.name)
     };
-    for (&arg, s) in read_lens.iter().zip(reads) {
-        short(arg, s)?;
-    }
-    for (&arg, s) in write_lens.iter().zip(writes.iter()) {
-        short(arg, s)?;
-    }
     match (reads.first(), writes.first()) {
         (Some(Storage::Cpu(_)), _) | (None, Some(Storage::Cpu(_))) => {
             let reads = reads
                 .iter()
-                .zip(&read_lens)
-                .map(|(s, &(name, len))| Ok(&cpu(op, name, s)?[..len]))
+                .zip(names(false))
+                .map(|(s, name)| cpu(op, name, s))
                 .collect::<Result<Vec<&[f32]>>>()?;
             let mut writes = writes
                 .iter_mut()
-                .zip(&write_lens)
-                .map(|(s, &(name, len))| Ok(&mut cpu_mut(op, name, s)?[..len]))
+                .zip(names(true))
+                .map(|(s, name)| cpu_mut(op, name, s))
                 .collect::<Result<Vec<&mut [f32]>>>()?;
             let _k = profile::cpu(K::ID);
-            K::cpu(&reads, &mut writes, p);
-            Ok(())
+            Ok(K::cpu(&reads, &mut writes, p)?)
         }
         #[cfg(feature = "gpu")]
         (Some(Storage::Gpu(first)), _) | (None, Some(Storage::Gpu(first))) => {
             let ctx = first.context();
             let reads = reads
                 .iter()
-                .zip(&read_lens)
-                .map(|(s, &(name, _))| gpu(op, name, s))
+                .zip(names(false))
+                .map(|(s, name)| gpu(op, name, s))
                 .collect::<Result<Vec<_>>>()?;
             let writes = writes
                 .iter()
-                .zip(&write_lens)
-                .map(|(s, &(name, _))| gpu(op, name, s))
+                .zip(names(true))
+                .map(|(s, name)| gpu(op, name, s))
                 .collect::<Result<Vec<_>>>()?;
             profile::gpu(ctx);
             K::gpu(ctx, &reads, &writes, p).map_err(crate::storage::gpu_error)

@@ -1,5 +1,6 @@
 //! Errors name the op and the shapes; a panic is a bug, never the answer to bad input.
 
+use kernels::KernelError;
 use std::fmt;
 
 /// The engine's result: every fallible op returns one.
@@ -58,17 +59,9 @@ pub enum Error {
         /// The number of values given.
         len: usize,
     },
-    /// A storage shorter than the kernel's params say it reads or writes.
-    BufferLength {
-        /// The kernel's name.
-        op: &'static str,
-        /// The kernel argument that is short.
-        arg: &'static str,
-        /// The values the storage holds.
-        len: usize,
-        /// The values the params say it spans.
-        needed: usize,
-    },
+    /// A kernel's refusal, the same on either device: a storage shorter than its params
+    /// say, a size past what 32-bit indices reach, an index out of range.
+    Kernel(KernelError),
     /// The GPU backend failed (no adapter, a buffer past the device's limits, ...).
     Gpu(String),
 }
@@ -101,12 +94,7 @@ impl fmt::Display for Error {
                     numel(shape)
                 )
             }
-            Error::BufferLength {
-                op,
-                arg,
-                len,
-                needed,
-            } => write!(f, "{op}: `{arg}` holds {len} values, the op needs {needed}"),
+            Error::Kernel(e) => e.fmt(f),
             Error::Gpu(message) => write!(f, "gpu: {message}"),
         }
     }
@@ -114,6 +102,30 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<KernelError> for Error {
+    fn from(e: KernelError) -> Self {
+        Error::Kernel(e)
+    }
+}
+
+/// The elements of `shape`, saturated (a shape that overflows is refused at creation).
 pub(crate) fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
+}
+
+/// The elements of a new tensor of `shape`, or [`KernelError::TooLarge`] past the
+/// `u32::MAX` words that every kernel's indices reach: then every tensor that exists
+/// fits every params struct, and no product of its sizes overflows.
+pub(crate) fn checked_numel(shape: &[usize]) -> Result<usize> {
+    let value = shape
+        .iter()
+        .fold(1u128, |n, &d| n.saturating_mul(d as u128));
+    match value > kernels::MAX_WORDS as u128 {
+        true => Err(Error::Kernel(KernelError::TooLarge {
+            op: "tensor",
+            what: "the elements of its shape",
+            value,
+        })),
+        false => Ok(value as usize),
+    }
 }

@@ -34,7 +34,10 @@ pub enum Storage {
 
 #[cfg(feature = "gpu")]
 pub(crate) fn gpu_error(e: GpuError) -> Error {
-    Error::Gpu(e.to_string())
+    match e {
+        GpuError::Kernel(e) => Error::Kernel(e),
+        e => Error::Gpu(e.to_string()),
+    }
 }
 
 impl Storage {
@@ -57,7 +60,7 @@ impl Storage {
         match device {
             Device::Cpu => Ok(Storage::Cpu(data)),
             #[cfg(feature = "gpu")]
-            Device::Gpu(ctx) => Ok(Storage::Gpu(ctx.upload(&data))),
+            Device::Gpu(ctx) => Ok(Storage::Gpu(ctx.upload(&data).map_err(gpu_error)?)),
         }
     }
 
@@ -68,7 +71,7 @@ impl Storage {
                 data.iter().map(|&v| f32::from_bits(v)).collect(),
             )),
             #[cfg(feature = "gpu")]
-            Device::Gpu(ctx) => Ok(Storage::Gpu(ctx.upload_u32(data))),
+            Device::Gpu(ctx) => Ok(Storage::Gpu(ctx.upload_u32(data).map_err(gpu_error)?)),
         }
     }
 
@@ -77,20 +80,20 @@ impl Storage {
         match device {
             Device::Cpu => Ok(Storage::Cpu(host_zeros(len))),
             #[cfg(feature = "gpu")]
-            Device::Gpu(ctx) => Ok(Storage::Gpu(ctx.zeros(len))),
+            Device::Gpu(ctx) => Ok(Storage::Gpu(ctx.zeros(len).map_err(gpu_error)?)),
         }
     }
 
     /// `len` words on the device this storage is on for a kernel's output: zeros, or
     /// with `written_whole` (an [`Access::Out`](kernels::registry::Access::Out)
     /// argument) on the CPU, whatever values a pooled buffer holds.
-    pub(crate) fn output_beside(&self, len: usize, written_whole: bool) -> Storage {
-        match self {
+    pub(crate) fn output_beside(&self, len: usize, written_whole: bool) -> Result<Storage> {
+        Ok(match self {
             Storage::Cpu(_) if written_whole => Storage::Cpu(host_unzeroed(len)),
             Storage::Cpu(_) => Storage::Cpu(host_zeros(len)),
             #[cfg(feature = "gpu")]
-            Storage::Gpu(b) => Storage::Gpu(b.context().zeros(len)),
-        }
+            Storage::Gpu(b) => Storage::Gpu(b.context().zeros(len).map_err(gpu_error)?),
+        })
     }
 
     /// Copies the values to the host; on the GPU this waits for the queued work.
@@ -121,7 +124,7 @@ impl Storage {
             }
             #[cfg(feature = "gpu")]
             Storage::Gpu(b) => {
-                let copy = b.context().zeros(b.len());
+                let copy = b.context().zeros(b.len()).map_err(gpu_error)?;
                 b.context().copy(b, &copy).map_err(gpu_error)?;
                 Ok(Storage::Gpu(copy))
             }

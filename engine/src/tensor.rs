@@ -2,7 +2,7 @@
 
 use crate::autograd::{is_grad_enabled, Op};
 use crate::device::Device;
-use crate::error::{numel, Error, Result};
+use crate::error::{checked_numel, numel, Error, Result};
 use crate::storage::Storage;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -47,7 +47,7 @@ impl std::fmt::Debug for Tensor {
 impl Tensor {
     /// A constant (no gradient) from host values.
     pub fn from_vec(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        if data.len() != checked_numel(shape)? {
             return Err(Error::DataLength {
                 shape: shape.to_vec(),
                 len: data.len(),
@@ -59,7 +59,7 @@ impl Tensor {
 
     /// A trainable leaf: `backward` computes its gradient.
     pub fn parameter(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        if data.len() != checked_numel(shape)? {
             return Err(Error::DataLength {
                 shape: shape.to_vec(),
                 len: data.len(),
@@ -71,7 +71,7 @@ impl Tensor {
 
     /// A constant of zeros.
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
-        let storage = Storage::zeros(numel(shape), device)?;
+        let storage = Storage::zeros(checked_numel(shape)?, device)?;
         Ok(Tensor::leaf(storage, shape.to_vec(), device.clone(), false))
     }
 

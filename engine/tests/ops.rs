@@ -327,3 +327,30 @@ fn an_optimizer_step_on_aliased_tensors_is_an_error_not_a_deadlock() {
     p.adam_step(&g, &m, &v, &adam, 1).unwrap();
     assert_ne!(p.to_vec().unwrap(), [1., 2.]);
 }
+
+/// Shapes past the `u32::MAX` elements that kernels index are refused where they are
+/// made, before anything is allocated; no product of sizes overflows or wraps.
+#[test]
+fn shapes_past_32_bit_indices_are_errors_not_wrapped_sizes() {
+    let cpu = Device::Cpu;
+    for shape in [&[1usize << 20, 1 << 20][..], &[usize::MAX, 2], &[1 << 32]] {
+        let err = Tensor::zeros(shape, &cpu).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("tensor: the elements of its shape = "),
+            "{err}"
+        );
+    }
+    // 2^32 · 2^32 wraps to 0 in 64 bits: it must not pass for an empty tensor's shape.
+    let empty = Tensor::zeros(&[0], &cpu).unwrap();
+    assert!(empty.reshape(&[1 << 32, 1 << 32]).is_err());
+    assert!(Tensor::from_vec(vec![], &[1 << 32, 1 << 32], &cpu).is_err());
+    // A one-pixel image padded by 40,000: an 80,001² output, 6.4 G values.
+    let (x, w) = (t(&[1.0], &[1, 1, 1, 1]), t(&[1.0], &[1, 1, 1, 1]));
+    let err = x.conv2d(&w, 1, 40_000).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Conv2dParams: n·c_out·h_out·w_out (out) = 6400160001 is past 4294967295, \
+         the most a 32-bit index reaches"
+    );
+}

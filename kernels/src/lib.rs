@@ -13,19 +13,24 @@
 //! // c (2, 2) = a (2, 3) · b (3, 2)
 //! let (a, b) = ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
 //! let mut c = [0.0; 4];
-//! cpu::matmul(&a, &b, &mut c, &MatmulParams::new(2, 2, 3));
+//! cpu::matmul(&a, &b, &mut c, &MatmulParams::new(2, 2, 3)?)?;
 //! assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+//! // A `c` too short for (2, 2) is an error, on the CPU as on the GPU.
+//! assert!(cpu::matmul(&a, &b, &mut [0.0; 3], &MatmulParams::new(2, 2, 3)?).is_err());
+//! # Ok::<(), kernels::KernelError>(())
 //! ```
 //!
 //! This crate never sees a tensor: layouts are documented at the top of each kernel.
 #![warn(missing_docs)]
 
 pub mod cpu;
+pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod params;
 pub mod registry;
 
+pub use error::{KernelError, MAX_WORDS};
 pub use params::*;
 pub use registry::{Kernel, KernelId};
 

@@ -4,8 +4,45 @@
 //! uniform buffer as they are. Every struct is padded to a multiple of 16 bytes, as
 //! WGSL's uniform address space wants, and the WGSL `struct` of the same name lists the
 //! same fields in the same order.
+//!
+//! The constructors check what the fields can hold: a size, or the words an argument
+//! spans, past `u32::MAX` is [`KernelError::TooLarge`], since the shaders index with
+//! `u32`; a shape that makes no valid call is [`KernelError::BadParams`].
 
+use crate::error::{KernelError, MAX_WORDS};
 use bytemuck::{Pod, Zeroable};
+
+/// `value` as the `u32` field `what` of `op`.
+fn field(op: &'static str, what: &'static str, value: usize) -> Result<u32, KernelError> {
+    u32::try_from(value).map_err(|_| KernelError::TooLarge {
+        op,
+        what,
+        value: value as u128,
+    })
+}
+
+/// Checks that an argument of `dims` (its words: their product) is one an index reaches.
+fn spans(op: &'static str, what: &'static str, dims: &[u32]) -> Result<(), KernelError> {
+    // NOTE: four u32 factors stay below 2^128.
+    let value = dims.iter().map(|&d| d as u128).product::<u128>();
+    match value > MAX_WORDS as u128 {
+        true => Err(KernelError::TooLarge { op, what, value }),
+        false => Ok(()),
+    }
+}
+
+/// Params built by hand whose derived fields disagree with their sizes.
+fn inconsistent(op: &'static str, p: &impl std::fmt::Debug) -> KernelError {
+    let message = format!("{p:?}: the output sizes are not the ones the input sizes give");
+    KernelError::BadParams { op, message }
+}
+
+/// The product of `dims` as a length; saturated, so that params built by hand with
+/// fields too large give a span no argument holds (an error), never a wrapped one.
+fn product(dims: &[u32]) -> usize {
+    dims.iter()
+        .fold(1usize, |n, &d| n.saturating_mul(d as usize))
+}
 
 /// `c (m, n) = op(a) (m, k) · op(b) (k, n)`, all row-major.
 ///
@@ -33,13 +70,18 @@ pub struct MatmulParams {
 
 impl MatmulParams {
     /// `c = a · b` with `a: (m, k)`, `b: (k, n)`.
-    pub fn new(m: usize, n: usize, k: usize) -> Self {
-        Self {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
+    pub fn new(m: usize, n: usize, k: usize) -> Result<Self, KernelError> {
+        const OP: &str = "MatmulParams";
+        let p = Self {
+            m: field(OP, "m", m)?,
+            n: field(OP, "n", n)?,
+            k: field(OP, "k", k)?,
             ..Self::default()
-        }
+        };
+        spans(OP, "m·k (a)", &[p.m, p.k])?;
+        spans(OP, "k·n (b)", &[p.k, p.n])?;
+        spans(OP, "m·n (c)", &[p.m, p.n])?;
+        Ok(p)
     }
     /// Read `a` as stored `(k, m)`: `c = aᵀ · b`.
     pub fn trans_a(mut self) -> Self {
@@ -62,15 +104,15 @@ impl MatmulParams {
     }
     /// The words `a` spans: `m · k`.
     pub fn a_len(&self) -> usize {
-        self.m as usize * self.k as usize
+        product(&[self.m, self.k])
     }
     /// The words `b` spans: `k · n`.
     pub fn b_len(&self) -> usize {
-        self.k as usize * self.n as usize
+        product(&[self.k, self.n])
     }
     /// The words `c` spans: `m · n`.
     pub fn c_len(&self) -> usize {
-        self.m as usize * self.n as usize
+        product(&[self.m, self.n])
     }
 }
 
@@ -108,8 +150,8 @@ pub struct Conv2dParams {
 }
 
 impl Conv2dParams {
-    /// Derives `h_out`, `w_out`; `None` when the kernel does not fit the padded input
-    /// or any size or the stride is zero.
+    /// Derives `h_out`, `w_out`; [`KernelError::BadParams`] when the kernel does not fit
+    /// the padded input or any size or the stride is zero.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         n: usize,
@@ -121,55 +163,88 @@ impl Conv2dParams {
         kw: usize,
         stride: usize,
         pad: usize,
-    ) -> Option<Self> {
-        if [n, c_in, h, w, c_out, kh, kw, stride].contains(&0) {
-            return None;
+    ) -> Result<Self, KernelError> {
+        const OP: &str = "Conv2dParams";
+        let sizes = [n, c_in, h, w, c_out, kh, kw, stride];
+        if sizes.contains(&0) {
+            let message = format!(
+                "(n, c_in, h, w, c_out, kh, kw, stride) = {sizes:?}: every size and the stride must be >= 1"
+            );
+            return Err(KernelError::BadParams { op: OP, message });
         }
-        let (hp, wp) = (h + 2 * pad, w + 2 * pad);
-        if kh > hp || kw > wp {
-            return None;
+        let u = |what, v| field(OP, what, v);
+        let (pad, h, w) = (u("pad", pad)?, u("h", h)?, u("w", w)?);
+        let (hp, wp) = (h as u64 + 2 * pad as u64, w as u64 + 2 * pad as u64);
+        let (kh, kw) = (u("kh", kh)?, u("kw", kw)?);
+        if kh as u64 > hp || kw as u64 > wp {
+            let message = format!("a {kh}×{kw} kernel does not fit the {hp}×{wp} padded input");
+            return Err(KernelError::BadParams { op: OP, message });
         }
-        let u = |v: usize| v as u32;
-        Some(Self {
-            n: u(n),
-            c_in: u(c_in),
-            h: u(h),
-            w: u(w),
-            c_out: u(c_out),
-            kh: u(kh),
-            kw: u(kw),
-            stride: u(stride),
-            pad: u(pad),
-            h_out: u((hp - kh) / stride + 1),
-            w_out: u((wp - kw) / stride + 1),
+        let stride = u("stride", stride)?;
+        let out = |padded: u64, k: u32| (padded - k as u64) / stride as u64 + 1;
+        let p = Self {
+            n: u("n", n)?,
+            c_in: u("c_in", c_in)?,
+            h,
+            w,
+            c_out: u("c_out", c_out)?,
+            kh,
+            kw,
+            stride,
+            pad,
+            h_out: u("h_out", out(hp, kh) as usize)?,
+            w_out: u("w_out", out(wp, kw) as usize)?,
             _pad: 0,
-        })
+        };
+        spans(OP, "n·c_in·h·w (x)", &[p.n, p.c_in, p.h, p.w])?;
+        spans(
+            OP,
+            "c_out·c_in·kh·kw (weight)",
+            &[p.c_out, p.c_in, p.kh, p.kw],
+        )?;
+        spans(
+            OP,
+            "n·c_out·h_out·w_out (out)",
+            &[p.n, p.c_out, p.h_out, p.w_out],
+        )?;
+        Ok(p)
+    }
+    /// [`KernelError::BadParams`] unless the fields are what [`Conv2dParams::new`]
+    /// derives from its sizes: the kernels index by the derived fields.
+    pub fn check(&self) -> Result<(), KernelError> {
+        let u = |v: u32| v as usize;
+        let (n, c_in, h, w, c_out) = (u(self.n), u(self.c_in), u(self.h), u(self.w), u(self.c_out));
+        let (kh, kw, stride, pad) = (u(self.kh), u(self.kw), u(self.stride), u(self.pad));
+        match Self::new(n, c_in, h, w, c_out, kh, kw, stride, pad)? == *self {
+            true => Ok(()),
+            false => Err(inconsistent("Conv2dParams", self)),
+        }
     }
     /// The values `x` spans: `n · c_in · h · w`.
     pub fn input_len(&self) -> usize {
-        (self.n * self.c_in * self.h * self.w) as usize
+        product(&[self.n, self.c_in, self.h, self.w])
     }
     /// The values `weight` spans: `c_out · c_in · kh · kw`.
     pub fn weight_len(&self) -> usize {
-        (self.c_out * self.c_in * self.kh * self.kw) as usize
+        product(&[self.c_out, self.c_in, self.kh, self.kw])
     }
     /// The values `out` spans: `n · c_out · h_out · w_out`.
     pub fn output_len(&self) -> usize {
-        (self.n * self.c_out * self.h_out * self.w_out) as usize
+        product(&[self.n, self.c_out, self.h_out, self.w_out])
     }
     /// Forward multiply-adds counted as two FLOPs each.
     pub fn flops(&self) -> u64 {
-        2 * self.output_len() as u64 * (self.c_in * self.kh * self.kw) as u64
+        2 * self.output_len() as u64 * product(&[self.c_in, self.kh, self.kw]) as u64
     }
     /// The 2×2, stride-2 max-pool over the output, as `conv2d_relu_pool_forward` runs
-    /// it; `None` when the output is under 2×2.
-    pub fn pool(&self) -> Option<Pool2dParams> {
+    /// it; an error when the output is under 2×2.
+    pub fn pool(&self) -> Result<Pool2dParams, KernelError> {
         let u = |v: u32| v as usize;
         Pool2dParams::new(u(self.n), u(self.c_out), u(self.h_out), u(self.w_out), 2, 2)
     }
     /// The values the pooled output spans: `n · c_out · (h_out / 2) · (w_out / 2)`.
     pub fn pooled_len(&self) -> usize {
-        (self.n * self.c_out * (self.h_out / 2) * (self.w_out / 2)) as usize
+        product(&[self.n, self.c_out, self.h_out / 2, self.w_out / 2])
     }
 }
 
@@ -199,7 +274,8 @@ pub struct Pool2dParams {
 }
 
 impl Pool2dParams {
-    /// `None` when the window does not fit or any size or the stride is zero.
+    /// [`KernelError::BadParams`] when the window does not fit or any size or the
+    /// stride is zero.
     pub fn new(
         n: usize,
         c: usize,
@@ -207,29 +283,46 @@ impl Pool2dParams {
         w: usize,
         kernel: usize,
         stride: usize,
-    ) -> Option<Self> {
-        if [n, c, h, w, kernel, stride].contains(&0) || kernel > h || kernel > w {
-            return None;
+    ) -> Result<Self, KernelError> {
+        const OP: &str = "Pool2dParams";
+        let sizes = [n, c, h, w, kernel, stride];
+        if sizes.contains(&0) || kernel > h || kernel > w {
+            let message = format!(
+                "(n, c, h, w, kernel, stride) = {sizes:?}: every size must be >= 1 and the window fit the input"
+            );
+            return Err(KernelError::BadParams { op: OP, message });
         }
-        let u = |v: usize| v as u32;
-        Some(Self {
-            n: u(n),
-            c: u(c),
-            h: u(h),
-            w: u(w),
-            kernel: u(kernel),
-            stride: u(stride),
-            h_out: u((h - kernel) / stride + 1),
-            w_out: u((w - kernel) / stride + 1),
-        })
+        let u = |what, v| field(OP, what, v);
+        let p = Self {
+            n: u("n", n)?,
+            c: u("c", c)?,
+            h: u("h", h)?,
+            w: u("w", w)?,
+            kernel: u("kernel", kernel)?,
+            stride: u("stride", stride)?,
+            h_out: u("h_out", (h - kernel) / stride + 1)?,
+            w_out: u("w_out", (w - kernel) / stride + 1)?,
+        };
+        spans(OP, "n·c·h·w (x)", &[p.n, p.c, p.h, p.w])?;
+        Ok(p)
+    }
+    /// [`KernelError::BadParams`] unless the fields are what [`Pool2dParams::new`]
+    /// derives from its sizes: the kernels index by the derived fields.
+    pub fn check(&self) -> Result<(), KernelError> {
+        let u = |v: u32| v as usize;
+        let (n, c, h, w) = (u(self.n), u(self.c), u(self.h), u(self.w));
+        match Self::new(n, c, h, w, u(self.kernel), u(self.stride))? == *self {
+            true => Ok(()),
+            false => Err(inconsistent("Pool2dParams", self)),
+        }
     }
     /// The values `x` spans: `n · c · h · w`.
     pub fn input_len(&self) -> usize {
-        (self.n * self.c * self.h * self.w) as usize
+        product(&[self.n, self.c, self.h, self.w])
     }
     /// The values `out` and `argmax` each span: `n · c · h_out · w_out`.
     pub fn output_len(&self) -> usize {
-        (self.n * self.c * self.h_out * self.w_out) as usize
+        product(&[self.n, self.c, self.h_out, self.w_out])
     }
 }
 
@@ -248,19 +341,16 @@ pub struct ElementwiseParams {
 
 impl ElementwiseParams {
     /// `len` values, `alpha = 0`.
-    pub fn new(len: usize) -> Self {
-        Self {
-            len: len as u32,
-            ..Self::default()
-        }
+    pub fn new(len: usize) -> Result<Self, KernelError> {
+        Self::with_alpha(len, 0.0)
     }
     /// `len` values with the scalar `alpha`.
-    pub fn with_alpha(len: usize, alpha: f32) -> Self {
-        Self {
-            len: len as u32,
+    pub fn with_alpha(len: usize, alpha: f32) -> Result<Self, KernelError> {
+        Ok(Self {
+            len: field("ElementwiseParams", "len", len)?,
             alpha,
             _pad: [0; 2],
-        }
+        })
     }
     /// The values each argument spans: `len`.
     pub fn elements(&self) -> usize {
@@ -286,17 +376,24 @@ pub struct AxisParams {
 
 impl AxisParams {
     /// `x: (outer, channels, inner)`.
-    pub fn new(outer: usize, channels: usize, inner: usize) -> Self {
-        Self {
-            outer: outer as u32,
-            channels: channels as u32,
-            inner: inner as u32,
+    pub fn new(outer: usize, channels: usize, inner: usize) -> Result<Self, KernelError> {
+        const OP: &str = "AxisParams";
+        let p = Self {
+            outer: field(OP, "outer", outer)?,
+            channels: field(OP, "channels", channels)?,
+            inner: field(OP, "inner", inner)?,
             _pad: 0,
-        }
+        };
+        spans(
+            OP,
+            "outer·channels·inner (x)",
+            &[p.outer, p.channels, p.inner],
+        )?;
+        Ok(p)
     }
     /// The values `x` spans: `outer · channels · inner`.
     pub fn len(&self) -> usize {
-        (self.outer * self.channels * self.inner) as usize
+        product(&[self.outer, self.channels, self.inner])
     }
     /// Whether `x` spans no values.
     pub fn is_empty(&self) -> bool {
@@ -327,15 +424,18 @@ pub struct RowParams {
 
 impl RowParams {
     /// Logits `(rows, cols)` with `temperature = 1` and `alpha = 0`.
-    pub fn new(rows: usize, cols: usize) -> Self {
-        Self {
-            rows: rows as u32,
-            cols: cols as u32,
+    pub fn new(rows: usize, cols: usize) -> Result<Self, KernelError> {
+        const OP: &str = "RowParams";
+        let p = Self {
+            rows: field(OP, "rows", rows)?,
+            cols: field(OP, "cols", cols)?,
             temperature: 1.0,
             alpha: 0.0,
             beta: 0.0,
             _pad: [0; 3],
-        }
+        };
+        spans(OP, "rows·cols (logits)", &[p.rows, p.cols])?;
+        Ok(p)
     }
     /// Sets the softening temperature `T`.
     pub fn with_temperature(mut self, temperature: f32) -> Self {
@@ -354,7 +454,7 @@ impl RowParams {
     }
     /// The values of the logits: `rows · cols`.
     pub fn elements(&self) -> usize {
-        self.rows as usize * self.cols as usize
+        product(&[self.rows, self.cols])
     }
 }
 
@@ -375,13 +475,17 @@ pub struct GatherParams {
 
 impl GatherParams {
     /// `rows` rows of `cols` values gathered from `src_rows` rows.
-    pub fn new(rows: usize, cols: usize, src_rows: usize) -> Self {
-        Self {
-            rows: rows as u32,
-            cols: cols as u32,
-            src_rows: src_rows as u32,
+    pub fn new(rows: usize, cols: usize, src_rows: usize) -> Result<Self, KernelError> {
+        const OP: &str = "GatherParams";
+        let p = Self {
+            rows: field(OP, "rows", rows)?,
+            cols: field(OP, "cols", cols)?,
+            src_rows: field(OP, "src_rows", src_rows)?,
             _pad: 0,
-        }
+        };
+        spans(OP, "rows·cols (out)", &[p.rows, p.cols])?;
+        spans(OP, "src_rows·cols (x)", &[p.src_rows, p.cols])?;
+        Ok(p)
     }
 }
 
@@ -403,7 +507,7 @@ pub struct DropoutParams {
 
 impl DropoutParams {
     /// Drops each of `len` elements with probability `p_drop`, clamped to `[0, 1]`.
-    pub fn new(len: usize, p_drop: f32, seed: u32) -> Self {
+    pub fn new(len: usize, p_drop: f32, seed: u32) -> Result<Self, KernelError> {
         let p = p_drop.clamp(0.0, 1.0) as f64;
         let threshold = (p * 4_294_967_296.0).min(u32::MAX as f64) as u32;
         let scale = if p >= 1.0 {
@@ -411,12 +515,12 @@ impl DropoutParams {
         } else {
             (1.0 / (1.0 - p)) as f32
         };
-        Self {
-            len: len as u32,
+        Ok(Self {
+            len: field("DropoutParams", "len", len)?,
             seed,
             threshold,
             scale,
-        }
+        })
     }
 }
 
@@ -433,6 +537,18 @@ pub struct SgdParams {
     pub momentum: f32,
     /// L2 penalty added to the gradient as `wd·p`; 0 disables it.
     pub weight_decay: f32,
+}
+
+impl SgdParams {
+    /// A parameter of `len` values.
+    pub fn new(len: usize, lr: f32, momentum: f32, weight_decay: f32) -> Result<Self, KernelError> {
+        Ok(Self {
+            len: field("SgdParams", "len", len)?,
+            lr,
+            momentum,
+            weight_decay,
+        })
+    }
 }
 
 /// A max-norm constraint (Hinton et al. 2012; Srivastava et al. 2014) on a weight of
@@ -453,17 +569,20 @@ pub struct MaxNormParams {
 
 impl MaxNormParams {
     /// A weight of `rows` rows of `cols` values, each held to norm `max_norm`.
-    pub fn new(rows: usize, cols: usize, max_norm: f32) -> Self {
-        Self {
-            rows: rows as u32,
-            cols: cols as u32,
+    pub fn new(rows: usize, cols: usize, max_norm: f32) -> Result<Self, KernelError> {
+        const OP: &str = "MaxNormParams";
+        let p = Self {
+            rows: field(OP, "rows", rows)?,
+            cols: field(OP, "cols", cols)?,
             max_norm,
             _pad: 0,
-        }
+        };
+        spans(OP, "rows·cols (weight)", &[p.rows, p.cols])?;
+        Ok(p)
     }
     /// The weight's values: `rows · cols`.
     pub fn len(&self) -> usize {
-        self.rows as usize * self.cols as usize
+        product(&[self.rows, self.cols])
     }
     /// Whether the weight has no values.
     pub fn is_empty(&self) -> bool {
@@ -512,10 +631,11 @@ impl AdamParams {
         weight_decay: f32,
         decoupled: bool,
         t: u64,
-    ) -> Self {
-        let t = t.max(1) as i32;
-        Self {
-            len: len as u32,
+    ) -> Result<Self, KernelError> {
+        // NOTE: powi takes an i32; past i32::MAX steps both corrections are 1 anyway.
+        let t = t.clamp(1, i32::MAX as u64) as i32;
+        Ok(Self {
+            len: field("AdamParams", "len", len)?,
             lr,
             beta1,
             beta2,
@@ -525,7 +645,7 @@ impl AdamParams {
             bias_correction2: 1.0 - beta2.powi(t),
             decoupled: decoupled as u32,
             _pad: [0; 3],
-        }
+        })
     }
 }
 
@@ -559,8 +679,24 @@ mod tests {
         // 5x5 padded by 1 to 7x7, 3x3 at stride 2: (7 - 3) / 2 + 1 = 3.
         let p = Conv2dParams::new(1, 1, 5, 5, 1, 3, 3, 2, 1).unwrap();
         assert_eq!((p.h_out, p.w_out), (3, 3));
-        assert!(Conv2dParams::new(1, 1, 2, 2, 1, 3, 3, 1, 0).is_none());
-        assert!(Conv2dParams::new(1, 1, 2, 2, 1, 1, 1, 0, 0).is_none());
+        let err = Conv2dParams::new(1, 1, 2, 2, 1, 3, 3, 1, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Conv2dParams: a 3×3 kernel does not fit the 2×2 padded input"
+        );
+        assert!(matches!(
+            Conv2dParams::new(1, 1, 2, 2, 1, 1, 1, 0, 0),
+            Err(KernelError::BadParams { .. })
+        ));
+        // A padding past u32::MAX, and an output of 2^33 values.
+        assert!(matches!(
+            Conv2dParams::new(1, 1, 2, 2, 1, 1, 1, 1, 1 << 32),
+            Err(KernelError::TooLarge { what: "pad", .. })
+        ));
+        assert!(matches!(
+            Conv2dParams::new(2, 1, 1 << 16, 1 << 16, 1, 1, 1, 1, 0),
+            Err(KernelError::TooLarge { what: "n·c_in·h·w (x)", value, .. }) if value == 1 << 33
+        ));
     }
 
     #[test]
@@ -568,14 +704,57 @@ mod tests {
         // 13x13 pooled 2x2 at stride 2 floors to 6x6, as PyTorch.
         let p = Pool2dParams::new(1, 1, 13, 13, 2, 2).unwrap();
         assert_eq!((p.h_out, p.w_out), (6, 6));
-        assert!(Pool2dParams::new(1, 1, 1, 1, 2, 2).is_none());
+        assert!(matches!(
+            Pool2dParams::new(1, 1, 1, 1, 2, 2),
+            Err(KernelError::BadParams { .. })
+        ));
     }
 
     #[test]
     fn dropout_threshold_and_scale() {
-        let p = DropoutParams::new(10, 0.5, 7);
+        let p = DropoutParams::new(10, 0.5, 7).unwrap();
         assert_eq!(p.threshold, 1 << 31);
         assert_eq!(p.scale, 2.0);
-        assert_eq!(DropoutParams::new(1, 0.0, 0).threshold, 0);
+        assert_eq!(DropoutParams::new(1, 0.0, 0).unwrap().threshold, 0);
+    }
+
+    #[test]
+    fn sizes_past_u32_are_errors_not_wrapped_fields() {
+        // 2^32 would wrap to 0 as a u32 field; 65536 × 65537 wraps the span to 65536.
+        let big = 1usize << 32;
+        let err = MatmulParams::new(big, 1, 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "MatmulParams: m = 4294967296 is past 4294967295, the most a 32-bit index reaches"
+        );
+        assert!(matches!(
+            MatmulParams::new(1 << 16, 1 << 16 | 1, 1),
+            Err(KernelError::TooLarge {
+                what: "m·n (c)",
+                ..
+            })
+        ));
+        assert!(ElementwiseParams::new(big).is_err());
+        assert!(AxisParams::new(1 << 11, 1 << 11, 1 << 11).is_err());
+        assert!(RowParams::new(1 << 20, 1 << 12).is_err());
+        assert!(GatherParams::new(1, 1 << 12, 1 << 20).is_err());
+        assert!(DropoutParams::new(big, 0.5, 0).is_err());
+        assert!(SgdParams::new(big, 0.1, 0.0, 0.0).is_err());
+        assert!(MaxNormParams::new(1 << 16, 1 << 16, 1.0).is_err());
+        assert!(AdamParams::new(big, 0.1, 0.9, 0.999, 1e-8, 0.0, false, 1).is_err());
+        // The largest that fits is accepted.
+        assert!(ElementwiseParams::new(u32::MAX as usize).is_ok());
+    }
+
+    #[test]
+    fn lengths_of_hand_built_params_saturate_instead_of_wrapping() {
+        let p = Conv2dParams {
+            n: u32::MAX,
+            c_in: u32::MAX,
+            h: u32::MAX,
+            w: u32::MAX,
+            ..Conv2dParams::default()
+        };
+        assert_eq!(p.input_len(), usize::MAX);
     }
 }

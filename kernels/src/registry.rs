@@ -20,16 +20,20 @@
 //! assert_eq!(ReluForward::ID, KernelId::ReluForward);
 //! assert_eq!(KernelId::ReluForward.name(), "relu_forward");
 //! // Run it through the registry, as the engine does: reads, then writes.
-//! let p = ElementwiseParams::new(3);
+//! let p = ElementwiseParams::new(3).unwrap();
 //! let mut out = [0.0; 3];
-//! ReluForward::cpu(&[&[-1.0, 0.5, 2.0]], &mut [&mut out], &p);
+//! ReluForward::cpu(&[&[-1.0, 0.5, 2.0]], &mut [&mut out], &p).unwrap();
 //! assert_eq!(out, [0.0, 0.5, 2.0]);
+//! // A short argument is the same error on either device.
+//! let err = ReluForward::cpu(&[&[-1.0]], &mut [&mut out], &p).unwrap_err();
+//! assert_eq!(err.to_string(), "relu_forward: `x` holds 1 values, the params need 3");
 //! ```
 //!
 //! A new kernel is one entry here, its CPU function in `cpu/` and its WGSL in `wgsl/`.
 //! A new pointwise activation needs only `fn forward` and `fn backward` in its WGSL file:
 //! `wgsl/lib/pointwise_{forward,backward}.wgsl` supply the bindings and `main`.
 
+use crate::error::KernelError;
 use crate::params::*;
 
 /// How a kernel uses a buffer argument.
@@ -77,8 +81,9 @@ pub struct Arg {
 /// A kernel as the engine sees it: the same call on either device.
 ///
 /// `reads` are the [`Access::Read`] arguments in declaration order and `writes` the
-/// others ([`Access::Write`] and [`Access::Out`]); each slice or buffer spans the words [`Kernel::lens`] gives
-/// (the engine checks that before calling). On the CPU every argument is a slice of
+/// others ([`Access::Write`] and [`Access::Out`]); each slice or buffer must hold at
+/// least the words [`Kernel::lens`] gives, and only those are touched: on either device
+/// a shorter one is [`KernelError::TooShort`]. On the CPU every argument is a slice of
 /// `f32` words; a [`Word::U32`] argument is reinterpreted bit for bit.
 pub trait Kernel {
     /// The `#[repr(C)]` params struct: the CPU function's last argument and the
@@ -91,7 +96,11 @@ pub trait Kernel {
     /// The words each argument spans under `p`, in [`Kernel::ARGS`] order.
     fn lens(p: &Self::Params) -> Vec<usize>;
     /// Runs the rayon function of `kernels::cpu`.
-    fn cpu(reads: &[&[f32]], writes: &mut [&mut [f32]], p: &Self::Params);
+    fn cpu(
+        reads: &[&[f32]],
+        writes: &mut [&mut [f32]],
+        p: &Self::Params,
+    ) -> Result<(), KernelError>;
     /// Records the dispatch (or dispatches) on the GPU; does not wait.
     #[cfg(feature = "gpu")]
     fn gpu(
@@ -100,6 +109,27 @@ pub trait Kernel {
         writes: &[&crate::gpu::GpuBuffer],
         p: &Self::Params,
     ) -> Result<(), crate::gpu::GpuError>;
+}
+
+/// [`KernelError::BadParams`] unless `reads` and `writes` arguments are what `args`
+/// declares.
+fn check_counts(
+    op: &'static str,
+    args: &[Arg],
+    reads: usize,
+    writes: usize,
+) -> Result<(), KernelError> {
+    let declared = args.iter().filter(|a| a.access.writes()).count();
+    match (reads + writes, writes) == (args.len(), declared) {
+        true => Ok(()),
+        false => Err(KernelError::BadParams {
+            op,
+            message: format!(
+                "{reads} read and {writes} written arguments given; it takes {} and {declared}",
+                args.len() - declared
+            ),
+        }),
+    }
 }
 
 /// A Rust type for the words of a [`Word`].
@@ -224,7 +254,12 @@ macro_rules! kernels {
                     vec![$($len),*]
                 }
 
-                fn cpu(reads: &[&[f32]], writes: &mut [&mut [f32]], $p: &$params) {
+                fn cpu(
+                    reads: &[&[f32]],
+                    writes: &mut [&mut [f32]],
+                    $p: &$params,
+                ) -> Result<(), KernelError> {
+                    check_counts(stringify!($name), Self::ARGS, reads.len(), writes.len())?;
                     // NOTE: a kernel with no read (max_norm_rows) leaves `reads` unused.
                     #[allow(unused_mut, unused_variables)]
                     let (mut reads, mut writes) = (reads.iter(), writes.iter_mut());
@@ -238,6 +273,7 @@ macro_rules! kernels {
                     writes: &[&crate::gpu::GpuBuffer],
                     $p: &$params,
                 ) -> Result<(), crate::gpu::GpuError> {
+                    check_counts(stringify!($name), Self::ARGS, reads.len(), writes.len())?;
                     #[allow(unused_mut, unused_variables)]
                     let (mut reads, mut writes) = (reads.iter(), writes.iter());
                     kernels!(@launch $how $launch $name)(
@@ -272,7 +308,7 @@ macro_rules! kernels {
     (@access write) => { Access::Write };
     (@access out) => { Access::Out };
 
-    // NOTE: the engine checked the counts against `ARGS`, so `next` always has one.
+    // NOTE: `check_counts` held, so `next` always has one.
     (@cpu read $word:ident $reads:ident $writes:ident) => {
         view::<$word>($reads.next().expect("a read argument"))
     };

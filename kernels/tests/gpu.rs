@@ -13,6 +13,8 @@
 use kernels::cpu;
 use kernels::gpu::{self, AdapterChoice, GpuBuffer, GpuContext, GpuError};
 use kernels::params::*;
+use kernels::registry::Kernel;
+use kernels::KernelError;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::sync::{Arc, OnceLock};
@@ -76,12 +78,12 @@ proptest! {
     #[test]
     fn matmul_matches_cpu(m in dim(), n in dim(), k in dim(), ta: bool, tb: bool, acc: bool, seed: u64) {
         let Some(ctx) = gpu() else { return Ok(()) };
-        let mut p = MatmulParams::new(m, n, k);
+        let mut p = MatmulParams::new(m, n, k).unwrap();
         (p.trans_a, p.trans_b, p.accumulate) = (ta as u32, tb as u32, acc as u32);
         let (a, b, c0) = (data(seed, m * k, 1.0), data(seed + 1, k * n, 1.0), data(seed + 2, m * n, 1.0));
         let mut want = c0.clone();
-        cpu::matmul(&a, &b, &mut want, &p);
-        let (ga, gb, gc) = (ctx.upload(&a), ctx.upload(&b), ctx.upload(&c0));
+        cpu::matmul(&a, &b, &mut want, &p).unwrap();
+        let (ga, gb, gc) = (ctx.upload(&a).unwrap(), ctx.upload(&b).unwrap(), ctx.upload(&c0).unwrap());
         gpu::matmul(&ctx, &ga, &gb, &gc, &p).unwrap();
         assert_close(&format!("matmul {p:?}"), &read(&ctx, &gc), &want);
     }
@@ -97,15 +99,19 @@ fn matmul_split_k_matches_cpu() {
         .enumerate()
     {
         for flags in 0..8u32 {
-            let mut p = MatmulParams::new(m, n, k);
+            let mut p = MatmulParams::new(m, n, k).unwrap();
             (p.trans_a, p.trans_b, p.accumulate) = (flags & 1, (flags >> 1) & 1, flags >> 2);
             let seed = 10 * i as u64 + flags as u64;
             let (a, b) = (data(seed, m * k, 1.0), data(seed + 1, k * n, 1.0));
             // c longer than m * n: only its first m * n values take part.
             let c0 = data(seed + 2, m * n + 3, 1.0);
             let mut want = c0.clone();
-            cpu::matmul(&a, &b, &mut want[..m * n], &p);
-            let (ga, gb, gc) = (ctx.upload(&a), ctx.upload(&b), ctx.upload(&c0));
+            cpu::matmul(&a, &b, &mut want[..m * n], &p).unwrap();
+            let (ga, gb, gc) = (
+                ctx.upload(&a).unwrap(),
+                ctx.upload(&b).unwrap(),
+                ctx.upload(&c0).unwrap(),
+            );
             gpu::matmul(&ctx, &ga, &gb, &gc, &p).unwrap();
             assert_close(&format!("matmul {p:?}"), &read(&ctx, &gc), &want);
         }
@@ -125,7 +131,7 @@ fn conv_params() -> impl Strategy<Value = Conv2dParams> {
         0usize..2,
     )
         .prop_filter_map("kernel fits", |(n, ci, h, w, co, kh, kw, s, pad)| {
-            Conv2dParams::new(n, ci, h, w, co, kh, kw, s, pad)
+            Conv2dParams::new(n, ci, h, w, co, kh, kw, s, pad).ok()
         })
 }
 
@@ -141,15 +147,19 @@ fn check_conv(ctx: &Arc<GpuContext>, p: &Conv2dParams, seed: u64) {
         vec![0.0; p.input_len()],
         vec![0.0; p.weight_len()],
     );
-    cpu::conv2d_forward(&x, &wt, &mut out, p);
-    cpu::conv2d_backward_input(&g, &wt, &mut gx, p);
-    cpu::conv2d_backward_weight(&x, &g, &mut gw, p);
-    let (bx, bw, bg) = (ctx.upload(&x), ctx.upload(&wt), ctx.upload(&g));
+    cpu::conv2d_forward(&x, &wt, &mut out, p).unwrap();
+    cpu::conv2d_backward_input(&g, &wt, &mut gx, p).unwrap();
+    cpu::conv2d_backward_weight(&x, &g, &mut gw, p).unwrap();
+    let (bx, bw, bg) = (
+        ctx.upload(&x).unwrap(),
+        ctx.upload(&wt).unwrap(),
+        ctx.upload(&g).unwrap(),
+    );
     // Garbage in the outputs: every kernel must overwrite them.
     let (bo, bgx, bgw) = (
-        ctx.upload(&data(7, out.len(), 9.0)),
-        ctx.upload(&data(8, gx.len(), 9.0)),
-        ctx.upload(&data(9, gw.len(), 9.0)),
+        ctx.upload(&data(7, out.len(), 9.0)).unwrap(),
+        ctx.upload(&data(8, gx.len(), 9.0)).unwrap(),
+        ctx.upload(&data(9, gw.len(), 9.0)).unwrap(),
     );
     gpu::conv2d_forward(ctx, &bx, &bw, &bo, p).unwrap();
     gpu::conv2d_backward_input(ctx, &bg, &bw, &bgx, p).unwrap();
@@ -187,9 +197,16 @@ fn check_conv_relu_pool(ctx: &Arc<GpuContext>, p: &Conv2dParams, seed: u64) {
         data(seed + 2, p.c_out as usize, 1.0),
     );
     let (mut out, mut arg) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
-    cpu::conv2d_relu_pool_forward(&x, &wt, &bias, &mut out, &mut arg, p);
-    let (bx, bw, bb) = (ctx.upload(&x), ctx.upload(&wt), ctx.upload(&bias));
-    let (bout, barg) = (ctx.upload(&data(7, out.len(), 9.0)), ctx.zeros(arg.len()));
+    cpu::conv2d_relu_pool_forward(&x, &wt, &bias, &mut out, &mut arg, p).unwrap();
+    let (bx, bw, bb) = (
+        ctx.upload(&x).unwrap(),
+        ctx.upload(&wt).unwrap(),
+        ctx.upload(&bias).unwrap(),
+    );
+    let (bout, barg) = (
+        ctx.upload(&data(7, out.len(), 9.0)).unwrap(),
+        ctx.zeros(arg.len()).unwrap(),
+    );
     gpu::conv2d_relu_pool_forward(ctx, &bx, &bw, &bb, &bout, &barg, p).unwrap();
     assert_close(
         &format!("conv2d_relu_pool_forward {p:?}"),
@@ -198,7 +215,7 @@ fn check_conv_relu_pool(ctx: &Arc<GpuContext>, p: &Conv2dParams, seed: u64) {
     );
     // The CPU's relu(conv + bias), to weigh a flipped winner.
     let mut z = vec![0.0; p.output_len()];
-    cpu::conv2d_forward(&x, &wt, &mut z, p);
+    cpu::conv2d_forward(&x, &wt, &mut z, p).unwrap();
     let plane = (p.h_out * p.w_out) as usize;
     let pooled_plane = ((p.h_out / 2) * (p.w_out / 2)) as usize;
     let scale = z.iter().fold(1.0f32, |m, v| m.max(v.abs()));
@@ -221,7 +238,7 @@ proptest! {
 
     #[test]
     fn conv2d_relu_pool_matches_cpu(p in conv_params(), seed: u64) {
-        prop_assume!(p.pool().is_some());
+        prop_assume!(p.pool().is_ok());
         let Some(ctx) = gpu() else { return Ok(()) };
         check_conv_relu_pool(&ctx, &p, seed);
     }
@@ -270,17 +287,17 @@ proptest! {
     fn elementwise_match_cpu(len in 1usize..3000, alpha in -2.0f32..2.0, seed: u64) {
         let Some(ctx) = gpu() else { return Ok(()) };
         let (a, b) = (data(seed, len, 1.0), data(seed + 1, len, 1.0));
-        let (ga, gb, out) = (ctx.upload(&a), ctx.upload(&b), ctx.zeros(len));
-        let p = ElementwiseParams::with_alpha(len, alpha);
+        let (ga, gb, out) = (ctx.upload(&a).unwrap(), ctx.upload(&b).unwrap(), ctx.zeros(len).unwrap());
+        let p = ElementwiseParams::with_alpha(len, alpha).unwrap();
         let mut want = vec![0.0; len];
-        cpu::add(&a, &b, &mut want, &p);
+        cpu::add(&a, &b, &mut want, &p).unwrap();
         gpu::add(&ctx, &ga, &gb, &out, &p).unwrap();
         assert_close("add", &read(&ctx, &out), &want);
-        cpu::scale(&a, &mut want, &p);
+        cpu::scale(&a, &mut want, &p).unwrap();
         gpu::scale(&ctx, &ga, &out, &p).unwrap();
         assert_close("scale", &read(&ctx, &out), &want);
         let mut y = b.clone();
-        cpu::axpy(&a, &mut y, &p);
+        cpu::axpy(&a, &mut y, &p).unwrap();
         gpu::axpy(&ctx, &ga, &gb, &p).unwrap();
         assert_close("axpy", &read(&ctx, &gb), &y);
     }
@@ -288,16 +305,16 @@ proptest! {
     #[test]
     fn bias_and_sum_axis_match_cpu(outer in 1usize..5, channels in 1usize..70, inner in 1usize..40, seed: u64) {
         let Some(ctx) = gpu() else { return Ok(()) };
-        let p = AxisParams::new(outer, channels, inner);
+        let p = AxisParams::new(outer, channels, inner).unwrap();
         let (x, bias, g) = (data(seed, p.len(), 1.0), data(seed + 1, channels, 1.0), data(seed + 2, outer * inner, 1.0));
         let (mut out, mut gb, mut sum, mut gx) =
             (vec![0.0; p.len()], vec![0.0; channels], vec![0.0; outer * inner], vec![0.0; p.len()]);
-        cpu::bias_forward(&x, &bias, &mut out, &p);
-        cpu::bias_backward(&x, &mut gb, &p);
-        cpu::sum_axis(&x, &mut sum, &p);
-        cpu::sum_axis_backward(&g, &mut gx, &p);
-        let (bx, bbias, bg) = (ctx.upload(&x), ctx.upload(&bias), ctx.upload(&g));
-        let (bout, bgb, bsum, bgx) = (ctx.zeros(p.len()), ctx.zeros(channels), ctx.zeros(outer * inner), ctx.zeros(p.len()));
+        cpu::bias_forward(&x, &bias, &mut out, &p).unwrap();
+        cpu::bias_backward(&x, &mut gb, &p).unwrap();
+        cpu::sum_axis(&x, &mut sum, &p).unwrap();
+        cpu::sum_axis_backward(&g, &mut gx, &p).unwrap();
+        let (bx, bbias, bg) = (ctx.upload(&x).unwrap(), ctx.upload(&bias).unwrap(), ctx.upload(&g).unwrap());
+        let (bout, bgb, bsum, bgx) = (ctx.zeros(p.len()).unwrap(), ctx.zeros(channels).unwrap(), ctx.zeros(outer * inner).unwrap(), ctx.zeros(p.len()).unwrap());
         gpu::bias_forward(&ctx, &bx, &bbias, &bout, &p).unwrap();
         gpu::bias_backward(&ctx, &bx, &bgb, &p).unwrap();
         gpu::sum_axis(&ctx, &bx, &bsum, &p).unwrap();
@@ -321,11 +338,11 @@ proptest! {
         let x: Vec<f32> = data(seed as u64, len, 1.0).into_iter().enumerate()
             .map(|(i, v)| if i % 7 == 0 { 0.0 } else { v }).collect();
         let g = data(seed as u64 + 1, len, 1.0);
-        let pe = ElementwiseParams::new(len);
+        let pe = ElementwiseParams::new(len).unwrap();
         let (mut out, mut gx) = (vec![0.0; len], vec![0.0; len]);
-        let (bx, bg, bout, bgx) = (ctx.upload(&x), ctx.upload(&g), ctx.zeros(len), ctx.zeros(len));
-        cpu::relu_forward(&x, &mut out, &pe);
-        cpu::relu_backward(&x, &g, &mut gx, &pe);
+        let (bx, bg, bout, bgx) = (ctx.upload(&x).unwrap(), ctx.upload(&g).unwrap(), ctx.zeros(len).unwrap(), ctx.zeros(len).unwrap());
+        cpu::relu_forward(&x, &mut out, &pe).unwrap();
+        cpu::relu_backward(&x, &g, &mut gx, &pe).unwrap();
         gpu::relu_forward(&ctx, &bx, &bout, &pe).unwrap();
         gpu::relu_backward(&ctx, &bx, &bg, &bgx, &pe).unwrap();
         prop_assert_eq!(read(&ctx, &bout), out.clone());
@@ -333,20 +350,20 @@ proptest! {
 
         // Leaky ReLU at PyTorch's default slope and at a negative one.
         for slope in [0.01, -0.5] {
-            let pl = ElementwiseParams::with_alpha(len, slope);
-            cpu::leaky_relu_forward(&x, &mut out, &pl);
-            cpu::leaky_relu_backward(&x, &g, &mut gx, &pl);
+            let pl = ElementwiseParams::with_alpha(len, slope).unwrap();
+            cpu::leaky_relu_forward(&x, &mut out, &pl).unwrap();
+            cpu::leaky_relu_backward(&x, &g, &mut gx, &pl).unwrap();
             gpu::leaky_relu_forward(&ctx, &bx, &bout, &pl).unwrap();
             gpu::leaky_relu_backward(&ctx, &bx, &bg, &bgx, &pl).unwrap();
             prop_assert_eq!(read(&ctx, &bout), out.clone());
             prop_assert_eq!(read(&ctx, &bgx), gx.clone());
         }
 
-        let pd = DropoutParams::new(len, p_drop, seed);
+        let pd = DropoutParams::new(len, p_drop, seed).unwrap();
         let (mut out, mut mask, mut gx) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
-        cpu::dropout_forward(&x, &mut out, &mut mask, &pd);
-        cpu::dropout_backward(&g, &mask, &mut gx, &pd);
-        let bmask = ctx.zeros(len);
+        cpu::dropout_forward(&x, &mut out, &mut mask, &pd).unwrap();
+        cpu::dropout_backward(&g, &mask, &mut gx, &pd).unwrap();
+        let bmask = ctx.zeros(len).unwrap();
         gpu::dropout_forward(&ctx, &bx, &bout, &bmask, &pd).unwrap();
         gpu::dropout_backward(&ctx, &bg, &bmask, &bgx, &pd).unwrap();
         prop_assert_eq!(read(&ctx, &bmask), mask, "the same mask bit for bit");
@@ -367,7 +384,7 @@ fn pool_params() -> impl Strategy<Value = Pool2dParams> {
         1usize..4,
     )
         .prop_filter_map("window fits", |(n, c, h, w, k, s)| {
-            Pool2dParams::new(n, c, h, w, k, s)
+            Pool2dParams::new(n, c, h, w, k, s).ok()
         })
 }
 
@@ -384,10 +401,10 @@ proptest! {
         }
         let g = data(seed + 1, p.output_len(), 1.0);
         let (mut out, mut arg, mut gx) = (vec![0.0; p.output_len()], vec![0u32; p.output_len()], vec![0.0; p.input_len()]);
-        cpu::max_pool2d_forward(&x, &mut out, &mut arg, &p);
-        cpu::max_pool2d_backward(&g, &arg, &mut gx, &p);
+        cpu::max_pool2d_forward(&x, &mut out, &mut arg, &p).unwrap();
+        cpu::max_pool2d_backward(&g, &arg, &mut gx, &p).unwrap();
         let (bx, bg, bout, barg, bgx) =
-            (ctx.upload(&x), ctx.upload(&g), ctx.zeros(out.len()), ctx.zeros(arg.len()), ctx.upload(&data(5, gx.len(), 9.0)));
+            (ctx.upload(&x).unwrap(), ctx.upload(&g).unwrap(), ctx.zeros(out.len()).unwrap(), ctx.zeros(arg.len()).unwrap(), ctx.upload(&data(5, gx.len(), 9.0)).unwrap());
         gpu::max_pool2d_forward(&ctx, &bx, &bout, &barg, &p).unwrap();
         gpu::max_pool2d_backward(&ctx, &bg, &barg, &bgx, &p).unwrap();
         prop_assert_eq!(read(&ctx, &bout), out);
@@ -404,33 +421,33 @@ proptest! {
     #[test]
     fn row_kernels_match_cpu(rows in 1usize..100, cols in 1usize..20, t in 1.0f32..5.0, alpha in 0.0f32..1.0, beta in 0.0f32..8.0, seed: u64) {
         let Some(ctx) = gpu() else { return Ok(()) };
-        let p = RowParams::new(rows, cols).with_temperature(t).with_alpha(alpha).with_beta(beta);
+        let p = RowParams::new(rows, cols).unwrap().with_temperature(t).with_alpha(alpha).with_beta(beta);
         let len = rows * cols;
         let (s, te, g) = (data(seed, len, 5.0), data(seed + 1, len, 5.0), data(seed + 2, len, 1.0));
         let mut rng = StdRng::seed_from_u64(seed);
         let labels: Vec<u32> = (0..rows).map(|_| rng.random_range(0..cols as u32)).collect();
-        let (bs, bt, bg, bl) = (ctx.upload(&s), ctx.upload(&te), ctx.upload(&g), ctx.upload_u32(&labels));
-        let (bout, bgrad, bloss, bloss2, barg) = (ctx.zeros(len), ctx.zeros(len), ctx.zeros(rows), ctx.zeros(2 * rows), ctx.zeros(rows));
+        let (bs, bt, bg, bl) = (ctx.upload(&s).unwrap(), ctx.upload(&te).unwrap(), ctx.upload(&g).unwrap(), ctx.upload_u32(&labels).unwrap());
+        let (bout, bgrad, bloss, bloss2, barg) = (ctx.zeros(len).unwrap(), ctx.zeros(len).unwrap(), ctx.zeros(rows).unwrap(), ctx.zeros(2 * rows).unwrap(), ctx.zeros(rows).unwrap());
         let (mut out, mut grad, mut loss, mut loss2, mut arg) = (vec![0.0; len], vec![0.0; len], vec![0.0; rows], vec![0.0; 2 * rows], vec![0u32; rows]);
 
-        cpu::log_softmax_forward(&s, &mut out, &p);
+        cpu::log_softmax_forward(&s, &mut out, &p).unwrap();
         gpu::log_softmax_forward(&ctx, &bs, &bout, &p).unwrap();
         assert_close("log_softmax_forward", &read(&ctx, &bout), &out);
-        cpu::log_softmax_backward(&out, &g, &mut grad, &p);
+        cpu::log_softmax_backward(&out, &g, &mut grad, &p).unwrap();
         gpu::log_softmax_backward(&ctx, &bout, &bg, &bgrad, &p).unwrap();
         assert_close("log_softmax_backward", &read(&ctx, &bgrad), &grad);
 
-        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut grad, &p);
+        cpu::cross_entropy_forward(&s, &labels, &mut loss, &mut grad, &p).unwrap();
         gpu::cross_entropy_forward(&ctx, &bs, &bl, &bloss, &bgrad, &p).unwrap();
         assert_close("cross_entropy_forward loss", &read(&ctx, &bloss), &loss);
         assert_close("cross_entropy_forward grad", &read(&ctx, &bgrad), &grad);
 
-        cpu::softmax_kl_forward(&s, &te, &mut loss, &mut grad, &p);
+        cpu::softmax_kl_forward(&s, &te, &mut loss, &mut grad, &p).unwrap();
         gpu::softmax_kl_forward(&ctx, &bs, &bt, &bloss, &bgrad, &p).unwrap();
         assert_close("softmax_kl_forward loss", &read(&ctx, &bloss), &loss);
         assert_close("softmax_kl_forward grad", &read(&ctx, &bgrad), &grad);
 
-        cpu::kd_loss_forward(&s, &te, &labels, &mut loss2, &mut grad, &p);
+        cpu::kd_loss_forward(&s, &te, &labels, &mut loss2, &mut grad, &p).unwrap();
         gpu::kd_loss_forward(&ctx, &bs, &bt, &bl, &bloss2, &bgrad, &p).unwrap();
         assert_close("kd_loss_forward loss", &read(&ctx, &bloss2), &loss2);
         assert_close("kd_loss_forward grad", &read(&ctx, &bgrad), &grad);
@@ -438,47 +455,47 @@ proptest! {
         // Decoupled KD needs two classes; its three columns' mean is checked with it.
         if cols >= 2 {
             let (mut loss3, mut grad3) = (vec![0.0; 3 * rows], vec![0.0; len]);
-            let (bloss3, bgrad3) = (ctx.zeros(3 * rows), ctx.zeros(len));
-            cpu::dkd_loss_forward(&s, &te, &labels, &mut loss3, &mut grad3, &p);
+            let (bloss3, bgrad3) = (ctx.zeros(3 * rows).unwrap(), ctx.zeros(len).unwrap());
+            cpu::dkd_loss_forward(&s, &te, &labels, &mut loss3, &mut grad3, &p).unwrap();
             gpu::dkd_loss_forward(&ctx, &bs, &bt, &bl, &bloss3, &bgrad3, &p).unwrap();
             assert_close("dkd_loss_forward loss", &read(&ctx, &bloss3), &loss3);
             assert_close("dkd_loss_forward grad", &read(&ctx, &bgrad3), &grad3);
-            let pm = RowParams::new(rows, 3).with_alpha(alpha).with_beta(beta);
+            let pm = RowParams::new(rows, 3).unwrap().with_alpha(alpha).with_beta(beta);
             let (mut mean, mut means) = (vec![0.0; 1], vec![0.0; 3]);
-            cpu::row_loss_mean(&loss3, &mut mean, &mut means, &pm);
-            let (bmean, bmeans) = (ctx.zeros(1), ctx.zeros(3));
+            cpu::row_loss_mean(&loss3, &mut mean, &mut means, &pm).unwrap();
+            let (bmean, bmeans) = (ctx.zeros(1).unwrap(), ctx.zeros(3).unwrap());
             gpu::row_loss_mean(&ctx, &bloss3, &bmean, &bmeans, &pm).unwrap();
             assert_close("row_loss_mean loss (3 columns)", &read(&ctx, &bmean), &mean);
             assert_close("row_loss_mean means (3 columns)", &read(&ctx, &bmeans), &means);
         }
 
-        cpu::argmax_rows(&s, &mut arg, &p);
+        cpu::argmax_rows(&s, &mut arg, &p).unwrap();
         gpu::argmax_rows(&ctx, &bs, &barg, &p).unwrap();
         prop_assert_eq!(ctx.read_u32(&barg).unwrap(), arg);
 
         // The mean of the (CE, KL) pairs just computed, and of one column of them.
         for cols in [1, 2] {
-            let pm = RowParams::new(rows, cols).with_alpha(alpha);
+            let pm = RowParams::new(rows, cols).unwrap().with_alpha(alpha);
             let pairs = if cols == 2 { loss2.clone() } else { loss2.iter().step_by(2).copied().collect() };
             let (mut mean, mut means) = (vec![0.0; 1], vec![0.0; cols]);
-            cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm);
-            let (bmean, bmeans) = (ctx.zeros(1), ctx.zeros(cols));
-            gpu::row_loss_mean(&ctx, &ctx.upload(&pairs), &bmean, &bmeans, &pm).unwrap();
+            cpu::row_loss_mean(&pairs, &mut mean, &mut means, &pm).unwrap();
+            let (bmean, bmeans) = (ctx.zeros(1).unwrap(), ctx.zeros(cols).unwrap());
+            gpu::row_loss_mean(&ctx, &ctx.upload(&pairs).unwrap(), &bmean, &bmeans, &pm).unwrap();
             assert_close("row_loss_mean loss", &read(&ctx, &bmean), &mean);
             assert_close("row_loss_mean means", &read(&ctx, &bmeans), &means);
         }
-        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32);
-        cpu::row_loss_backward(&grad, &[t], &mut out, &pb);
-        gpu::row_loss_backward(&ctx, &bgrad, &ctx.upload(&[t]), &bout, &pb).unwrap();
+        let pb = ElementwiseParams::with_alpha(len, 1.0 / rows as f32).unwrap();
+        cpu::row_loss_backward(&grad, &[t], &mut out, &pb).unwrap();
+        gpu::row_loss_backward(&ctx, &bgrad, &ctx.upload(&[t]).unwrap(), &bout, &pb).unwrap();
         assert_close("row_loss_backward", &read(&ctx, &bout), &out);
 
         // Rows of the student's logits in a random order, repeats included.
         let index: Vec<u32> = (0..rows + 3).map(|_| rng.random_range(0..rows as u32)).collect();
-        let pg = GatherParams::new(index.len(), cols, rows);
+        let pg = GatherParams::new(index.len(), cols, rows).unwrap();
         let mut gathered = vec![0.0; index.len() * cols];
-        cpu::gather_rows(&s, &index, &mut gathered, &pg);
-        let bgathered = ctx.zeros(gathered.len());
-        gpu::gather_rows(&ctx, &bs, &ctx.upload_u32(&index), &bgathered, &pg).unwrap();
+        cpu::gather_rows(&s, &index, &mut gathered, &pg).unwrap();
+        let bgathered = ctx.zeros(gathered.len()).unwrap();
+        gpu::gather_rows(&ctx, &bs, &ctx.upload_u32(&index).unwrap(), &bgathered, &pg).unwrap();
         prop_assert_eq!(read(&ctx, &bgathered), gathered);
     }
 }
@@ -496,16 +513,16 @@ proptest! {
         let s2: Vec<f32> = data(seed + 3, len, 0.1).iter().map(|v| v * v).collect();
         let ps = SgdParams { len: len as u32, lr: 0.05, momentum, weight_decay: wd };
         let (mut cx, mut cv) = (x.clone(), s1.clone());
-        cpu::sgd_step(&mut cx, &g, &mut cv, &ps);
-        let (bx, bg, bv) = (ctx.upload(&x), ctx.upload(&g), ctx.upload(&s1));
+        cpu::sgd_step(&mut cx, &g, &mut cv, &ps).unwrap();
+        let (bx, bg, bv) = (ctx.upload(&x).unwrap(), ctx.upload(&g).unwrap(), ctx.upload(&s1).unwrap());
         gpu::sgd_step(&ctx, &bx, &bg, &bv, &ps).unwrap();
         assert_close("sgd_step param", &read(&ctx, &bx), &cx);
         assert_close("sgd_step velocity", &read(&ctx, &bv), &cv);
 
-        let pa = AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, wd, decoupled, t);
+        let pa = AdamParams::new(len, 1e-3, 0.9, 0.999, 1e-8, wd, decoupled, t).unwrap();
         let (mut cx, mut cm, mut cv) = (x.clone(), s1.clone(), s2.clone());
-        cpu::adam_step(&mut cx, &g, &mut cm, &mut cv, &pa);
-        let (bx, bm, bv) = (ctx.upload(&x), ctx.upload(&s1), ctx.upload(&s2));
+        cpu::adam_step(&mut cx, &g, &mut cm, &mut cv, &pa).unwrap();
+        let (bx, bm, bv) = (ctx.upload(&x).unwrap(), ctx.upload(&s1).unwrap(), ctx.upload(&s2).unwrap());
         gpu::adam_step(&ctx, &bx, &bg, &bm, &bv, &pa).unwrap();
         assert_close("adam_step param", &read(&ctx, &bx), &cx);
         assert_close("adam_step m", &read(&ctx, &bm), &cm);
@@ -517,11 +534,11 @@ proptest! {
     #[test]
     fn max_norm_rows_matches_cpu(rows in 1usize..300, cols in 1usize..40, bound in 0.3f32..3.0, seed: u64) {
         let Some(ctx) = gpu() else { return Ok(()) };
-        let p = MaxNormParams::new(rows, cols, bound * (cols as f32 / 3.0).sqrt());
+        let p = MaxNormParams::new(rows, cols, bound * (cols as f32 / 3.0).sqrt()).unwrap();
         let x = data(seed, rows * cols, 1.0);
         let mut cx = x.clone();
-        cpu::max_norm_rows(&mut cx, &p);
-        let bx = ctx.upload(&x);
+        cpu::max_norm_rows(&mut cx, &p).unwrap();
+        let bx = ctx.upload(&x).unwrap();
         gpu::max_norm_rows(&ctx, &bx, &p).unwrap();
         assert_close("max_norm_rows", &read(&ctx, &bx), &cx);
     }
@@ -537,36 +554,56 @@ fn split_dispatches_agree_with_cpu() {
     // A context of its own, so that the knob does not touch the other tests.
     let ctx = GpuContext::new(AdapterChoice::Any).unwrap();
     ctx.set_dispatch_limit(6);
-    let p = MatmulParams::new(130, 150, 9);
+    let p = MatmulParams::new(130, 150, 9).unwrap();
     let (a, b) = (data(1, 130 * 9, 1.0), data(2, 9 * 150, 1.0));
     let mut want = vec![0.0; 130 * 150];
-    cpu::matmul(&a, &b, &mut want, &p);
-    let gc = ctx.zeros(want.len());
-    gpu::matmul(&ctx, &ctx.upload(&a), &ctx.upload(&b), &gc, &p).unwrap();
+    cpu::matmul(&a, &b, &mut want, &p).unwrap();
+    let gc = ctx.zeros(want.len()).unwrap();
+    gpu::matmul(
+        &ctx,
+        &ctx.upload(&a).unwrap(),
+        &ctx.upload(&b).unwrap(),
+        &gc,
+        &p,
+    )
+    .unwrap();
     assert_close("matmul (9 tiles on a 5 x 2 grid)", &read(&ctx, &gc), &want);
 
     let len = 2500; // 10 workgroups of 256 -> a 5 x 2 grid
     let (x, y) = (data(3, len, 1.0), data(4, len, 1.0));
-    let pe = ElementwiseParams::new(len);
+    let pe = ElementwiseParams::new(len).unwrap();
     let mut want = vec![0.0; len];
-    cpu::add(&x, &y, &mut want, &pe);
-    let out = ctx.zeros(len);
-    gpu::add(&ctx, &ctx.upload(&x), &ctx.upload(&y), &out, &pe).unwrap();
+    cpu::add(&x, &y, &mut want, &pe).unwrap();
+    let out = ctx.zeros(len).unwrap();
+    gpu::add(
+        &ctx,
+        &ctx.upload(&x).unwrap(),
+        &ctx.upload(&y).unwrap(),
+        &out,
+        &pe,
+    )
+    .unwrap();
     assert_close("add", &read(&ctx, &out), &want);
 
-    let pa = AxisParams::new(2, 11, 5); // 11 channels -> 11 workgroups
+    let pa = AxisParams::new(2, 11, 5).unwrap(); // 11 channels -> 11 workgroups
     let mut want = vec![0.0; 11];
-    cpu::bias_backward(&data(5, pa.len(), 1.0), &mut want, &pa);
-    let gb = ctx.zeros(11);
-    gpu::bias_backward(&ctx, &ctx.upload(&data(5, pa.len(), 1.0)), &gb, &pa).unwrap();
+    cpu::bias_backward(&data(5, pa.len(), 1.0), &mut want, &pa).unwrap();
+    let gb = ctx.zeros(11).unwrap();
+    gpu::bias_backward(
+        &ctx,
+        &ctx.upload(&data(5, pa.len(), 1.0)).unwrap(),
+        &gb,
+        &pa,
+    )
+    .unwrap();
     assert_close("bias_backward", &read(&ctx, &gb), &want);
 
-    let pr = RowParams::new(700, 3); // 11 workgroups of 64 rows
+    let pr = RowParams::new(700, 3).unwrap(); // 11 workgroups of 64 rows
     let s = data(6, 2100, 3.0);
     let mut want = vec![0u32; 700];
-    cpu::argmax_rows(&s, &mut want, &pr);
-    let arg = ctx.zeros(700);
-    gpu::argmax_rows(&ctx, &ctx.upload(&s), &arg, &pr).unwrap();
+    cpu::argmax_rows(&s, &mut want, &pr).unwrap();
+    let arg = ctx.zeros(700).unwrap();
+    gpu::argmax_rows(&ctx, &ctx.upload(&s).unwrap(), &arg, &pr).unwrap();
     assert_eq!(ctx.read_u32(&arg).unwrap(), want, "argmax_rows");
 
     // Two partials of the weight gradient times 1 tile: 2 workgroups; and the sum.
@@ -582,12 +619,12 @@ fn split_dispatches_agree_with_cpu() {
 #[test]
 fn more_than_65535_workgroups() {
     let Some(ctx) = gpu() else { return };
-    let p = AxisParams::new(2, 70_000, 1);
+    let p = AxisParams::new(2, 70_000, 1).unwrap();
     let g = data(11, p.len(), 1.0);
     let mut want = vec![0.0; 70_000];
-    cpu::bias_backward(&g, &mut want, &p);
-    let gb = ctx.zeros(70_000);
-    gpu::bias_backward(&ctx, &ctx.upload(&g), &gb, &p).unwrap();
+    cpu::bias_backward(&g, &mut want, &p).unwrap();
+    let gb = ctx.zeros(70_000).unwrap();
+    gpu::bias_backward(&ctx, &ctx.upload(&g).unwrap(), &gb, &p).unwrap();
     assert_close(
         "bias_backward over 70,000 workgroups",
         &read(&ctx, &gb),
@@ -602,14 +639,14 @@ fn many_dispatches_before_one_read() {
     let Some(_) = gpu() else { return };
     // A context of its own: the queue counts would include the other tests' work.
     let ctx = GpuContext::new(AdapterChoice::Any).unwrap();
-    let (x, y) = (ctx.upload(&[1.0, 2.0, 3.0]), ctx.zeros(3));
+    let (x, y) = (ctx.upload(&[1.0, 2.0, 3.0]).unwrap(), ctx.zeros(3).unwrap());
     let before = ctx.queue_stats();
     for i in 0..2400 {
         gpu::axpy(
             &ctx,
             &x,
             &y,
-            &ElementwiseParams::with_alpha(3, (i % 3) as f32),
+            &ElementwiseParams::with_alpha(3, (i % 3) as f32).unwrap(),
         )
         .unwrap();
     }
@@ -627,19 +664,25 @@ fn many_dispatches_before_one_read() {
 fn pooled_buffers_are_refilled_after_earlier_readers() {
     let Some(_) = gpu() else { return };
     let ctx = GpuContext::new(AdapterChoice::Any).unwrap();
-    let out = ctx.zeros(4);
+    let out = ctx.zeros(4).unwrap();
     {
-        let tmp = ctx.upload(&[1.0, 2.0, 3.0, 4.0]);
-        gpu::scale(&ctx, &tmp, &out, &ElementwiseParams::with_alpha(4, 2.0)).unwrap();
+        let tmp = ctx.upload(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        gpu::scale(
+            &ctx,
+            &tmp,
+            &out,
+            &ElementwiseParams::with_alpha(4, 2.0).unwrap(),
+        )
+        .unwrap();
     }
     let before = ctx.queue_stats();
-    let reused = ctx.upload(&[-7.0; 4]);
-    let doubled = ctx.zeros(4);
+    let reused = ctx.upload(&[-7.0; 4]).unwrap();
+    let doubled = ctx.zeros(4).unwrap();
     gpu::scale(
         &ctx,
         &reused,
         &doubled,
-        &ElementwiseParams::with_alpha(4, 2.0),
+        &ElementwiseParams::with_alpha(4, 2.0).unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -658,39 +701,159 @@ fn pooled_buffers_are_refilled_after_earlier_readers() {
 #[test]
 fn copy_to_an_offset() {
     let Some(ctx) = gpu() else { return };
-    let dst = ctx.upload(&[9.0; 5]);
-    ctx.copy_to(&ctx.upload(&[1.0, 2.0]), &dst, 2).unwrap();
+    let dst = ctx.upload(&[9.0; 5]).unwrap();
+    ctx.copy_to(&ctx.upload(&[1.0, 2.0]).unwrap(), &dst, 2)
+        .unwrap();
     assert_eq!(read(&ctx, &dst), [9.0, 9.0, 1.0, 2.0, 9.0]);
-    let err = ctx.copy_to(&ctx.upload(&[1.0, 2.0]), &dst, 4).unwrap_err();
+    let err = ctx
+        .copy_to(&ctx.upload(&[1.0, 2.0]).unwrap(), &dst, 4)
+        .unwrap_err();
     assert!(
-        matches!(err, GpuError::BufferTooSmall { needed: 6, .. }),
+        matches!(
+            err,
+            GpuError::Kernel(KernelError::TooShort { needed: 6, .. })
+        ),
         "{err}"
+    );
+}
+
+/// Runs `K` on both devices with argument `short` one word short, every other argument
+/// at its length, and requires the same [`KernelError::TooShort`] naming it.
+fn short_argument_alike<K: Kernel>(ctx: &Arc<GpuContext>, p: &K::Params) {
+    let lens = K::lens(p);
+    for (short, arg) in K::ARGS.iter().enumerate().filter(|&(i, _)| lens[i] > 0) {
+        let len = |i: usize| lens[i] - (i == short) as usize;
+        let is_read = |i: &usize| !K::ARGS[*i].access.writes();
+        let (read_ids, write_ids): (Vec<usize>, Vec<usize>) = (0..lens.len()).partition(is_read);
+        let host = |ids: &[usize]| {
+            ids.iter()
+                .map(|&i| vec![0.0f32; len(i)])
+                .collect::<Vec<_>>()
+        };
+        let (reads, mut writes) = (host(&read_ids), host(&write_ids));
+        let reads: Vec<&[f32]> = reads.iter().map(|v| &v[..]).collect();
+        let mut writes: Vec<&mut [f32]> = writes.iter_mut().map(|v| &mut v[..]).collect();
+        let cpu_err = K::cpu(&reads, &mut writes, p).unwrap_err();
+        let want = KernelError::TooShort {
+            op: K::ID.name(),
+            arg: arg.name,
+            len: len(short),
+            needed: lens[short],
+        };
+        assert_eq!(cpu_err, want, "{:?} on the CPU", K::ID);
+        let device = |ids: &[usize]| {
+            ids.iter()
+                .map(|&i| ctx.zeros(len(i)).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let (reads, writes) = (device(&read_ids), device(&write_ids));
+        let reads: Vec<&GpuBuffer> = reads.iter().collect();
+        let writes: Vec<&GpuBuffer> = writes.iter().collect();
+        let gpu_err = K::gpu(ctx, &reads, &writes, p).unwrap_err();
+        assert_eq!(gpu_err, GpuError::Kernel(want), "{:?} on the GPU", K::ID);
+    }
+}
+
+#[test]
+fn every_kernel_refuses_a_short_argument_alike_on_both_devices() {
+    let Some(ctx) = gpu() else { return };
+    use kernels::registry::*;
+    let conv = Conv2dParams::new(2, 2, 5, 5, 3, 3, 3, 1, 1).unwrap();
+    let axis = AxisParams::new(2, 3, 4).unwrap();
+    let pool = Pool2dParams::new(2, 3, 4, 4, 2, 2).unwrap();
+    let e = ElementwiseParams::with_alpha(5, 0.1).unwrap();
+    let drop = DropoutParams::new(5, 0.5, 1).unwrap();
+    let rows = RowParams::new(3, 4)
+        .unwrap()
+        .with_temperature(2.0)
+        .with_alpha(0.5);
+    macro_rules! each {
+        ($($k:ident: $p:expr),* $(,)?) => {{
+            let checked = [$({ short_argument_alike::<$k>(&ctx, &$p); KernelId::$k }),*];
+            assert_eq!(checked.len(), KernelId::COUNT, "a kernel is missing from the list");
+        }};
+    }
+    each!(
+        Matmul: MatmulParams::new(2, 3, 4).unwrap(),
+        Conv2dForward: conv,
+        Conv2dReluPoolForward: conv,
+        Conv2dBackwardInput: conv,
+        Conv2dBackwardWeight: conv,
+        BiasForward: axis,
+        BiasBackward: axis,
+        MaxPool2dForward: pool,
+        MaxPool2dBackward: pool,
+        ReluForward: e,
+        ReluBackward: e,
+        LeakyReluForward: e,
+        LeakyReluBackward: e,
+        DropoutForward: drop,
+        DropoutBackward: drop,
+        Add: e,
+        Scale: e,
+        Axpy: e,
+        SumAxis: axis,
+        SumAxisBackward: axis,
+        LogSoftmaxForward: rows,
+        LogSoftmaxBackward: rows,
+        CrossEntropyForward: rows,
+        SoftmaxKlForward: rows,
+        KdLossForward: rows,
+        DkdLossForward: rows,
+        RowLossMean: RowParams::new(3, 2).unwrap(),
+        RowLossBackward: e,
+        GatherRows: GatherParams::new(2, 3, 4).unwrap(),
+        ArgmaxRows: rows,
+        SgdStep: SgdParams::new(5, 0.1, 0.9, 0.0).unwrap(),
+        AdamStep: AdamParams::new(5, 0.1, 0.9, 0.999, 1e-8, 0.0, false, 1).unwrap(),
+        MaxNormRows: MaxNormParams::new(2, 3, 1.0).unwrap(),
     );
 }
 
 #[test]
 fn bad_arguments_are_errors_not_panics() {
     let Some(ctx) = gpu() else { return };
-    let (a, short) = (ctx.zeros(6), ctx.zeros(5));
-    let p = MatmulParams::new(2, 3, 3);
-    let err = gpu::matmul(&ctx, &a, &short, &ctx.zeros(6), &p).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            GpuError::BufferTooSmall {
-                op: "matmul",
-                arg: "b",
-                len: 5,
-                needed: 9
-            }
-        ),
-        "{err}"
-    );
-    let pe = ElementwiseParams::new(6);
+    let (a, short) = (ctx.zeros(6).unwrap(), ctx.zeros(5).unwrap());
+    let p = MatmulParams::new(2, 3, 3).unwrap();
+    let err = gpu::matmul(&ctx, &a, &short, &ctx.zeros(6).unwrap(), &p).unwrap_err();
+    let short_b = KernelError::TooShort {
+        op: "matmul",
+        arg: "b",
+        len: 5,
+        needed: 9,
+    };
+    assert_eq!(err, GpuError::Kernel(short_b.clone()), "{err}");
+    // The CPU twin refuses the same call with the same error.
+    let cpu_err = cpu::matmul(&[0.0; 6], &[0.0; 5], &mut [0.0; 6], &p).unwrap_err();
+    assert_eq!(cpu_err, short_b);
+    let pe = ElementwiseParams::new(6).unwrap();
     let err = gpu::add(&ctx, &a, &a, &a, &pe).unwrap_err();
     assert!(matches!(err, GpuError::Aliased { op: "add", .. }), "{err}");
     // Reading the same buffer twice is fine.
-    gpu::add(&ctx, &a, &a, &ctx.zeros(6), &pe).unwrap();
+    gpu::add(&ctx, &a, &a, &ctx.zeros(6).unwrap(), &pe).unwrap();
+    assert!(ctx.read(&a).is_ok());
+    // A buffer past the adapter's largest (2^45 words, 128 TiB) is refused when asked
+    // for, not reported later as a lost device; the context stays usable.
+    for len in [1usize << 45, usize::MAX] {
+        let err = ctx.zeros(len).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GpuError::TooLarge {
+                    op: "zeros",
+                    arg: "buffer",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let err = ctx.zeros(1 << 45).map(|_| ()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("zeros: `buffer` needs 140737488355328 bytes, the adapter allows "),
+        "{err}"
+    );
     assert!(ctx.read(&a).is_ok());
     println!(
         "adapter: {} (software: {})",
@@ -702,12 +865,19 @@ fn bad_arguments_are_errors_not_panics() {
 #[test]
 fn empty_shapes_do_nothing_and_read_back_empty() {
     let Some(ctx) = gpu() else { return };
-    let e = ctx.zeros(0);
-    gpu::add(&ctx, &e, &e, &ctx.zeros(0), &ElementwiseParams::new(0)).unwrap();
+    let e = ctx.zeros(0).unwrap();
+    gpu::add(
+        &ctx,
+        &e,
+        &e,
+        &ctx.zeros(0).unwrap(),
+        &ElementwiseParams::new(0).unwrap(),
+    )
+    .unwrap();
     assert_eq!(read(&ctx, &e), Vec::<f32>::new());
     // k = 0: c = 0 (an empty sum), as the CPU kernel.
-    let c = ctx.upload(&[5.0; 4]);
-    gpu::matmul(&ctx, &e, &e, &c, &MatmulParams::new(2, 2, 0)).unwrap();
+    let c = ctx.upload(&[5.0; 4]).unwrap();
+    gpu::matmul(&ctx, &e, &e, &c, &MatmulParams::new(2, 2, 0).unwrap()).unwrap();
     assert_eq!(read(&ctx, &c), [0.0; 4]);
 }
 

@@ -16,8 +16,9 @@ fn kd_isa_picks_the_kernels_path() {
         &[1.0, 2.0],
         &[3.0, 4.0],
         &mut c,
-        &MatmulParams::new(1, 1, 2),
-    );
+        &MatmulParams::new(1, 1, 2).unwrap(),
+    )
+    .unwrap();
     assert_eq!(c, [11.0]);
     // A change after the first kernel call does not switch paths mid-process.
     std::env::set_var("KD_ISA", "sse9");

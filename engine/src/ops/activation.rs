@@ -36,7 +36,7 @@ impl Tensor {
         F: Kernel<Params = ElementwiseParams> + Default,
         B: Kernel<Params = ElementwiseParams> + Default,
     {
-        let p = ElementwiseParams::with_alpha(self.numel(), alpha);
+        let p = ElementwiseParams::with_alpha(self.numel(), alpha)?;
         let [out] = run(F::default(), &p, &[&self.storage()])?;
         let record = Op::Pointwise {
             x: self.clone(),
@@ -62,7 +62,7 @@ impl Tensor {
                 message: format!("drop probability must be in [0, 1), got {p_drop}"),
             });
         }
-        let p = DropoutParams::new(self.numel(), p_drop, seed);
+        let p = DropoutParams::new(self.numel(), p_drop, seed)?;
         let [out, mask] = run(k::DropoutForward, &p, &[&self.storage()])?;
         let record = Op::Dropout {
             x: self.clone(),

@@ -8,6 +8,7 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 use kernels::params::{AxisParams, Conv2dParams, ElementwiseParams};
 use kernels::registry as k;
+use kernels::KernelError;
 
 impl Tensor {
     /// `x: (n, c_in, h, w)`, `weight: (c_out, c_in, kh, kw)` -> `(n, c_out, h_out, w_out)`;
@@ -53,7 +54,7 @@ impl Tensor {
                 rhs: bias.shape().to_vec(),
             });
         }
-        if p.pool().is_none() {
+        if p.pool().is_err() {
             return Err(Error::BadShape {
                 op: OP,
                 shape: self.shape().to_vec(),
@@ -71,7 +72,7 @@ impl Tensor {
             out: if recorded {
                 out.duplicate()?
             } else {
-                out.output_beside(0, false)
+                out.output_beside(0, false)?
             },
             argmax,
             params: p,
@@ -96,7 +97,7 @@ impl Tensor {
                 rhs: bias.shape().to_vec(),
             });
         }
-        let p = AxisParams::new(shape[0], shape[1], shape[2..].iter().product());
+        let p = AxisParams::new(shape[0], shape[1], shape[2..].iter().product())?;
         let [out] = run(k::BiasForward, &p, &[&self.storage(), &bias.storage()])?;
         let record = Op::BiasAdd {
             x: self.clone(),
@@ -126,7 +127,11 @@ fn conv2d_params(
     if c_in != wc_in {
         return Err(mismatch());
     }
-    Conv2dParams::new(n, c_in, h, w, c_out, kh, kw, stride, pad).ok_or_else(mismatch)
+    // A kernel that does not fit is a shape mismatch; sizes past 32 bits stay as they are.
+    match Conv2dParams::new(n, c_in, h, w, c_out, kh, kw, stride, pad) {
+        Err(KernelError::BadParams { .. }) => Err(mismatch()),
+        p => Ok(p?),
+    }
 }
 
 // out = pool(relu(z)) with z = conv2d(x, W) + b. At each window's winner relu(z) = out,
@@ -141,15 +146,11 @@ pub(crate) fn conv2d_relu_pool_backward(
     g: &Storage,
     needs: [bool; 2],
 ) -> Result<Vec<Option<Storage>>> {
-    let pool = p.pool().ok_or_else(|| Error::BadShape {
-        op: "conv2d_relu_pool backward",
-        shape: vec![p.h_out as usize, p.w_out as usize],
-        expected: "a conv output of at least 2×2",
-    })?;
-    let masked = ElementwiseParams::new(p.pooled_len());
+    let pool = p.pool()?;
+    let masked = ElementwiseParams::new(p.pooled_len())?;
     let [g_masked] = run(k::ReluBackward, &masked, &[out, g])?;
     let [dz] = run(k::MaxPool2dBackward, &pool, &[&g_masked, argmax])?;
-    let bias_p = AxisParams::new(p.n as usize, p.c_out as usize, (p.h_out * p.w_out) as usize);
+    let bias_p = AxisParams::new(p.n as usize, p.c_out as usize, (p.h_out * p.w_out) as usize)?;
     let [dbias] = run(k::BiasBackward, &bias_p, &[&dz])?;
     let mut grads = conv2d_backward(x, weight, p, &dz, needs)?;
     grads.push(Some(dbias));

@@ -3,7 +3,7 @@
 
 use crate::autograd::{is_grad_enabled, Op};
 use crate::backend::run;
-use crate::error::{numel, Error, Result};
+use crate::error::{checked_numel, numel, Error, Result};
 use crate::storage::Storage;
 use crate::tensor::{Labels, Tensor};
 use kernels::params::{AxisParams, ElementwiseParams, GatherParams};
@@ -20,7 +20,7 @@ impl Tensor {
                 rhs: rhs.shape().to_vec(),
             });
         }
-        let p = ElementwiseParams::new(self.numel());
+        let p = ElementwiseParams::new(self.numel())?;
         let [out] = run(k::Add, &p, &[&self.storage(), &rhs.storage()])?;
         let record = Op::Add {
             a: self.clone(),
@@ -36,7 +36,7 @@ impl Tensor {
 
     /// `alpha · self`.
     pub fn scale(&self, alpha: f32) -> Result<Tensor> {
-        let p = ElementwiseParams::with_alpha(self.numel(), alpha);
+        let p = ElementwiseParams::with_alpha(self.numel(), alpha)?;
         let [out] = run(k::Scale, &p, &[&self.storage()])?;
         let record = Op::Scale {
             x: self.clone(),
@@ -52,7 +52,7 @@ impl Tensor {
 
     /// The same values under `shape` (same element count); shares the storage.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.numel() {
+        if checked_numel(shape)? != self.numel() {
             return Err(Error::ShapeMismatch {
                 op: "reshape",
                 lhs: self.shape().to_vec(),
@@ -88,7 +88,7 @@ impl Tensor {
             numel(&shape[..axis]),
             shape[axis],
             numel(&shape[axis + 1..]),
-        );
+        )?;
         let [out] = run(k::SumAxis, &p, &[&self.storage()])?;
         let mut out_shape = shape.to_vec();
         out_shape.remove(axis);
@@ -174,7 +174,7 @@ impl Tensor {
                 message: "records no gradient; detach the table first".into(),
             });
         }
-        let p = GatherParams::new(index.len(), cols, rows);
+        let p = GatherParams::new(index.len(), cols, rows)?;
         let [out] = run(k::GatherRows, &p, &[&self.storage(), index.storage()])?;
         Ok(Tensor::from_storage(
             out,
@@ -188,7 +188,7 @@ impl Tensor {
 pub(crate) fn scale_backward(alpha: f32, g: &Storage) -> Result<Storage> {
     let [dx] = run(
         k::Scale,
-        &ElementwiseParams::with_alpha(g.len(), alpha),
+        &ElementwiseParams::with_alpha(g.len(), alpha)?,
         &[g],
     )?;
     Ok(dx)

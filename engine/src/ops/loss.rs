@@ -71,7 +71,7 @@ impl Tensor {
     /// `log softmax` of each row of logits `(rows, classes)`, both at least 1.
     pub fn log_softmax(&self) -> Result<Tensor> {
         let (rows, cols) = self.rows_cols("log_softmax")?;
-        let p = RowParams::new(rows, cols);
+        let p = RowParams::new(rows, cols)?;
         let [out] = run(k::LogSoftmaxForward, &p, &[&self.storage()])?;
         let record = Op::LogSoftmax {
             x: self.clone(),
@@ -90,23 +90,23 @@ impl Tensor {
     pub fn cross_entropy(&self, labels: &Labels) -> Result<Tensor> {
         let (rows, cols) = self.rows_cols("cross_entropy")?;
         self.check_labels("cross_entropy", labels, rows, cols)?;
-        let p = RowParams::new(rows, cols);
+        let p = RowParams::new(rows, cols)?;
         let reads = [&*self.storage(), labels.storage()];
         let [loss, grad] = run(k::CrossEntropyForward, &p, &reads)?;
-        Ok(self.row_loss(&loss, grad, RowParams::new(rows, 1))?.0)
+        Ok(self.row_loss(&loss, grad, RowParams::new(rows, 1)?)?.0)
     }
 
     /// Mean over rows of `T²·KL(softmax(teacher/T) ‖ softmax(self/T))`. The teacher's
     /// logits are a constant: no gradient flows into them.
     pub fn softmax_kl(&self, teacher: &Tensor, temperature: f32) -> Result<Tensor> {
         let (rows, cols) = self.check_kd_inputs("softmax_kl", teacher, temperature)?;
-        let p = RowParams::new(rows, cols).with_temperature(temperature);
+        let p = RowParams::new(rows, cols)?.with_temperature(temperature);
         let [loss, grad] = run(
             k::SoftmaxKlForward,
             &p,
             &[&self.storage(), &teacher.storage()],
         )?;
-        Ok(self.row_loss(&loss, grad, RowParams::new(rows, 1))?.0)
+        Ok(self.row_loss(&loss, grad, RowParams::new(rows, 1)?)?.0)
     }
 
     /// Hinton's distillation loss, `(1 - α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T))`
@@ -127,14 +127,14 @@ impl Tensor {
                 message: format!("alpha must be in [0, 1], got {alpha}"),
             });
         }
-        let p = RowParams::new(rows, cols)
+        let p = RowParams::new(rows, cols)?
             .with_temperature(temperature)
             .with_alpha(alpha);
         let reads = [&*self.storage(), &*teacher.storage(), labels.storage()];
         let [pairs, grad] = run(k::KdLossForward, &p, &reads)?;
         // (rows, 2) [CE, T²·KL] pairs -> the weighted mean and the two means.
         let (loss, parts) =
-            self.row_loss(&pairs, grad, RowParams::new(rows, 2).with_alpha(alpha))?;
+            self.row_loss(&pairs, grad, RowParams::new(rows, 2)?.with_alpha(alpha))?;
         Ok(KdLoss {
             loss,
             parts: Tensor::from_storage(parts, vec![2], self.device()),
@@ -174,14 +174,14 @@ impl Tensor {
                 });
             }
         }
-        let p = RowParams::new(rows, cols)
+        let p = RowParams::new(rows, cols)?
             .with_temperature(temperature)
             .with_alpha(alpha)
             .with_beta(beta);
         let reads = [&*self.storage(), &*teacher.storage(), labels.storage()];
         let [terms, grad] = run(k::DkdLossForward, &p, &reads)?;
         // (rows, 3) [CE, T²·TCKD, T²·NCKD] -> the weighted mean and the three means.
-        let mean = RowParams::new(rows, 3).with_alpha(alpha).with_beta(beta);
+        let mean = RowParams::new(rows, 3)?.with_alpha(alpha).with_beta(beta);
         let (loss, parts) = self.row_loss(&terms, grad, mean)?;
         Ok(KdLoss {
             loss,
@@ -230,7 +230,7 @@ impl Tensor {
         let (rows, cols) = self.rows_cols("argmax_rows")?;
         let [out] = run(
             k::ArgmaxRows,
-            &RowParams::new(rows, cols),
+            &RowParams::new(rows, cols)?,
             &[&self.storage()],
         )?;
         out.to_vec_u32()
@@ -246,7 +246,7 @@ pub(crate) fn log_softmax_backward(out: &Storage, p: &RowParams, g: &Storage) ->
 // loss = (1/rows) Σ_r loss_r, so d loss / d logits_r = upstream · grad_r / rows,
 // with grad_r = d loss_r / d logits_r from the forward kernel.
 pub(crate) fn row_loss_backward(rows_grad: &Storage, rows: usize, g: &Storage) -> Result<Storage> {
-    let p = ElementwiseParams::with_alpha(rows_grad.len(), 1.0 / rows as f32);
+    let p = ElementwiseParams::with_alpha(rows_grad.len(), 1.0 / rows as f32)?;
     let [dx] = run(k::RowLossBackward, &p, &[rows_grad, g])?;
     Ok(dx)
 }

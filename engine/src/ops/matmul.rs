@@ -40,7 +40,7 @@ impl Tensor {
         if k != rk || m == 0 || n == 0 || k == 0 {
             return Err(mismatch());
         }
-        let mut p = MatmulParams::new(m, n, k);
+        let mut p = MatmulParams::new(m, n, k)?;
         if trans_b {
             p = p.trans_b();
         }
@@ -67,11 +67,11 @@ pub(crate) fn matmul_backward(
     let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
     let da = match (needs[0], trans_b) {
         (false, _) => None,
-        (true, true) => Some(matmul(g, &b.storage(), &MatmulParams::new(m, k, n))?),
+        (true, true) => Some(matmul(g, &b.storage(), &MatmulParams::new(m, k, n)?)?),
         (true, false) => Some(matmul(
             g,
             &b.storage(),
-            &MatmulParams::new(m, k, n).trans_b(),
+            &MatmulParams::new(m, k, n)?.trans_b(),
         )?),
     };
     let db = match (needs[1], trans_b) {
@@ -79,12 +79,12 @@ pub(crate) fn matmul_backward(
         (true, true) => Some(matmul(
             g,
             &a.storage(),
-            &MatmulParams::new(n, k, m).trans_a(),
+            &MatmulParams::new(n, k, m)?.trans_a(),
         )?),
         (true, false) => Some(matmul(
             &a.storage(),
             g,
-            &MatmulParams::new(k, n, m).trans_a(),
+            &MatmulParams::new(k, n, m)?.trans_a(),
         )?),
     };
     Ok(vec![da, db])

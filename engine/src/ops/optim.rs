@@ -93,7 +93,7 @@ impl Tensor {
             }
         };
         let cols = self.numel() / rows.max(1);
-        let p = MaxNormParams::new(rows, cols, max_norm);
+        let p = MaxNormParams::new(rows, cols, max_norm)?;
         run_into::<k::MaxNormRows>(&p, &[], &mut [&mut *self.storage_mut()])
     }
 
@@ -102,12 +102,7 @@ impl Tensor {
         check("sgd_step", self, grad, "gradient")?;
         check("sgd_step", self, velocity, "velocity")?;
         distinct("sgd_step", &[(grad, "gradient"), (velocity, "velocity")])?;
-        let p = SgdParams {
-            len: self.numel() as u32,
-            lr: h.lr,
-            momentum: h.momentum,
-            weight_decay: h.weight_decay,
-        };
+        let p = SgdParams::new(self.numel(), h.lr, h.momentum, h.weight_decay)?;
         let mut writes = [&mut *self.storage_mut(), &mut *velocity.storage_mut()];
         run_into::<k::SgdStep>(&p, &[&grad.storage()], &mut writes)
     }
@@ -132,7 +127,7 @@ impl Tensor {
             h.weight_decay,
             h.decoupled,
             t,
-        );
+        )?;
         let mut writes = [
             &mut *self.storage_mut(),
             &mut *m.storage_mut(),

@@ -7,6 +7,7 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 use kernels::params::Pool2dParams;
 use kernels::registry as k;
+use kernels::KernelError;
 
 impl Tensor {
     /// `(n, c, h, w)` -> `(n, c, h_out, w_out)`, windows of `kernel × kernel` moved by
@@ -19,11 +20,14 @@ impl Tensor {
                 expected: "(n, c, h, w)",
             });
         };
-        let p = Pool2dParams::new(n, c, h, w, kernel, stride).ok_or_else(|| Error::BadShape {
-            op: "max_pool2d",
-            shape: self.shape().to_vec(),
-            expected: "h, w >= kernel >= 1 and stride >= 1",
-        })?;
+        let p = match Pool2dParams::new(n, c, h, w, kernel, stride) {
+            Err(KernelError::BadParams { .. }) => Err(Error::BadShape {
+                op: "max_pool2d",
+                shape: self.shape().to_vec(),
+                expected: "h, w >= kernel >= 1 and stride >= 1",
+            }),
+            p => Ok(p?),
+        }?;
         let [out, argmax] = run(k::MaxPool2dForward, &p, &[&self.storage()])?;
         let shape = vec![n, c, p.h_out as usize, p.w_out as usize];
         let record = Op::MaxPool2d {

@@ -10,46 +10,60 @@
 //! value independently and the CPU and the WGSL kernel agree bit for bit.
 
 use super::elementwise::par_chunked;
+use crate::error::{words, words_mut, KernelError};
 use crate::params::*;
 
 /// `out = max(x, 0)`.
 ///
 /// NOTE: NaN stays NaN, as PyTorch (`f32::max` would turn it into 0).
-pub fn relu_forward(x: &[f32], out: &mut [f32], p: &ElementwiseParams) {
-    let len = p.len as usize;
-    assert_eq!((x.len(), out.len()), (len, len), "relu_forward: len {len}");
+pub fn relu_forward(x: &[f32], out: &mut [f32], p: &ElementwiseParams) -> Result<(), KernelError> {
+    const OP: &str = "relu_forward";
+    let len = p.elements();
+    let (x, out) = (words(OP, "x", x, len)?, words_mut(OP, "out", out, len)?);
     par_chunked(out, |start, out| {
         for (o, &x) in out.iter_mut().zip(&x[start..]) {
             *o = if x < 0.0 { 0.0 } else { x };
         }
     });
+    Ok(())
 }
 
 // out = max(x, 0)  =>  dL/dx = dL/dout where x > 0, else 0
 /// `grad_x = grad_out` where `x > 0`, else 0.
 ///
 /// NOTE: relu'(0) = 0, as PyTorch.
-pub fn relu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32], p: &ElementwiseParams) {
-    let len = p.len as usize;
-    let lens = (x.len(), grad_out.len(), grad_x.len());
-    assert_eq!(lens, (len, len, len), "relu_backward: len {len}");
+pub fn relu_backward(
+    x: &[f32],
+    grad_out: &[f32],
+    grad_x: &mut [f32],
+    p: &ElementwiseParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "relu_backward";
+    let len = p.elements();
+    let (x, grad_out) = (
+        words(OP, "x", x, len)?,
+        words(OP, "grad_out", grad_out, len)?,
+    );
+    let grad_x = words_mut(OP, "grad_x", grad_x, len)?;
     par_chunked(grad_x, |start, grad_x| {
         for ((gx, &x), &g) in grad_x.iter_mut().zip(&x[start..]).zip(&grad_out[start..]) {
             *gx = if x > 0.0 { g } else { 0.0 };
         }
     });
+    Ok(())
 }
 
 /// `out = x` where `x > 0`, else `alpha · x`: PyTorch's `LeakyReLU(negative_slope = alpha)`.
 ///
 /// NOTE: NaN stays NaN (`alpha · NaN`).
-pub fn leaky_relu_forward(x: &[f32], out: &mut [f32], p: &ElementwiseParams) {
-    let (len, slope) = (p.len as usize, p.alpha);
-    assert_eq!(
-        (x.len(), out.len()),
-        (len, len),
-        "leaky_relu_forward: len {len}"
-    );
+pub fn leaky_relu_forward(
+    x: &[f32],
+    out: &mut [f32],
+    p: &ElementwiseParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "leaky_relu_forward";
+    let (len, slope) = (p.elements(), p.alpha);
+    let (x, out) = (words(OP, "x", x, len)?, words_mut(OP, "out", out, len)?);
     // NOTE: `move`: the slope copied into the closure; captured by reference, its load in
     // the loop kept the loop scalar, with a branch (27x slower at conv1's shape).
     par_chunked(out, move |start, out| {
@@ -57,22 +71,33 @@ pub fn leaky_relu_forward(x: &[f32], out: &mut [f32], p: &ElementwiseParams) {
             *o = if x > 0.0 { x } else { slope * x };
         }
     });
+    Ok(())
 }
 
 // out = x (x > 0), slope · x (else)  =>  dL/dx = dL/dout (x > 0), slope · dL/dout (else)
 /// `grad_x = grad_out` where `x > 0`, else `alpha · grad_out`.
 ///
 /// NOTE: the slope applies at `x = 0`, as PyTorch's `leaky_relu_backward`.
-pub fn leaky_relu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32], p: &ElementwiseParams) {
-    let (len, slope) = (p.len as usize, p.alpha);
-    let lens = (x.len(), grad_out.len(), grad_x.len());
-    assert_eq!(lens, (len, len, len), "leaky_relu_backward: len {len}");
+pub fn leaky_relu_backward(
+    x: &[f32],
+    grad_out: &[f32],
+    grad_x: &mut [f32],
+    p: &ElementwiseParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "leaky_relu_backward";
+    let (len, slope) = (p.elements(), p.alpha);
+    let (x, grad_out) = (
+        words(OP, "x", x, len)?,
+        words(OP, "grad_out", grad_out, len)?,
+    );
+    let grad_x = words_mut(OP, "grad_x", grad_x, len)?;
     // NOTE: `move`, as in the forward.
     par_chunked(grad_x, move |start, grad_x| {
         for ((gx, &x), &g) in grad_x.iter_mut().zip(&x[start..]).zip(&grad_out[start..]) {
             *gx = if x > 0.0 { g } else { slope * g };
         }
     });
+    Ok(())
 }
 
 /// One round of Chris Wellons' `lowbias32` integer hash: a bijection on `u32` with
@@ -104,10 +129,16 @@ pub const fn dropout_hash(seed: u32, index: u32) -> u32 {
 
 /// Inverted dropout: `mask[i] = scale` when `dropout_hash(seed, i) >= threshold`, else 0,
 /// and `out = x * mask`. `mask` is saved for the backward.
-pub fn dropout_forward(x: &[f32], out: &mut [f32], mask: &mut [f32], p: &DropoutParams) {
+pub fn dropout_forward(
+    x: &[f32],
+    out: &mut [f32],
+    mask: &mut [f32],
+    p: &DropoutParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "dropout_forward";
     let len = p.len as usize;
-    let lens = (x.len(), out.len(), mask.len());
-    assert_eq!(lens, (len, len, len), "dropout_forward: len {len}");
+    let (x, out) = (words(OP, "x", x, len)?, words_mut(OP, "out", out, len)?);
+    let mask = words_mut(OP, "mask", mask, len)?;
     let (seed, threshold, scale) = (p.seed, p.threshold, p.scale);
     par_chunked(mask, |start, mask| {
         for (m, i) in mask.iter_mut().zip(start as u32..) {
@@ -123,14 +154,24 @@ pub fn dropout_forward(x: &[f32], out: &mut [f32], mask: &mut [f32], p: &Dropout
             *o = x * m;
         }
     });
+    Ok(())
 }
 
 // out = x * mask  =>  dL/dx = dL/dout * mask
 /// `grad_x = grad_out * mask`.
-pub fn dropout_backward(grad_out: &[f32], mask: &[f32], grad_x: &mut [f32], p: &DropoutParams) {
+pub fn dropout_backward(
+    grad_out: &[f32],
+    mask: &[f32],
+    grad_x: &mut [f32],
+    p: &DropoutParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "dropout_backward";
     let len = p.len as usize;
-    let lens = (grad_out.len(), mask.len(), grad_x.len());
-    assert_eq!(lens, (len, len, len), "dropout_backward: len {len}");
+    let (grad_out, mask) = (
+        words(OP, "grad_out", grad_out, len)?,
+        words(OP, "mask", mask, len)?,
+    );
+    let grad_x = words_mut(OP, "grad_x", grad_x, len)?;
     par_chunked(grad_x, |start, grad_x| {
         for ((gx, &g), &m) in grad_x
             .iter_mut()
@@ -140,6 +181,7 @@ pub fn dropout_backward(grad_out: &[f32], mask: &[f32], grad_x: &mut [f32], p: &
             *gx = g * m;
         }
     });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -155,22 +197,22 @@ mod tests {
     }
 
     fn dropout(x: &[f32], p_drop: f32, seed: u32) -> (Vec<f32>, Vec<f32>) {
-        let p = DropoutParams::new(x.len(), p_drop, seed);
+        let p = DropoutParams::new(x.len(), p_drop, seed).unwrap();
         let (mut out, mut mask) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
-        dropout_forward(x, &mut out, &mut mask, &p);
+        dropout_forward(x, &mut out, &mut mask, &p).unwrap();
         (out, mask)
     }
 
     #[test]
     fn relu_at_zero_and_around_it() {
         let x = [-2.0, -0.0, 0.0, 1e-30, 3.0, f32::NAN];
-        let p = ElementwiseParams::new(x.len());
+        let p = ElementwiseParams::new(x.len()).unwrap();
         let mut out = [9.0; 6];
-        relu_forward(&x, &mut out, &p);
+        relu_forward(&x, &mut out, &p).unwrap();
         assert_eq!(out[..5], [0.0, 0.0, 0.0, 1e-30, 3.0]);
         assert!(out[5].is_nan());
         let mut grad_x = [9.0; 6];
-        relu_backward(&x, &[1.0; 6], &mut grad_x, &p);
+        relu_backward(&x, &[1.0; 6], &mut grad_x, &p).unwrap();
         // NOTE: relu'(0) = 0, as PyTorch, and for -0 too.
         assert_eq!(grad_x, [0.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
     }
@@ -179,13 +221,13 @@ mod tests {
     fn leaky_relu_by_hand() {
         // slope 0.2: -2 -> -0.4; the slope also applies at 0 in the backward, as PyTorch.
         let x = [-2.0, -0.0, 0.0, 1e-30, 3.0, f32::NAN];
-        let p = ElementwiseParams::with_alpha(x.len(), 0.2);
+        let p = ElementwiseParams::with_alpha(x.len(), 0.2).unwrap();
         let mut out = [9.0; 6];
-        leaky_relu_forward(&x, &mut out, &p);
+        leaky_relu_forward(&x, &mut out, &p).unwrap();
         assert_eq!(out[..5], [-0.4, 0.0, 0.0, 1e-30, 3.0]);
         assert!(out[5].is_nan());
         let mut grad_x = [9.0; 6];
-        leaky_relu_backward(&x, &[10.0; 6], &mut grad_x, &p);
+        leaky_relu_backward(&x, &[10.0; 6], &mut grad_x, &p).unwrap();
         assert_eq!(grad_x, [2.0, 2.0, 2.0, 10.0, 10.0, 2.0]);
     }
 
@@ -195,10 +237,10 @@ mod tests {
         #[test]
         fn leaky_relu_matches_reference(len in 0..3 * CHUNK, slope in -1.0f32..1.0, seed in any::<u64>()) {
             let (x, g) = (random(len, seed), random(len, seed + 1));
-            let p = ElementwiseParams::with_alpha(len, slope);
+            let p = ElementwiseParams::with_alpha(len, slope).unwrap();
             let (mut out, mut grad_x) = (vec![f32::NAN; len], vec![f32::NAN; len]);
-            leaky_relu_forward(&x, &mut out, &p);
-            leaky_relu_backward(&x, &g, &mut grad_x, &p);
+            leaky_relu_forward(&x, &mut out, &p).unwrap();
+            leaky_relu_backward(&x, &g, &mut grad_x, &p).unwrap();
             for i in 0..len {
                 prop_assert_eq!(out[i], if x[i] > 0.0 { x[i] } else { slope * x[i] });
                 prop_assert_eq!(grad_x[i], if x[i] > 0.0 { g[i] } else { slope * g[i] });
@@ -209,10 +251,10 @@ mod tests {
         #[test]
         fn relu_matches_reference(len in 0..3 * CHUNK, seed in any::<u64>()) {
             let (x, g) = (random(len, seed), random(len, seed + 1));
-            let p = ElementwiseParams::new(len);
+            let p = ElementwiseParams::new(len).unwrap();
             let (mut out, mut grad_x) = (vec![f32::NAN; len], vec![f32::NAN; len]);
-            relu_forward(&x, &mut out, &p);
-            relu_backward(&x, &g, &mut grad_x, &p);
+            relu_forward(&x, &mut out, &p).unwrap();
+            relu_backward(&x, &g, &mut grad_x, &p).unwrap();
             for i in 0..len {
                 prop_assert_eq!(out[i], if x[i] > 0.0 { x[i] } else { 0.0 });
                 prop_assert_eq!(grad_x[i], if x[i] > 0.0 { g[i] } else { 0.0 });
@@ -223,14 +265,14 @@ mod tests {
         fn dropout_matches_its_formula(len in 0..3 * CHUNK, p_drop in 0.0f32..1.0, seed in any::<u32>()) {
             let x = random(len, seed as u64);
             let (out, mask) = dropout(&x, p_drop, seed);
-            let p = DropoutParams::new(len, p_drop, seed);
+            let p = DropoutParams::new(len, p_drop, seed).unwrap();
             for i in 0..len {
                 let keep = dropout_hash(seed, i as u32) >= p.threshold;
                 prop_assert_eq!(mask[i], if keep { p.scale } else { 0.0 });
                 prop_assert_eq!(out[i], x[i] * mask[i]);
             }
             let mut grad_x = vec![f32::NAN; len];
-            dropout_backward(&x, &mask, &mut grad_x, &p);
+            dropout_backward(&x, &mask, &mut grad_x, &p).unwrap();
             prop_assert_eq!(grad_x, out, "backward is the same product");
         }
     }

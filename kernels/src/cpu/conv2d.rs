@@ -20,6 +20,7 @@ use super::elementwise::par_chunked;
 use super::matmul::matmul;
 use super::pool::pool_plane_2x2;
 use super::vmath::on_widest_vectors;
+use crate::error::{words, words_mut, KernelError};
 use crate::params::*;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -78,7 +79,9 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(p: &Conv2dParams) -> Self {
+    /// After checking that `p`'s fields are consistent (the sizes below then fit).
+    fn new(p: &Conv2dParams) -> Result<Self, KernelError> {
+        p.check()?;
         let (k, pixels, c_out) = (
             (p.c_in * p.kh * p.kw) as usize,
             (p.h_out * p.w_out) as usize,
@@ -90,14 +93,14 @@ impl Plan {
         let fit = (RUN_SCRATCH / per_sample.max(1)).clamp(1, MAX_RUN);
         let run = if is_pointwise(p) { 1 } else { 1 << fit.ilog2() };
         let x_len = (p.c_in * p.h * p.w) as usize;
-        Self {
+        Ok(Self {
             k,
             pixels,
             c_out,
             x_len,
             out_len: c_out * pixels,
             run,
-        }
+        })
     }
     /// Scratch for a run of `s` samples: cols `(K, s·P)`, then, when `s > 1`, the
     /// stacked output or output gradient `(c_out, s·P)`.
@@ -266,20 +269,25 @@ fn unstack(stacked: &[f32], samples: &mut [f32], rows: usize, pixels: usize) {
 
 /// `out[n, co, oy, ox] = Σ_{ci, ki, kj} weight[co, ci, ki, kj] · x[n, ci, oy·s + ki - pad, ox·s + kj - pad]`
 /// (zero outside `x`), as PyTorch's `conv2d` without bias.
-pub fn conv2d_forward(x: &[f32], weight: &[f32], out: &mut [f32], p: &Conv2dParams) {
-    let lens = (x.len(), weight.len(), out.len());
-    assert_eq!(
-        lens,
-        (p.input_len(), p.weight_len(), p.output_len()),
-        "conv2d_forward: {p:?}"
+pub fn conv2d_forward(
+    x: &[f32],
+    weight: &[f32],
+    out: &mut [f32],
+    p: &Conv2dParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "conv2d_forward";
+    let plan = Plan::new(p)?;
+    let (x, weight) = (
+        words(OP, "x", x, p.input_len())?,
+        words(OP, "weight", weight, p.weight_len())?,
     );
-    let plan = Plan::new(p);
+    let out = words_mut(OP, "out", out, p.output_len())?;
     let runs = out
         .par_chunks_mut(plan.run * plan.out_len)
         .zip(x.par_chunks(plan.run * plan.x_len));
-    runs.for_each(|(out_run, x_run)| {
+    runs.try_for_each(|(out_run, x_run)| {
         let s = x_run.len() / plan.x_len;
-        let mm = MatmulParams::new(plan.c_out, s * plan.pixels, plan.k);
+        let mm = MatmulParams::new(plan.c_out, s * plan.pixels, plan.k)?;
         if is_pointwise(p) {
             return matmul(weight, x_run, out_run, &mm);
         }
@@ -289,10 +297,11 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], out: &mut [f32], p: &Conv2dPara
             if s == 1 {
                 return matmul(weight, cols, out_run, &mm);
             }
-            matmul(weight, cols, stacked, &mm);
+            matmul(weight, cols, stacked, &mm)?;
             unstack(stacked, out_run, plan.c_out, plan.pixels);
-        });
-    });
+            Ok(())
+        })
+    })
 }
 
 /// `out, argmax (n, c_out, h_out / 2, w_out / 2)`: [`conv2d_forward`], `+ bias`, ReLU
@@ -300,10 +309,7 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], out: &mut [f32], p: &Conv2dPara
 /// the cache, so the conv's output is never written to memory. Bit for bit what
 /// `conv2d_forward`, `bias_forward`, `relu_forward` and `max_pool2d_forward` give in
 /// turn; `argmax` indexes each `(h_out, w_out)` plane, as `max_pool2d_forward`'s does.
-///
-/// # Panics
-/// When a slice's length is not what `p` says, or the output is under 2×2; the engine
-/// checks both first.
+/// An output under 2×2 is [`KernelError::BadParams`].
 pub fn conv2d_relu_pool_forward(
     x: &[f32],
     weight: &[f32],
@@ -311,28 +317,24 @@ pub fn conv2d_relu_pool_forward(
     out: &mut [f32],
     argmax: &mut [u32],
     p: &Conv2dParams,
-) {
-    let lens = (x.len(), weight.len(), bias.len(), out.len(), argmax.len());
-    let pooled_len = p.pooled_len();
-    let want = (
-        p.input_len(),
-        p.weight_len(),
-        p.c_out as usize,
-        pooled_len,
-        pooled_len,
+) -> Result<(), KernelError> {
+    const OP: &str = "conv2d_relu_pool_forward";
+    let plan = Plan::new(p)?;
+    let pool = p.pool()?;
+    let (x, weight) = (
+        words(OP, "x", x, p.input_len())?,
+        words(OP, "weight", weight, p.weight_len())?,
     );
-    assert_eq!(lens, want, "conv2d_relu_pool_forward: {p:?}");
-    let pool = p
-        .pool()
-        .expect("conv2d_relu_pool_forward: an output of at least 2×2");
-    let plan = Plan::new(p);
+    let bias = words(OP, "bias", bias, plan.c_out)?;
+    let out = words_mut(OP, "out", out, p.pooled_len())?;
+    let argmax = words_mut(OP, "argmax", argmax, p.pooled_len())?;
     let pooled = (pool.h_out * pool.w_out) as usize;
     let run_out = plan.run * plan.c_out * pooled;
     let runs = out
         .par_chunks_mut(run_out)
         .zip(argmax.par_chunks_mut(run_out))
         .zip(x.par_chunks(plan.run * plan.x_len));
-    runs.for_each(|((out_run, argmax_run), x_run)| {
+    runs.try_for_each(|((out_run, argmax_run), x_run)| {
         let s = x_run.len() / plan.x_len;
         let cols_len = if is_pointwise(p) {
             0
@@ -348,8 +350,8 @@ pub fn conv2d_relu_pool_forward(
                 im2col(x_run, cols, &plan, p);
                 cols
             };
-            let mm = MatmulParams::new(plan.c_out, s * plan.pixels, plan.k);
-            matmul(weight, cols, z, &mm);
+            let mm = MatmulParams::new(plan.c_out, s * plan.pixels, plan.k)?;
+            matmul(weight, cols, z, &mm)?;
             // z: (c_out, s·P), channel co's row holding sample j's plane at j·P.
             on_widest_vectors(
                 #[inline(always)]
@@ -375,9 +377,10 @@ pub fn conv2d_relu_pool_forward(
                         }
                     }
                 },
-            )
-        });
-    });
+            );
+            Ok(())
+        })
+    })
 }
 
 // out = W · cols  =>  dL/dcols = Wᵀ · dL/dout, and dL/dx = col2im(dL/dcols)
@@ -388,18 +391,19 @@ pub fn conv2d_backward_input(
     weight: &[f32],
     grad_x: &mut [f32],
     p: &Conv2dParams,
-) {
-    let lens = (grad_out.len(), weight.len(), grad_x.len());
-    let want = (p.output_len(), p.weight_len(), p.input_len());
-    assert_eq!(lens, want, "conv2d_backward_input: {p:?}");
-    let plan = Plan::new(p);
+) -> Result<(), KernelError> {
+    const OP: &str = "conv2d_backward_input";
+    let plan = Plan::new(p)?;
+    let grad_out = words(OP, "grad_out", grad_out, p.output_len())?;
+    let weight = words(OP, "weight", weight, p.weight_len())?;
+    let grad_x = words_mut(OP, "grad_x", grad_x, p.input_len())?;
     let runs = grad_x
         .par_chunks_mut(plan.run * plan.x_len)
         .zip(grad_out.par_chunks(plan.run * plan.out_len));
-    runs.for_each(|(grad_x_run, g_run)| {
+    runs.try_for_each(|(grad_x_run, g_run)| {
         let s = g_run.len() / plan.out_len;
         // weight is stored (c_out, K): read it transposed.
-        let mm = MatmulParams::new(plan.k, s * plan.pixels, plan.c_out).trans_a();
+        let mm = MatmulParams::new(plan.k, s * plan.pixels, plan.c_out)?.trans_a();
         if is_pointwise(p) {
             return matmul(weight, g_run, grad_x_run, &mm);
         }
@@ -411,11 +415,12 @@ pub fn conv2d_backward_input(
                 stack(g_run, stacked, plan.c_out, plan.pixels);
                 stacked
             };
-            matmul(weight, g, grad_cols, &mm);
+            matmul(weight, g, grad_cols, &mm)?;
             grad_x_run.fill(0.0);
             col2im(grad_cols, grad_x_run, &plan, p);
-        });
-    });
+            Ok(())
+        })
+    })
 }
 
 /// Partial weight gradients at most, summed at the end: the runs are grouped into this
@@ -433,11 +438,12 @@ pub fn conv2d_backward_weight(
     grad_out: &[f32],
     grad_weight: &mut [f32],
     p: &Conv2dParams,
-) {
-    let lens = (x.len(), grad_out.len(), grad_weight.len());
-    let want = (p.input_len(), p.output_len(), p.weight_len());
-    assert_eq!(lens, want, "conv2d_backward_weight: {p:?}");
-    let plan = Plan::new(p);
+) -> Result<(), KernelError> {
+    const OP: &str = "conv2d_backward_weight";
+    let plan = Plan::new(p)?;
+    let x = words(OP, "x", x, p.input_len())?;
+    let grad_out = words(OP, "grad_out", grad_out, p.output_len())?;
+    let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
     let runs = (p.n as usize).div_ceil(plan.run);
     let group = runs.div_ceil(MAX_PARTIALS) * plan.run; // samples per group
     let groups = (p.n as usize).div_ceil(group);
@@ -451,14 +457,15 @@ pub fn conv2d_backward_weight(
         targets
             .into_par_iter()
             .zip(inputs)
-            .for_each(|(target, (x_group, g_group))| {
+            .try_for_each(|(target, (x_group, g_group))| {
                 let runs = x_group
                     .chunks(plan.run * plan.x_len)
                     .zip(g_group.chunks(plan.run * plan.out_len));
                 for (i, (x_run, g_run)) in runs.enumerate() {
-                    weight_grad_of_run(x_run, g_run, target, i > 0, &plan, p);
+                    weight_grad_of_run(x_run, g_run, target, i > 0, &plan, p)?;
                 }
-            });
+                Ok::<_, KernelError>(())
+            })?;
         for partial in partials.chunks(p.weight_len()) {
             par_chunked(grad_weight, |start, grad| {
                 for (g, &v) in grad.iter_mut().zip(&partial[start..]) {
@@ -466,7 +473,8 @@ pub fn conv2d_backward_weight(
                 }
             });
         }
-    });
+        Ok(())
+    })
 }
 
 /// `grad_weight (+)= g_run · colsᵀ` for one run.
@@ -477,10 +485,10 @@ fn weight_grad_of_run(
     accumulate: bool,
     plan: &Plan,
     p: &Conv2dParams,
-) {
+) -> Result<(), KernelError> {
     let s = x_run.len() / plan.x_len;
     // cols is stored (K, s·P): read it transposed.
-    let mut mm = MatmulParams::new(plan.c_out, plan.k, s * plan.pixels).trans_b();
+    let mut mm = MatmulParams::new(plan.c_out, plan.k, s * plan.pixels)?.trans_b();
     if accumulate {
         mm = mm.accumulate();
     }
@@ -496,8 +504,8 @@ fn weight_grad_of_run(
             stack(g_run, stacked, plan.c_out, plan.pixels);
             stacked
         };
-        matmul(g, cols, grad_weight, &mm);
-    });
+        matmul(g, cols, grad_weight, &mm)
+    })
 }
 
 #[cfg(test)]
@@ -571,9 +579,9 @@ mod tests {
             vec![f32::NAN; x.len()],
             vec![f32::NAN; w.len()],
         );
-        conv2d_forward(x, w, &mut out, p);
-        conv2d_backward_input(g, w, &mut gx, p);
-        conv2d_backward_weight(x, g, &mut gw, p);
+        conv2d_forward(x, w, &mut out, p).unwrap();
+        conv2d_backward_input(g, w, &mut gx, p).unwrap();
+        conv2d_backward_weight(x, g, &mut gw, p).unwrap();
         [out, gx, gw]
     }
 
@@ -656,7 +664,7 @@ mod tests {
         let sizes = (1..=3usize, 1..=4usize, 1..=9usize, 1..=9usize, 1..=5usize);
         let kernel = (1..=4usize, 1..=4usize, 1..=3usize, 0..=2usize);
         (sizes, kernel).prop_filter_map("kernel must fit the padded image", |(s, k)| {
-            Conv2dParams::new(s.0, s.1, s.2, s.3, s.4, k.0, k.1, k.2, k.3)
+            Conv2dParams::new(s.0, s.1, s.2, s.3, s.4, k.0, k.1, k.2, k.3).ok()
         })
     }
 
@@ -692,10 +700,10 @@ mod tests {
         let p = params([13, 4, 9, 9, 5, 3, 3, 1, 1]);
         let (x, g) = (random(p.input_len(), 1), random(p.output_len(), 2));
         let mut first = vec![0.0; p.weight_len()];
-        conv2d_backward_weight(&x, &g, &mut first, &p);
+        conv2d_backward_weight(&x, &g, &mut first, &p).unwrap();
         for _ in 0..3 {
             let mut again = vec![0.0; p.weight_len()];
-            conv2d_backward_weight(&x, &g, &mut again, &p);
+            conv2d_backward_weight(&x, &g, &mut again, &p).unwrap();
             assert_eq!(first, again);
         }
     }

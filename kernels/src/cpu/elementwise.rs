@@ -13,6 +13,7 @@
 //! never pays for a thread hand-off. Every reduction adds in an order fixed by the
 //! shapes alone, so results do not depend on the number of threads.
 
+use crate::error::{check_indices, words, words_mut, KernelError};
 use crate::params::*;
 use rayon::prelude::*;
 
@@ -63,50 +64,58 @@ pub(crate) fn sum8(xs: &[f32]) -> f32 {
 }
 
 /// `out = a + b`.
-pub fn add(a: &[f32], b: &[f32], out: &mut [f32], p: &ElementwiseParams) {
-    zip_with(a, b, out, p, |a, b| a + b);
+pub fn add(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    p: &ElementwiseParams,
+) -> Result<(), KernelError> {
+    zip_with("add", a, b, out, p, |a, b| a + b)
 }
 
 /// `out = alpha * x`.
-pub fn scale(x: &[f32], out: &mut [f32], p: &ElementwiseParams) {
-    let (len, alpha) = (p.len as usize, p.alpha);
-    assert_eq!((x.len(), out.len()), (len, len), "scale: len {len}");
+pub fn scale(x: &[f32], out: &mut [f32], p: &ElementwiseParams) -> Result<(), KernelError> {
+    const OP: &str = "scale";
+    let (len, alpha) = (p.elements(), p.alpha);
+    let (x, out) = (words(OP, "x", x, len)?, words_mut(OP, "out", out, len)?);
     par_chunked(out, |start, out| {
         for (o, &x) in out.iter_mut().zip(&x[start..]) {
             *o = alpha * x;
         }
     });
+    Ok(())
 }
 
 /// `y += alpha * x`.
-pub fn axpy(x: &[f32], y: &mut [f32], p: &ElementwiseParams) {
-    let (len, alpha) = (p.len as usize, p.alpha);
-    assert_eq!((x.len(), y.len()), (len, len), "axpy: len {len}");
+pub fn axpy(x: &[f32], y: &mut [f32], p: &ElementwiseParams) -> Result<(), KernelError> {
+    const OP: &str = "axpy";
+    let (len, alpha) = (p.elements(), p.alpha);
+    let (x, y) = (words(OP, "x", x, len)?, words_mut(OP, "y", y, len)?);
     par_chunked(y, |start, y| {
         for (y, &x) in y.iter_mut().zip(&x[start..]) {
             *y += alpha * x;
         }
     });
+    Ok(())
 }
 
 fn zip_with(
+    op: &'static str,
     a: &[f32],
     b: &[f32],
     out: &mut [f32],
     p: &ElementwiseParams,
     f: impl Fn(f32, f32) -> f32 + Sync,
-) {
-    let len = p.len as usize;
-    assert_eq!(
-        (a.len(), b.len(), out.len()),
-        (len, len, len),
-        "elementwise: len {len}"
-    );
+) -> Result<(), KernelError> {
+    let len = p.elements();
+    let (a, b) = (words(op, "a", a, len)?, words(op, "b", b, len)?);
+    let out = words_mut(op, "out", out, len)?;
     par_chunked(out, |start, out| {
         for ((o, &a), &b) in out.iter_mut().zip(&a[start..]).zip(&b[start..]) {
             *o = f(a, b);
         }
     });
+    Ok(())
 }
 
 /// Calls `f(start, row, col, segment)` for the pieces of a flat chunk of a row-major
@@ -132,13 +141,16 @@ fn for_row_segments(
 }
 
 /// `out[o, c, i] = x[o, c, i] + bias[c]`.
-pub fn bias_forward(x: &[f32], bias: &[f32], out: &mut [f32], p: &AxisParams) {
+pub fn bias_forward(
+    x: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    p: &AxisParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "bias_forward";
     let (channels, inner, len) = (p.channels as usize, p.inner as usize, p.len());
-    assert_eq!(
-        (x.len(), bias.len(), out.len()),
-        (len, channels, len),
-        "bias_forward: {p:?}"
-    );
+    let (x, bias) = (words(OP, "x", x, len)?, words(OP, "bias", bias, channels)?);
+    let out = words_mut(OP, "out", out, len)?;
     par_chunked(out, |start, chunk| {
         if inner == 1 {
             // A linear layer's (outer, channels): add `bias` along each row.
@@ -156,22 +168,25 @@ pub fn bias_forward(x: &[f32], bias: &[f32], out: &mut [f32], p: &AxisParams) {
             }
         });
     });
+    Ok(())
 }
 
 // out[o, c, i] = x[o, c, i] + bias[c]  =>  dL/dbias[c] = Σ_{o, i} dL/dout[o, c, i]
 /// `grad_bias[c] = Σ_{o, i} grad_out[o, c, i]`, overwriting `grad_bias`.
-pub fn bias_backward(grad_out: &[f32], grad_bias: &mut [f32], p: &AxisParams) {
+pub fn bias_backward(
+    grad_out: &[f32],
+    grad_bias: &mut [f32],
+    p: &AxisParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "bias_backward";
     let (outer, channels, inner, len) = (
         p.outer as usize,
         p.channels as usize,
         p.inner as usize,
         p.len(),
     );
-    assert_eq!(
-        (grad_out.len(), grad_bias.len()),
-        (len, channels),
-        "bias_backward: {p:?}"
-    );
+    let grad_out = words(OP, "grad_out", grad_out, len)?;
+    let grad_bias = words_mut(OP, "grad_bias", grad_bias, channels)?;
     // Each channel is summed by one task, rows in order of `o`: the same order serially.
     let channel_sum = |c: usize| -> f32 {
         let rows = (0..outer).map(|o| &grad_out[(o * channels + c) * inner..][..inner]);
@@ -188,19 +203,18 @@ pub fn bias_backward(grad_out: &[f32], grad_bias: &mut [f32], p: &AxisParams) {
             .enumerate()
             .for_each(|(c, g)| *g = channel_sum(c));
     }
+    Ok(())
 }
 
 /// `out[o, i] = Σ_c x[o, c, i]`, overwriting `out`.
-pub fn sum_axis(x: &[f32], out: &mut [f32], p: &AxisParams) {
+pub fn sum_axis(x: &[f32], out: &mut [f32], p: &AxisParams) -> Result<(), KernelError> {
+    const OP: &str = "sum_axis";
     let (outer, channels, inner) = (p.outer as usize, p.channels as usize, p.inner as usize);
-    assert_eq!(
-        (x.len(), out.len()),
-        (p.len(), outer * inner),
-        "sum_axis: {p:?}"
-    );
+    let x = words(OP, "x", x, p.len())?;
+    let out = words_mut(OP, "out", out, outer * inner)?;
     if channels == 0 {
         out.fill(0.0);
-        return;
+        return Ok(());
     }
     // A chunk of `out` holds CHUNK / channels elements, so that each task reads about
     // CHUNK values of `x` whatever the shape.
@@ -212,7 +226,7 @@ pub fn sum_axis(x: &[f32], out: &mut [f32], p: &AxisParams) {
                 *out = sum8(&x[o * channels..][..channels]);
             }
         });
-        return;
+        return Ok(());
     }
     // Each output element sums `channels` values `inner` apart: add whole rows of `x`,
     // in channel order.
@@ -227,17 +241,20 @@ pub fn sum_axis(x: &[f32], out: &mut [f32], p: &AxisParams) {
             }
         });
     });
+    Ok(())
 }
 
 // out[o, i] = Σ_c x[o, c, i]  =>  dL/dx[o, c, i] = dL/dout[o, i] for every c
 /// `grad_x[o, c, i] = grad_out[o, i]`, overwriting `grad_x`.
-pub fn sum_axis_backward(grad_out: &[f32], grad_x: &mut [f32], p: &AxisParams) {
+pub fn sum_axis_backward(
+    grad_out: &[f32],
+    grad_x: &mut [f32],
+    p: &AxisParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "sum_axis_backward";
     let (outer, channels, inner) = (p.outer as usize, p.channels as usize, p.inner as usize);
-    assert_eq!(
-        (grad_out.len(), grad_x.len()),
-        (outer * inner, p.len()),
-        "sum_axis_backward: {p:?}"
-    );
+    let grad_out = words(OP, "grad_out", grad_out, outer * inner)?;
+    let grad_x = words_mut(OP, "grad_x", grad_x, p.len())?;
     par_chunked(grad_x, |start, chunk| {
         if inner == 1 {
             // Rows of `channels` copies of one value.
@@ -251,28 +268,33 @@ pub fn sum_axis_backward(grad_out: &[f32], grad_x: &mut [f32], p: &AxisParams) {
             grad_x.copy_from_slice(&grad_out[o * inner + col..][..grad_x.len()]);
         });
     });
+    Ok(())
 }
 
 /// `out[r] = x[index[r]]`, rows of `cols` values: a batch's rows of a table that lives
 /// on the device (the teacher's logits for the whole training set).
 ///
-/// Panics on an index `>= src_rows`; the engine checks the indices first.
-pub fn gather_rows(x: &[f32], index: &[u32], out: &mut [f32], p: &GatherParams) {
+/// An index `>= src_rows` is [`KernelError::IndexOutOfRange`] (the shader, which cannot
+/// report one, writes zeros for it: the engine checks the indices before they go there).
+pub fn gather_rows(
+    x: &[f32],
+    index: &[u32],
+    out: &mut [f32],
+    p: &GatherParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "gather_rows";
     let (rows, cols, src_rows) = (p.rows as usize, p.cols as usize, p.src_rows as usize);
-    let lens = (x.len(), index.len(), out.len());
-    assert_eq!(
-        lens,
-        (src_rows * cols, rows, rows * cols),
-        "gather_rows: {p:?}"
-    );
+    let x = words(OP, "x", x, src_rows * cols)?;
+    let index = words(OP, "index", index, rows)?;
+    let out = words_mut(OP, "out", out, rows * cols)?;
+    check_indices(OP, "index", index, src_rows)?;
     if cols == 0 {
-        return;
+        return Ok(());
     }
     for (out, &r) in out.chunks_exact_mut(cols).zip(index) {
-        let r = r as usize;
-        assert!(r < src_rows, "gather_rows: index {r} >= {src_rows} rows");
-        out.copy_from_slice(&x[r * cols..][..cols]);
+        out.copy_from_slice(&x[r as usize * cols..][..cols]);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -298,9 +320,9 @@ mod tests {
     fn bias_and_sum_axis_by_hand() {
         // x: (outer 2, channels 3, inner 2) = 0, 1, ..., 11; bias = [10, 20, 30].
         let x: Vec<f32> = (0..12).map(|v| v as f32).collect();
-        let p = AxisParams::new(2, 3, 2);
+        let p = AxisParams::new(2, 3, 2).unwrap();
         let mut out = vec![0.0; 12];
-        bias_forward(&x, &[10.0, 20.0, 30.0], &mut out, &p);
+        bias_forward(&x, &[10.0, 20.0, 30.0], &mut out, &p).unwrap();
         assert_eq!(
             out,
             [10., 11., 22., 23., 34., 35., 16., 17., 28., 29., 40., 41.]
@@ -308,15 +330,15 @@ mod tests {
         // grad_bias[c] adds both inner values of both outers: channel 0 holds x = 0, 1
         // (outer 0) and 6, 7 (outer 1): 14; channel 1: 2+3+8+9 = 22; channel 2: 30.
         let mut grad_bias = vec![9.0; 3];
-        bias_backward(&x, &mut grad_bias, &p);
+        bias_backward(&x, &mut grad_bias, &p).unwrap();
         assert_eq!(grad_bias, [14.0, 22.0, 30.0]);
         // out[o, i] adds the channels: outer 0 is [0+2+4, 1+3+5] = [6, 9], outer 1 is
         // [6+8+10, 7+9+11] = [24, 27].
         let mut sums = vec![9.0; 4];
-        sum_axis(&x, &mut sums, &p);
+        sum_axis(&x, &mut sums, &p).unwrap();
         assert_eq!(sums, [6.0, 9.0, 24.0, 27.0]);
         let mut grad_x = vec![9.0; 12];
-        sum_axis_backward(&[1.0, 2.0, 3.0, 4.0], &mut grad_x, &p);
+        sum_axis_backward(&[1.0, 2.0, 3.0, 4.0], &mut grad_x, &p).unwrap();
         assert_eq!(grad_x, [1., 2., 1., 2., 1., 2., 3., 4., 3., 4., 3., 4.]);
     }
 
@@ -327,14 +349,14 @@ mod tests {
         #[test]
         fn elementwise_matches_reference(len in 0..3 * CHUNK, alpha in -2.0f32..2.0, seed in any::<u64>()) {
             let (a, b) = (random(len, seed), random(len, seed + 1));
-            let p = ElementwiseParams::with_alpha(len, alpha);
+            let p = ElementwiseParams::with_alpha(len, alpha).unwrap();
             let mut out = vec![f32::NAN; len];
-            add(&a, &b, &mut out, &p);
+            add(&a, &b, &mut out, &p).unwrap();
             prop_assert!(out.iter().enumerate().all(|(i, &o)| o == a[i] + b[i]));
-            scale(&a, &mut out, &p);
+            scale(&a, &mut out, &p).unwrap();
             prop_assert!(out.iter().enumerate().all(|(i, &o)| o == alpha * a[i]));
             let mut y = b.clone();
-            axpy(&a, &mut y, &p);
+            axpy(&a, &mut y, &p).unwrap();
             prop_assert!(y.iter().enumerate().all(|(i, &y)| y == b[i] + alpha * a[i]));
         }
 
@@ -346,7 +368,7 @@ mod tests {
         ) {
             // Bit i of `ones` collapses one axis to 1: inner = 1 is a linear layer's bias.
             let one = |i: u32, v: usize| if ones >> i & 1 == 1 { 1 } else { v };
-            check_axis_kernels(&AxisParams::new(one(0, outer), one(1, channels), one(2, inner)), seed);
+            check_axis_kernels(&AxisParams::new(one(0, outer), one(1, channels), one(2, inner)).unwrap(), seed);
         }
     }
 
@@ -359,7 +381,7 @@ mod tests {
                 .into_iter()
                 .enumerate()
         {
-            check_axis_kernels(&AxisParams::new(outer, channels, inner), i as u64);
+            check_axis_kernels(&AxisParams::new(outer, channels, inner).unwrap(), i as u64);
         }
     }
 
@@ -369,10 +391,10 @@ mod tests {
         let g = random(outer * inner, seed + 2);
         let (mut out, mut grad_x) = (vec![f32::NAN; p.len()], vec![f32::NAN; p.len()]);
         let (mut grad_bias, mut sums) = (vec![f32::NAN; channels], vec![f32::NAN; outer * inner]);
-        bias_forward(&x, &bias, &mut out, p);
-        bias_backward(&x, &mut grad_bias, p);
-        sum_axis(&x, &mut sums, p);
-        sum_axis_backward(&g, &mut grad_x, p);
+        bias_forward(&x, &bias, &mut out, p).unwrap();
+        bias_backward(&x, &mut grad_bias, p).unwrap();
+        sum_axis(&x, &mut sums, p).unwrap();
+        sum_axis_backward(&g, &mut grad_x, p).unwrap();
         let (mut want_bias, mut want_sums) = (vec![0.0f64; channels], vec![0.0f64; outer * inner]);
         for (flat, &x) in x.iter().enumerate() {
             let (o, c, i) = (
@@ -395,18 +417,18 @@ mod tests {
 
     #[test]
     fn empty_inputs_leave_nothing_to_do() {
-        let p = ElementwiseParams::with_alpha(0, 2.0);
-        add(&[], &[], &mut [], &p);
-        axpy(&[], &mut [], &p);
+        let p = ElementwiseParams::with_alpha(0, 2.0).unwrap();
+        add(&[], &[], &mut [], &p).unwrap();
+        axpy(&[], &mut [], &p).unwrap();
         for [outer, channels, inner] in [[0, 3, 4], [2, 0, 4], [2, 3, 0]] {
-            let p = AxisParams::new(outer, channels, inner);
-            bias_forward(&[], &vec![1.0; channels], &mut [], &p);
-            sum_axis_backward(&vec![1.0; outer * inner], &mut [], &p);
+            let p = AxisParams::new(outer, channels, inner).unwrap();
+            bias_forward(&[], &vec![1.0; channels], &mut [], &p).unwrap();
+            sum_axis_backward(&vec![1.0; outer * inner], &mut [], &p).unwrap();
             let mut grad_bias = vec![9.0; channels];
-            bias_backward(&[], &mut grad_bias, &p);
+            bias_backward(&[], &mut grad_bias, &p).unwrap();
             assert!(grad_bias.iter().all(|&g| g == 0.0));
             let mut sums = vec![9.0; outer * inner];
-            sum_axis(&[], &mut sums, &p);
+            sum_axis(&[], &mut sums, &p).unwrap();
             assert!(sums.iter().all(|&s| s == 0.0));
         }
     }
@@ -416,15 +438,27 @@ mod tests {
         // x: 3 rows of 2 = [[0, 1], [2, 3], [4, 5]]; index [2, 0, 2] picks rows 2, 0, 2.
         let x: Vec<f32> = (0..6).map(|v| v as f32).collect();
         let mut out = vec![f32::NAN; 6];
-        gather_rows(&x, &[2, 0, 2], &mut out, &GatherParams::new(3, 2, 3));
+        gather_rows(
+            &x,
+            &[2, 0, 2],
+            &mut out,
+            &GatherParams::new(3, 2, 3).unwrap(),
+        )
+        .unwrap();
         assert_eq!(out, [4.0, 5.0, 0.0, 1.0, 4.0, 5.0]);
-        gather_rows(&x, &[], &mut [], &GatherParams::new(0, 2, 3));
+        gather_rows(&x, &[], &mut [], &GatherParams::new(0, 2, 3).unwrap()).unwrap();
     }
 
     #[test]
-    #[should_panic(expected = "index 3 >= 3 rows")]
     fn gather_rows_refuses_an_index_past_the_table() {
-        gather_rows(&[0.0; 6], &[3], &mut [0.0; 2], &GatherParams::new(1, 2, 3));
+        let mut out = [7.0; 2];
+        let p = GatherParams::new(1, 2, 3).unwrap();
+        let err = gather_rows(&[0.0; 6], &[3], &mut out, &p).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gather_rows: `index` holds 3, every value must be below 3"
+        );
+        assert_eq!(out, [7.0; 2], "nothing written");
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 use super::isa::Isa;
 use super::vmath::on_widest_vectors;
+use crate::error::{words, words_mut, KernelError};
 use crate::params::*;
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
@@ -70,40 +71,38 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 ///
 /// Only the first `m·n` values of `c` are written. With `k == 0` the product is zero:
 /// `c` is zeroed, or left as it is when accumulating.
-///
-/// # Panics
-/// When a slice is shorter than its shape says; the engine checks shapes before this.
-pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
+pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) -> Result<(), KernelError> {
     matmul_on(Isa::active(), a, b, c, p)
 }
 
-fn matmul_on(isa: Isa, a: &[f32], b: &[f32], c: &mut [f32], p: &MatmulParams) {
+fn matmul_on(
+    isa: Isa,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    p: &MatmulParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "matmul";
+    let (a, b) = (words(OP, "a", a, p.a_len())?, words(OP, "b", b, p.b_len())?);
+    let c = words_mut(OP, "c", c, p.c_len())?;
     let g = Gemm::new(a, b, p);
-    let (m, n, k) = (g.m, g.n, g.k);
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "matmul: a: {}, b: {}, c: {} values are too few for (m, n, k) = ({m}, {n}, {k})",
-        a.len(),
-        b.len(),
-        c.len(),
-    );
-    let c = &mut c[..m * n];
-    if m == 0 || n == 0 {
-        return;
+    if g.m == 0 || g.n == 0 {
+        return Ok(());
     }
-    if k == 0 {
+    if g.k == 0 {
         if !g.accumulate {
             c.fill(0.0);
         }
-        return;
+        return Ok(());
     }
     if g.macs() <= DIRECT_MAX_MACS {
-        return g.direct(c);
+        g.direct(c);
+    } else if g.m == 1 {
+        g.single_row(c);
+    } else {
+        blocked_on(isa, &g, c);
     }
-    if m == 1 {
-        return g.single_row(c);
-    }
-    blocked_on(isa, &g, c)
+    Ok(())
 }
 
 /// The blocked product with `isa`'s micro-kernel.
@@ -841,7 +840,7 @@ mod tests {
         let (want, mag) = reference(a, b, p);
         for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
             let mut c = c0.to_vec();
-            matmul_on(isa, a, b, &mut c, p);
+            matmul_on(isa, a, b, &mut c, p).map_err(|e| TestCaseError::fail(e.to_string()))?;
             check_against(&c, c0, (&want, &mag), p)
                 .map_err(|e| TestCaseError::fail(format!("{isa:?}: {e}")))?;
         }
@@ -878,7 +877,7 @@ mod tests {
     }
 
     fn params(m: usize, n: usize, k: usize, ta: bool, tb: bool, acc: bool) -> MatmulParams {
-        let mut p = MatmulParams::new(m, n, k);
+        let mut p = MatmulParams::new(m, n, k).unwrap();
         (p.trans_a, p.trans_b, p.accumulate) = (ta as u32, tb as u32, acc as u32);
         p
     }
@@ -938,12 +937,18 @@ mod tests {
         //                         = [19 22; 43 50].
         let (a, b) = ([1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]);
         let mut c = [0.0; 4];
-        matmul(&a, &b, &mut c, &MatmulParams::new(2, 2, 2));
+        matmul(&a, &b, &mut c, &MatmulParams::new(2, 2, 2).unwrap()).unwrap();
         assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
 
         // aᵀ · b with a stored (k, m) = [1 2; 3 4], so op(a) = [1 3; 2 4]:
         // [1·5 + 3·7, 1·6 + 3·8; 2·5 + 4·7, 2·6 + 4·8] = [26 30; 38 44].
-        matmul(&a, &b, &mut c, &MatmulParams::new(2, 2, 2).trans_a());
+        matmul(
+            &a,
+            &b,
+            &mut c,
+            &MatmulParams::new(2, 2, 2).unwrap().trans_a(),
+        )
+        .unwrap();
         assert_eq!(c, [26.0, 30.0, 38.0, 44.0]);
 
         // a · bᵀ with b stored (n, k) = [5 6; 7 8], so op(b) = [5 7; 6 8]:
@@ -954,8 +959,9 @@ mod tests {
             &a,
             &b,
             &mut c,
-            &MatmulParams::new(2, 2, 2).trans_b().accumulate(),
-        );
+            &MatmulParams::new(2, 2, 2).unwrap().trans_b().accumulate(),
+        )
+        .unwrap();
         assert_eq!(c, [18.0, 24.0, 40.0, 54.0]);
 
         // (1, 3) · (3, 1): a dot product, 1·4 + 2·5 + 3·6 = 32.
@@ -964,8 +970,9 @@ mod tests {
             &[1.0, 2.0, 3.0],
             &[4.0, 5.0, 6.0],
             &mut c,
-            &MatmulParams::new(1, 1, 3),
-        );
+            &MatmulParams::new(1, 1, 3).unwrap(),
+        )
+        .unwrap();
         assert_eq!(c, [32.0]);
     }
 
@@ -977,7 +984,7 @@ mod tests {
         let a = vec![1.0; m * k];
         let b: Vec<f32> = (0..k * n).map(|i| (i % n) as f32).collect();
         let mut c = vec![f32::NAN; m * n];
-        matmul(&a, &b, &mut c, &MatmulParams::new(m, n, k));
+        matmul(&a, &b, &mut c, &MatmulParams::new(m, n, k).unwrap()).unwrap();
         for (idx, &v) in c.iter().enumerate() {
             assert_eq!(v, 50.0 * (idx % n) as f32, "at {idx}");
         }
@@ -987,14 +994,20 @@ mod tests {
     fn matmul_empty_shapes() {
         // k = 0: the product is an empty sum, zero; accumulating leaves c as it was.
         let mut c = [7.0; 6];
-        matmul(&[], &[], &mut c, &MatmulParams::new(2, 3, 0).accumulate());
+        matmul(
+            &[],
+            &[],
+            &mut c,
+            &MatmulParams::new(2, 3, 0).unwrap().accumulate(),
+        )
+        .unwrap();
         assert_eq!(c, [7.0; 6]);
-        matmul(&[], &[], &mut c, &MatmulParams::new(2, 3, 0));
+        matmul(&[], &[], &mut c, &MatmulParams::new(2, 3, 0).unwrap()).unwrap();
         assert_eq!(c, [0.0; 6]);
         // m = 0 or n = 0: nothing to write.
         let mut c = [7.0; 2];
-        matmul(&[], &[1.0; 8], &mut c, &MatmulParams::new(0, 2, 4));
-        matmul(&[1.0; 4], &[], &mut c, &MatmulParams::new(2, 0, 2));
+        matmul(&[], &[1.0; 8], &mut c, &MatmulParams::new(0, 2, 4).unwrap()).unwrap();
+        matmul(&[1.0; 4], &[], &mut c, &MatmulParams::new(2, 0, 2).unwrap()).unwrap();
         assert_eq!(c, [7.0; 2]);
     }
 
@@ -1004,15 +1017,15 @@ mod tests {
         // the bit, whatever the thread interleaving.
         let (m, n, k) = (150, 200, 300);
         for p in [
-            MatmulParams::new(m, n, k),
-            MatmulParams::new(m, n, k).trans_a().trans_b(),
+            MatmulParams::new(m, n, k).unwrap(),
+            MatmulParams::new(m, n, k).unwrap().trans_a().trans_b(),
         ] {
             let (a, b) = (random(m * k, 5), random(k * n, 6));
             let mut first = vec![0.0; m * n];
-            matmul(&a, &b, &mut first, &p);
+            matmul(&a, &b, &mut first, &p).unwrap();
             for _ in 0..3 {
                 let mut again = vec![0.0; m * n];
-                matmul(&a, &b, &mut again, &p);
+                matmul(&a, &b, &mut again, &p).unwrap();
                 assert!(first
                     .iter()
                     .zip(&again)
@@ -1024,16 +1037,16 @@ mod tests {
     #[test]
     fn matmul_does_not_depend_on_the_thread_count() {
         let (m, n, k) = (97, 130, 280);
-        let p = MatmulParams::new(m, n, k).trans_b();
+        let p = MatmulParams::new(m, n, k).unwrap().trans_b();
         let (a, b) = (random(m * k, 7), random(k * n, 8));
         let mut threaded = vec![0.0; m * n];
-        matmul(&a, &b, &mut threaded, &p);
+        matmul(&a, &b, &mut threaded, &p).unwrap();
         let single = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap();
         let mut serial = vec![0.0; m * n];
-        single.install(|| matmul(&a, &b, &mut serial, &p));
+        single.install(|| matmul(&a, &b, &mut serial, &p).unwrap());
         assert!(threaded
             .iter()
             .zip(&serial)

@@ -14,21 +14,13 @@
 //! The formulas follow PyTorch's single-tensor `SGD`, `Adam` and `AdamW` step by step,
 //! in the same order of operations, so that their rounding matches where f32 allows.
 
+use crate::error::{words, words_mut, KernelError};
 use crate::params::*;
 use rayon::prelude::*;
 
 /// Values per rayon task. A bias of a few hundred floats stays on the calling thread;
 /// a 1.4M-float weight is split into about 90 tasks.
 const VALUES_PER_TASK: usize = 1 << 14;
-
-/// `len` of the params, after checking that each `(name, len)` slice holds it.
-fn checked_len(op: &str, len: u32, slices: &[(&str, usize)]) -> usize {
-    let len = len as usize;
-    for &(name, n) in slices {
-        assert_eq!(n, len, "{op}: {name} has {n} values, params say {len}");
-    }
-    len
-}
 
 /// One SGD step, as PyTorch's `SGD` without dampening or Nesterov:
 ///
@@ -41,13 +33,19 @@ fn checked_len(op: &str, len: u32, slices: &[(&str, usize)]) -> usize {
 /// `velocity` starts at zero, so the first step stores `v = g`, as PyTorch's first step
 /// does by cloning `g`. It is neither read nor written when `momentum == 0`, but must
 /// still hold `len` values.
-pub fn sgd_step(param: &mut [f32], grad: &[f32], velocity: &mut [f32], p: &SgdParams) {
-    let slices = [
-        ("param", param.len()),
-        ("grad", grad.len()),
-        ("velocity", velocity.len()),
-    ];
-    let len = checked_len("sgd_step", p.len, &slices);
+pub fn sgd_step(
+    param: &mut [f32],
+    grad: &[f32],
+    velocity: &mut [f32],
+    p: &SgdParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "sgd_step";
+    let len = p.len as usize;
+    let (param, grad) = (
+        words_mut(OP, "param", param, len)?,
+        words(OP, "grad", grad, len)?,
+    );
+    let velocity = words_mut(OP, "velocity", velocity, len)?;
     let (lr, momentum, wd) = (p.lr, p.momentum, p.weight_decay);
     let run = |param: &mut [f32], grad: &[f32], velocity: &mut [f32]| {
         for ((x, &g), v) in param.iter_mut().zip(grad).zip(velocity) {
@@ -60,13 +58,15 @@ pub fn sgd_step(param: &mut [f32], grad: &[f32], velocity: &mut [f32], p: &SgdPa
         }
     };
     if len <= VALUES_PER_TASK {
-        return run(param, grad, velocity);
+        run(param, grad, velocity);
+        return Ok(());
     }
     param
         .par_chunks_mut(VALUES_PER_TASK)
         .zip(grad.par_chunks(VALUES_PER_TASK))
         .zip(velocity.par_chunks_mut(VALUES_PER_TASK))
         .for_each(|((x, g), v)| run(x, g, v));
+    Ok(())
 }
 
 /// PyTorch's `lerp`: `start + weight·(end - start)`, from the `end` side for large
@@ -89,14 +89,20 @@ fn lerp(start: f32, end: f32, weight: f32) -> f32 {
 /// ```
 ///
 /// with `m`, `v` starting at zero and the bias corrections of step `t` from the params.
-pub fn adam_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], p: &AdamParams) {
-    let slices = [
-        ("param", param.len()),
-        ("grad", grad.len()),
-        ("m", m.len()),
-        ("v", v.len()),
-    ];
-    let len = checked_len("adam_step", p.len, &slices);
+pub fn adam_step(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    p: &AdamParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "adam_step";
+    let len = p.len as usize;
+    let (param, grad) = (
+        words_mut(OP, "param", param, len)?,
+        words(OP, "grad", grad, len)?,
+    );
+    let (m, v) = (words_mut(OP, "m", m, len)?, words_mut(OP, "v", v, len)?);
     let (beta1, beta2, eps, wd) = (p.beta1, p.beta2, p.eps, p.weight_decay);
     let decoupled = p.decoupled != 0;
     // NOTE: PyTorch's order of operations, not the textbook one above: the decay as one
@@ -123,7 +129,8 @@ pub fn adam_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], 
         }
     };
     if len <= VALUES_PER_TASK {
-        return run(param, grad, m, v);
+        run(param, grad, m, v);
+        return Ok(());
     }
     param
         .par_chunks_mut(VALUES_PER_TASK)
@@ -131,6 +138,7 @@ pub fn adam_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], 
         .zip(m.par_chunks_mut(VALUES_PER_TASK))
         .zip(v.par_chunks_mut(VALUES_PER_TASK))
         .for_each(|(((x, g), m), v)| run(x, g, m, v));
+    Ok(())
 }
 
 /// The max-norm constraint, in place: each row of `param` (`p.rows` rows of `p.cols`)
@@ -138,16 +146,11 @@ pub fn adam_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], 
 /// left bit for bit. Applied after each optimizer step, as Hinton et al. 2012 do.
 ///
 /// NOTE: the squared norm is summed in f64, so the GPU's f32 sum agrees to about 1e-6.
-pub fn max_norm_rows(param: &mut [f32], p: &MaxNormParams) {
+pub fn max_norm_rows(param: &mut [f32], p: &MaxNormParams) -> Result<(), KernelError> {
     let (rows, cols) = (p.rows as usize, p.cols as usize);
-    assert_eq!(
-        param.len(),
-        p.len(),
-        "max_norm_rows: param has {} values, params say ({rows}, {cols})",
-        param.len()
-    );
+    let param = words_mut("max_norm_rows", "param", param, p.len())?;
     if rows == 0 || cols == 0 {
-        return;
+        return Ok(());
     }
     let max_norm = p.max_norm;
     let run = |rows: &mut [f32]| {
@@ -161,9 +164,11 @@ pub fn max_norm_rows(param: &mut [f32], p: &MaxNormParams) {
     };
     let rows_per_task = (VALUES_PER_TASK / cols).max(1);
     if rows <= rows_per_task {
-        return run(param);
+        run(param);
+        return Ok(());
     }
     param.par_chunks_mut(rows_per_task * cols).for_each(run);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -183,7 +188,7 @@ mod tests {
     }
 
     fn adam(len: usize, lr: f32, wd: f32, decoupled: bool, t: u64) -> AdamParams {
-        AdamParams::new(len, lr, 0.9, 0.999, 1e-8, wd, decoupled, t)
+        AdamParams::new(len, lr, 0.9, 0.999, 1e-8, wd, decoupled, t).unwrap()
     }
 
     fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
@@ -204,21 +209,21 @@ mod tests {
     fn sgd_step_by_hand() {
         // Plain: 1 - 0.1 · 0.5 = 0.95.
         let (mut x, mut v) = ([1.0], [0.0]);
-        sgd_step(&mut x, &[0.5], &mut v, &sgd(1, 0.1, 0.0, 0.0));
+        sgd_step(&mut x, &[0.5], &mut v, &sgd(1, 0.1, 0.0, 0.0)).unwrap();
         assert_close("plain", &x, &[0.95], 1e-7);
 
         // Weight decay 0.1: g = 0.5 + 0.1 · 1 = 0.6, so 1 - 0.1 · 0.6 = 0.94.
         let (mut x, mut v) = ([1.0], [0.0]);
-        sgd_step(&mut x, &[0.5], &mut v, &sgd(1, 0.1, 0.0, 0.1));
+        sgd_step(&mut x, &[0.5], &mut v, &sgd(1, 0.1, 0.0, 0.1)).unwrap();
         assert_close("decay", &x, &[0.94], 1e-7);
 
         // Momentum 0.9, gradient 0.5 twice: v1 = 0.5, x1 = 1 - 0.05 = 0.95;
         // v2 = 0.9 · 0.5 + 0.5 = 0.95, x2 = 0.95 - 0.095 = 0.855.
         let (mut x, mut v) = ([1.0], [0.0]);
         let p = sgd(1, 0.1, 0.9, 0.0);
-        sgd_step(&mut x, &[0.5], &mut v, &p);
+        sgd_step(&mut x, &[0.5], &mut v, &p).unwrap();
         assert_close("momentum v1", &v, &[0.5], 1e-7);
-        sgd_step(&mut x, &[0.5], &mut v, &p);
+        sgd_step(&mut x, &[0.5], &mut v, &p).unwrap();
         assert_close("momentum v2", &v, &[0.95], 1e-7);
         assert_close("momentum x2", &x, &[0.855], 1e-7);
     }
@@ -238,7 +243,8 @@ mod tests {
                 &mut m,
                 &mut v,
                 &adam(8, lr, 0.0, decoupled, 1),
-            );
+            )
+            .unwrap();
             let want: Vec<f64> = grad
                 .iter()
                 .map(|&g| 1.0 - lr as f64 * g.signum() as f64)
@@ -254,7 +260,7 @@ mod tests {
     #[test]
     fn max_norm_rows_by_hand() {
         let mut w = [3.0, 4.0, 0.6, 0.8, 0.0, 0.0];
-        max_norm_rows(&mut w, &MaxNormParams::new(3, 2, 2.0));
+        max_norm_rows(&mut w, &MaxNormParams::new(3, 2, 2.0).unwrap()).unwrap();
         assert_close("clipped", &w[..2], &[1.2, 1.6], 1e-7);
         assert_eq!(bits(&w[2..]), bits(&[0.6, 0.8, 0.0, 0.0]));
     }
@@ -267,7 +273,7 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
             let mut w = x.clone();
-            max_norm_rows(&mut w, &MaxNormParams::new(rows, cols, bound));
+            max_norm_rows(&mut w, &MaxNormParams::new(rows, cols, bound).unwrap()).unwrap();
             for (before, after) in x.chunks(cols).zip(w.chunks(cols)) {
                 let norm = |r: &[f32]| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
                 let (n0, n1) = (norm(before), norm(after));
@@ -288,7 +294,7 @@ mod tests {
         // AdamW, zero gradient: param · (1 - lr · wd) = 2 · (1 - 0.1 · 0.25) = 1.95, and
         // then m = v = 0 moves nothing.
         let (mut x, mut m, mut v) = ([2.0], [0.0], [0.0]);
-        adam_step(&mut x, &[0.0], &mut m, &mut v, &adam(1, 0.1, 0.25, true, 1));
+        adam_step(&mut x, &[0.0], &mut m, &mut v, &adam(1, 0.1, 0.25, true, 1)).unwrap();
         assert_close("adamw", &x, &[1.95], 1e-7);
 
         // Adam (L2), zero gradient: g = 0.25 · 2 = 0.5 > 0, a first step of ≈ -lr: 1.9.
@@ -299,7 +305,8 @@ mod tests {
             &mut m,
             &mut v,
             &adam(1, 0.1, 0.25, false, 1),
-        );
+        )
+        .unwrap();
         assert_close("adam", &x, &[1.9], 1e-7);
         assert_close("m", &m, &[0.1 * 0.5], 1e-7);
     }
@@ -326,7 +333,7 @@ mod tests {
             let mut want_v = vec![0.0f64; n];
             let (lr, momentum, wd) = (lr as f64, momentum as f64, wd as f64);
             for g in &steps {
-                sgd_step(&mut x, g, &mut v, &p);
+                sgd_step(&mut x, g, &mut v, &p).unwrap();
                 for i in 0..n {
                     let g = g[i] as f64 + wd * want[i];
                     want_v[i] = momentum * want_v[i] + g;
@@ -352,8 +359,8 @@ mod tests {
             let mut want: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
             let (mut want_m, mut want_v) = (vec![0.0f64; n], vec![0.0f64; n]);
             for (t, g) in steps.iter().enumerate() {
-                let p = AdamParams::new(n, lr, beta1, beta2, 1e-8, wd, decoupled, t as u64 + 1);
-                adam_step(&mut x, g, &mut m, &mut v, &p);
+                let p = AdamParams::new(n, lr, beta1, beta2, 1e-8, wd, decoupled, t as u64 + 1).unwrap();
+                adam_step(&mut x, g, &mut m, &mut v, &p).unwrap();
                 let f = |v: f32| v as f64;
                 let (bc1, bc2) = (f(p.bias_correction1), f(p.bias_correction2));
                 let (lr, b1, b2, wd) = (f(lr), f(beta1), f(beta2), f(wd));
@@ -407,7 +414,7 @@ mod tests {
     #[test]
     fn sgd_step_chunks_match_pieces_and_repeat() {
         let step = |x: &mut [f32], g: &[f32], v: &mut [f32], _: &mut [f32]| {
-            sgd_step(x, g, v, &sgd(x.len(), 0.05, 0.9, 1e-4));
+            sgd_step(x, g, v, &sgd(x.len(), 0.05, 0.9, 1e-4)).unwrap();
         };
         let [whole, pieces] = run_both(step);
         assert_eq!(bits(&whole), bits(&pieces));
@@ -418,7 +425,7 @@ mod tests {
     fn adam_step_chunks_match_pieces_and_repeat() {
         for decoupled in [false, true] {
             let step = |x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
-                adam_step(x, g, m, v, &adam(x.len(), 1e-3, 0.01, decoupled, 2));
+                adam_step(x, g, m, v, &adam(x.len(), 1e-3, 0.01, decoupled, 2)).unwrap();
             };
             let [whole, pieces] = run_both(step);
             assert_eq!(bits(&whole), bits(&pieces));

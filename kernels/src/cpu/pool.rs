@@ -9,6 +9,7 @@
 //! output (forward) or of the input gradient (backward).
 
 use super::vmath::on_widest_vectors;
+use crate::error::{words, words_mut, KernelError};
 use crate::params::*;
 use rayon::prelude::*;
 
@@ -23,14 +24,18 @@ fn planes_per_task(plane: usize) -> usize {
 /// NOTE: ties go to the first in row-major order (a later value must be strictly
 /// greater to win); a NaN wins over any number and the first NaN is kept, so NaNs
 /// propagate as in PyTorch.
-pub fn max_pool2d_forward(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Pool2dParams) {
+pub fn max_pool2d_forward(
+    x: &[f32],
+    out: &mut [f32],
+    argmax: &mut [u32],
+    p: &Pool2dParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "max_pool2d_forward";
+    p.check()?;
     let (in_plane, out_plane) = ((p.h * p.w) as usize, (p.h_out * p.w_out) as usize);
-    let lens = (x.len(), out.len(), argmax.len());
-    assert_eq!(
-        lens,
-        (p.input_len(), p.output_len(), p.output_len()),
-        "max_pool2d_forward: {p:?}"
-    );
+    let x = words(OP, "x", x, p.input_len())?;
+    let out = words_mut(OP, "out", out, p.output_len())?;
+    let argmax = words_mut(OP, "argmax", argmax, p.output_len())?;
     let per_task = planes_per_task(in_plane);
     out.par_chunks_mut(per_task * out_plane)
         .zip(argmax.par_chunks_mut(per_task * out_plane))
@@ -46,6 +51,7 @@ pub fn max_pool2d_forward(x: &[f32], out: &mut [f32], argmax: &mut [u32], p: &Po
                 },
             )
         });
+    Ok(())
 }
 
 /// One `(h, w)` plane. Each output row scans the window offsets `(ky, kx)` in row-major
@@ -191,30 +197,44 @@ fn pool_block<const L: usize>(
 
 // out[j] = x[argmax[j]]  =>  dL/dx[i] = Σ_{j : argmax[j] = i} dL/dout[j]
 // (windows overlap when stride < kernel, so one input may win several windows)
-/// `grad_x`, overwritten: each `grad_out` value added to its window's winner.
-pub fn max_pool2d_backward(grad_out: &[f32], argmax: &[u32], grad_x: &mut [f32], p: &Pool2dParams) {
+/// `grad_x`, overwritten: each `grad_out` value added to its window's winner. An
+/// `argmax` past its plane is [`KernelError::IndexOutOfRange`] (the shader skips it).
+pub fn max_pool2d_backward(
+    grad_out: &[f32],
+    argmax: &[u32],
+    grad_x: &mut [f32],
+    p: &Pool2dParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "max_pool2d_backward";
+    p.check()?;
     let (in_plane, out_plane) = ((p.h * p.w) as usize, (p.h_out * p.w_out) as usize);
-    let lens = (grad_out.len(), argmax.len(), grad_x.len());
-    assert_eq!(
-        lens,
-        (p.output_len(), p.output_len(), p.input_len()),
-        "max_pool2d_backward: {p:?}"
-    );
+    let grad_out = words(OP, "grad_out", grad_out, p.output_len())?;
+    let argmax = words(OP, "argmax", argmax, p.output_len())?;
+    let grad_x = words_mut(OP, "grad_x", grad_x, p.input_len())?;
     let per_task = planes_per_task(in_plane);
     grad_x
         .par_chunks_mut(per_task * in_plane)
         .zip(grad_out.par_chunks(per_task * out_plane))
         .zip(argmax.par_chunks(per_task * out_plane))
-        .for_each(|((grad_x, grad_out), argmax)| {
+        .try_for_each(|((grad_x, grad_out), argmax)| {
             grad_x.fill(0.0);
             let planes = grad_x.chunks_mut(in_plane).zip(grad_out.chunks(out_plane));
             // Within a plane the adds run in output order: deterministic.
             for ((grad_x, grad_out), argmax) in planes.zip(argmax.chunks(out_plane)) {
                 for (&g, &i) in grad_out.iter().zip(argmax) {
-                    grad_x[i as usize] += g;
+                    let Some(x) = grad_x.get_mut(i as usize) else {
+                        return Err(KernelError::IndexOutOfRange {
+                            op: OP,
+                            arg: "argmax",
+                            index: i,
+                            bound: in_plane,
+                        });
+                    };
+                    *x += g;
                 }
             }
-        });
+            Ok(())
+        })
 }
 
 #[cfg(test)]
@@ -262,8 +282,8 @@ mod tests {
             vec![u32::MAX; p.output_len()],
         );
         let mut gx = vec![f32::NAN; p.input_len()];
-        max_pool2d_forward(x, &mut out, &mut argmax, p);
-        max_pool2d_backward(g, &argmax, &mut gx, p);
+        max_pool2d_forward(x, &mut out, &mut argmax, p).unwrap();
+        max_pool2d_backward(g, &argmax, &mut gx, p).unwrap();
         (out, argmax, gx)
     }
 
@@ -328,7 +348,7 @@ mod tests {
             1..=3usize,
         )
             .prop_filter_map("window must fit", |(n, c, h, w, k, s)| {
-                Pool2dParams::new(n, c, h, w, k, s)
+                Pool2dParams::new(n, c, h, w, k, s).ok()
             })
     }
 

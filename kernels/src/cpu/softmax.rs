@@ -27,6 +27,7 @@
 //! the engine scales it by the upstream gradient and `1 / rows`.
 
 use super::vmath::{exp_nonpositive, ln_normal, on_widest_vectors};
+use crate::error::{check_indices, words, words_mut, KernelError};
 use crate::params::*;
 use rayon::prelude::*;
 
@@ -39,22 +40,26 @@ fn rows_per_task(cols: usize) -> usize {
     (VALUES_PER_TASK / cols.max(1)).max(1)
 }
 
-/// `(rows, cols)` of `p`, after checking that each `(name, len)` holds `rows * cols`.
-fn checked_shape(op: &str, p: &RowParams, matrices: &[(&str, usize)]) -> (usize, usize) {
-    let (rows, cols) = (p.rows as usize, p.cols as usize);
-    for &(name, len) in matrices {
-        assert_eq!(
-            len,
-            rows * cols,
-            "{op}: {name} has {len} values, params say ({rows}, {cols})"
-        );
+/// `(rows, cols)` of `p`, after checking that a row has a column.
+fn shape(op: &'static str, p: &RowParams) -> Result<(usize, usize), KernelError> {
+    match p.cols {
+        0 => Err(KernelError::BadParams {
+            op,
+            message: format!("{p:?}: a softmax row needs at least one column"),
+        }),
+        cols => Ok((p.rows as usize, cols as usize)),
     }
-    assert!(cols > 0, "{op}: a softmax row needs at least one column");
-    (rows, cols)
 }
 
-fn check_len(op: &str, name: &str, len: usize, want: usize) {
-    assert_eq!(len, want, "{op}: {name} has {len} values, expected {want}");
+/// [`KernelError::BadParams`] unless the temperature is positive.
+fn positive_temperature(op: &'static str, p: &RowParams) -> Result<(), KernelError> {
+    match p.temperature > 0.0 {
+        true => Ok(()),
+        false => Err(KernelError::BadParams {
+            op,
+            message: format!("temperature {} must be positive", p.temperature),
+        }),
+    }
 }
 
 /// The largest logit of a row. NOTE: `f32::max` skips NaN, so a NaN logit does not
@@ -121,20 +126,13 @@ fn kl_term(p: f32, log_p: f32, log_q: f32) -> f32 {
     }
 }
 
-/// The label of a row as a column index. The engine checks labels against `cols`; one
-/// out of range here is a bug and panics rather than reading another row.
-fn label_index(op: &str, label: u32, cols: usize) -> usize {
-    let y = label as usize;
-    assert!(y < cols, "{op}: label {y} out of range for {cols} classes");
-    y
-}
-
 /// `out = log softmax(x)` per row.
-pub fn log_softmax_forward(x: &[f32], out: &mut [f32], p: &RowParams) {
-    let (rows, cols) = checked_shape(
-        "log_softmax_forward",
-        p,
-        &[("x", x.len()), ("out", out.len())],
+pub fn log_softmax_forward(x: &[f32], out: &mut [f32], p: &RowParams) -> Result<(), KernelError> {
+    const OP: &str = "log_softmax_forward";
+    let (rows, cols) = shape(OP, p)?;
+    let (x, out) = (
+        words(OP, "x", x, rows * cols)?,
+        words_mut(OP, "out", out, rows * cols)?,
     );
     let run = |x: &[f32], out: &mut [f32]| {
         for (x, out) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
@@ -146,11 +144,13 @@ pub fn log_softmax_forward(x: &[f32], out: &mut [f32], p: &RowParams) {
     };
     let block = rows_per_task(cols);
     if rows <= block {
-        return run(x, out);
+        run(x, out);
+        return Ok(());
     }
     x.par_chunks(block * cols)
         .zip(out.par_chunks_mut(block * cols))
         .for_each(|(x, out)| run(x, out));
+    Ok(())
 }
 
 // d/dx of Σ_i g_i log_softmax(x)_i = g - softmax(x) · Σ_i g_i
@@ -159,16 +159,20 @@ pub fn log_softmax_forward(x: &[f32], out: &mut [f32], p: &RowParams) {
 // and Σ_i g_i (δ_ij - softmax_j) = g_j - softmax_j Σ_i g_i. softmax = exp(out): the
 // forward output is all the backward needs.
 /// `grad_x = grad_out - exp(out) · Σ grad_out` per row, with `out` the saved log-softmax.
-pub fn log_softmax_backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32], p: &RowParams) {
-    let (rows, cols) = checked_shape(
-        "log_softmax_backward",
-        p,
-        &[
-            ("out", out.len()),
-            ("grad_out", grad_out.len()),
-            ("grad_x", grad_x.len()),
-        ],
+pub fn log_softmax_backward(
+    out: &[f32],
+    grad_out: &[f32],
+    grad_x: &mut [f32],
+    p: &RowParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "log_softmax_backward";
+    let (rows, cols) = shape(OP, p)?;
+    let len = rows * cols;
+    let (out, grad_out) = (
+        words(OP, "out", out, len)?,
+        words(OP, "grad_out", grad_out, len)?,
     );
+    let grad_x = words_mut(OP, "grad_x", grad_x, len)?;
     let run = |out: &[f32], g: &[f32], gx: &mut [f32]| {
         let rows = out.chunks_exact(cols).zip(g.chunks_exact(cols));
         for ((out, g), gx) in rows.zip(gx.chunks_exact_mut(cols)) {
@@ -180,12 +184,14 @@ pub fn log_softmax_backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32], p
     };
     let block = rows_per_task(cols);
     if rows <= block {
-        return run(out, grad_out, grad_x);
+        run(out, grad_out, grad_x);
+        return Ok(());
     }
     out.par_chunks(block * cols)
         .zip(grad_out.par_chunks(block * cols))
         .zip(grad_x.par_chunks_mut(block * cols))
         .for_each(|((out, g), gx)| run(out, g, gx));
+    Ok(())
 }
 
 // d/dz of -log softmax(z)_y = softmax(z) - onehot(y)
@@ -198,15 +204,22 @@ pub fn cross_entropy_forward(
     loss: &mut [f32],
     grad: &mut [f32],
     p: &RowParams,
-) {
+) -> Result<(), KernelError> {
     const OP: &str = "cross_entropy_forward";
-    let (rows, cols) = checked_shape(OP, p, &[("logits", logits.len()), ("grad", grad.len())]);
-    check_len(OP, "labels", labels.len(), rows);
-    check_len(OP, "loss", loss.len(), rows);
+    let (rows, cols) = shape(OP, p)?;
+    let (logits, labels) = (
+        words(OP, "logits", logits, rows * cols)?,
+        words(OP, "labels", labels, rows)?,
+    );
+    let (loss, grad) = (
+        words_mut(OP, "loss", loss, rows)?,
+        words_mut(OP, "grad", grad, rows * cols)?,
+    );
+    check_indices(OP, "labels", labels, cols)?;
     let run = |z: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]| {
         let rows = z.chunks_exact(cols).zip(labels).zip(loss);
         for (((z, &label), loss), grad) in rows.zip(grad.chunks_exact_mut(cols)) {
-            let y = label_index(OP, label, cols);
+            let y = label as usize;
             let ls = LogSoftmax::of(z, row_max(z), 1.0);
             for (j, (g, &v)) in grad.iter_mut().zip(z).enumerate() {
                 *g = ce_column(ls.at(v), j == y);
@@ -216,7 +229,8 @@ pub fn cross_entropy_forward(
     };
     let block = rows_per_task(cols);
     if rows <= block {
-        return run(logits, labels, loss, grad);
+        run(logits, labels, loss, grad);
+        return Ok(());
     }
     logits
         .par_chunks(block * cols)
@@ -224,6 +238,7 @@ pub fn cross_entropy_forward(
         .zip(loss.par_chunks_mut(block))
         .zip(grad.par_chunks_mut(block * cols))
         .for_each(|(((z, y), l), g)| run(z, y, l, g));
+    Ok(())
 }
 
 /// Values in one group of rows of [`softmax_kl_rows`]; rows wider than this go one by
@@ -433,26 +448,27 @@ pub fn softmax_kl_forward(
     loss: &mut [f32],
     grad: &mut [f32],
     p: &RowParams,
-) {
+) -> Result<(), KernelError> {
     const OP: &str = "softmax_kl_forward";
-    let matrices = [
-        ("student", student.len()),
-        ("teacher", teacher.len()),
-        ("grad", grad.len()),
-    ];
-    let (rows, cols) = checked_shape(OP, p, &matrices);
-    check_len(OP, "loss", loss.len(), rows);
-    let temperature = p.temperature;
-    assert!(
-        temperature > 0.0,
-        "{OP}: temperature {temperature} must be positive"
+    let (rows, cols) = shape(OP, p)?;
+    positive_temperature(OP, p)?;
+    let len = rows * cols;
+    let (student, teacher) = (
+        words(OP, "student", student, len)?,
+        words(OP, "teacher", teacher, len)?,
     );
+    let (loss, grad) = (
+        words_mut(OP, "loss", loss, rows)?,
+        words_mut(OP, "grad", grad, len)?,
+    );
+    let temperature = p.temperature;
     let run = |s: &[f32], t: &[f32], loss: &mut [f32], grad: &mut [f32]| {
         softmax_kl_rows(s, t, grad, cols, temperature, |r, kl| loss[r] = kl);
     };
     let block = rows_per_task(cols);
     if rows <= block {
-        return run(student, teacher, loss, grad);
+        run(student, teacher, loss, grad);
+        return Ok(());
     }
     student
         .par_chunks(block * cols)
@@ -460,6 +476,7 @@ pub fn softmax_kl_forward(
         .zip(loss.par_chunks_mut(block))
         .zip(grad.par_chunks_mut(block * cols))
         .for_each(|(((s, t), l), g)| run(s, t, l, g));
+    Ok(())
 }
 
 /// The cross-entropy half of one row of the distillation loss: `grad` holds the row's
@@ -493,7 +510,7 @@ pub fn kd_loss_forward(
     loss: &mut [f32],
     grad: &mut [f32],
     p: &RowParams,
-) {
+) -> Result<(), KernelError> {
     const OP: &str = "kd_loss_forward";
     let cols = p.cols as usize;
     let run = |s: &[f32], t: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]| {
@@ -504,8 +521,7 @@ pub fn kd_loss_forward(
         let rows = s.chunks_exact(cols).zip(labels);
         let outs = loss.chunks_exact_mut(2).zip(grad.chunks_exact_mut(cols));
         for ((s, &label), (loss, grad)) in rows.zip(outs) {
-            let y = label_index(OP, label, cols);
-            loss[0] = kd_blend_row(s, y, grad, p.alpha);
+            loss[0] = kd_blend_row(s, label as usize, grad, p.alpha);
         }
     };
     let outs = LossOutputs {
@@ -513,7 +529,7 @@ pub fn kd_loss_forward(
         terms: 2,
         grad,
     };
-    distillation_blocks(OP, (student, teacher, labels), outs, p, run);
+    distillation_blocks(OP, (student, teacher, labels), outs, p, run)
 }
 
 /// A distillation loss kernel's outputs: `terms` loss values per row, and the gradient.
@@ -523,32 +539,34 @@ struct LossOutputs<'a> {
     grad: &'a mut [f32],
 }
 
-/// Checks a distillation loss kernel's buffers against `p` and runs `run(student,
-/// teacher, labels, loss, grad)` on blocks of whole rows, in parallel past one block.
+/// Checks a distillation loss kernel's buffers, labels and temperature against `p` and
+/// runs `run(student, teacher, labels, loss, grad)` on blocks of whole rows, in
+/// parallel past one block.
 fn distillation_blocks(
-    op: &str,
+    op: &'static str,
     (student, teacher, labels): (&[f32], &[f32], &[u32]),
     out: LossOutputs,
     p: &RowParams,
     run: impl Fn(&[f32], &[f32], &[u32], &mut [f32], &mut [f32]) + Sync,
-) {
+) -> Result<(), KernelError> {
     let LossOutputs { loss, terms, grad } = out;
-    let matrices = [
-        ("student", student.len()),
-        ("teacher", teacher.len()),
-        ("grad", grad.len()),
-    ];
-    let (rows, cols) = checked_shape(op, p, &matrices);
-    check_len(op, "labels", labels.len(), rows);
-    check_len(op, "loss", loss.len(), terms * rows);
-    assert!(
-        p.temperature > 0.0,
-        "{op}: temperature {} must be positive",
-        p.temperature
+    let (rows, cols) = shape(op, p)?;
+    positive_temperature(op, p)?;
+    let len = rows * cols;
+    let (student, teacher) = (
+        words(op, "student", student, len)?,
+        words(op, "teacher", teacher, len)?,
     );
+    let labels = words(op, "labels", labels, rows)?;
+    let (loss, grad) = (
+        words_mut(op, "loss", loss, terms * rows)?,
+        words_mut(op, "grad", grad, len)?,
+    );
+    check_indices(op, "labels", labels, cols)?;
     let block = rows_per_task(cols);
     if rows <= block {
-        return run(student, teacher, labels, loss, grad);
+        run(student, teacher, labels, loss, grad);
+        return Ok(());
     }
     student
         .par_chunks(block * cols)
@@ -557,6 +575,7 @@ fn distillation_blocks(
         .zip(loss.par_chunks_mut(terms * block))
         .zip(grad.par_chunks_mut(block * cols))
         .for_each(|((((s, t), y), l), g)| run(s, t, y, l, g));
+    Ok(())
 }
 
 impl LogSoftmax {
@@ -610,16 +629,18 @@ pub fn dkd_loss_forward(
     loss: &mut [f32],
     grad: &mut [f32],
     p: &RowParams,
-) {
+) -> Result<(), KernelError> {
     const OP: &str = "dkd_loss_forward";
     let cols = p.cols as usize;
-    assert!(cols >= 2, "{OP}: decoupled KD needs at least two classes");
+    if cols < 2 {
+        let message = format!("{p:?}: decoupled KD needs at least two classes");
+        return Err(KernelError::BadParams { op: OP, message });
+    }
     let run = |s: &[f32], t: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]| {
         let rows = s.chunks_exact(cols).zip(t.chunks_exact(cols)).zip(labels);
         let outs = loss.chunks_exact_mut(3).zip(grad.chunks_exact_mut(cols));
         for (((s, t), &label), (loss, grad)) in rows.zip(outs) {
-            let y = label_index(OP, label, cols);
-            dkd_row(s, t, y, loss, grad, p);
+            dkd_row(s, t, label as usize, loss, grad, p);
         }
     };
     let outs = LossOutputs {
@@ -627,7 +648,7 @@ pub fn dkd_loss_forward(
         terms: 3,
         grad,
     };
-    distillation_blocks(OP, (student, teacher, labels), outs, p, run);
+    distillation_blocks(OP, (student, teacher, labels), outs, p, run)
 }
 
 /// One row of [`dkd_loss_forward`]: `[CE, T²·TCKD, T²·NCKD]` into `loss`, the blended
@@ -670,9 +691,13 @@ fn dkd_row(s: &[f32], t: &[f32], y: usize, loss: &mut [f32], grad: &mut [f32], p
 /// `out[r]` = the column of the largest value of row `r`, the first one on ties.
 /// NOTE: comparisons with NaN are false: a NaN is never picked over an earlier number,
 /// and a NaN in the first column is never replaced.
-pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) {
-    let (rows, cols) = checked_shape("argmax_rows", p, &[("x", x.len())]);
-    check_len("argmax_rows", "out", out.len(), rows);
+pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) -> Result<(), KernelError> {
+    const OP: &str = "argmax_rows";
+    let (rows, cols) = shape(OP, p)?;
+    let (x, out) = (
+        words(OP, "x", x, rows * cols)?,
+        words_mut(OP, "out", out, rows)?,
+    );
     let run = |x: &[f32], out: &mut [u32]| {
         for (x, o) in x.chunks_exact(cols).zip(out) {
             let mut best = 0;
@@ -687,11 +712,13 @@ pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) {
     };
     let block = rows_per_task(cols);
     if rows <= block {
-        return run(x, out);
+        run(x, out);
+        return Ok(());
     }
     x.par_chunks(block * cols)
         .zip(out.par_chunks_mut(block))
         .for_each(|(x, o)| run(x, o));
+    Ok(())
 }
 
 /// The mean over rows of per-row losses `(rows, cols)`: `means[c] = Σ_r losses[r, c] /
@@ -700,15 +727,23 @@ pub fn argmax_rows(x: &[f32], out: &mut [u32], p: &RowParams) {
 /// `means[0] + α·means[1] + β·means[2]` when `cols == 3` (those of [`dkd_loss_forward`]).
 ///
 /// NOTE: summed in `f64`, then rounded: the GPU's `f32` tree agrees to about 1e-6.
-pub fn row_loss_mean(losses: &[f32], loss: &mut [f32], means: &mut [f32], p: &RowParams) {
+pub fn row_loss_mean(
+    losses: &[f32],
+    loss: &mut [f32],
+    means: &mut [f32],
+    p: &RowParams,
+) -> Result<(), KernelError> {
     const OP: &str = "row_loss_mean";
-    let (rows, cols) = checked_shape(OP, p, &[("losses", losses.len())]);
-    assert!(
-        rows > 0 && (1..=3).contains(&cols),
-        "{OP}: ({rows}, {cols}) losses"
+    let (rows, cols) = shape(OP, p)?;
+    if rows == 0 || cols > 3 {
+        let message = format!("{p:?}: the mean of 1 to 3 loss columns over at least one row");
+        return Err(KernelError::BadParams { op: OP, message });
+    }
+    let losses = words(OP, "losses", losses, rows * cols)?;
+    let (loss, means) = (
+        words_mut(OP, "loss", loss, 1)?,
+        words_mut(OP, "means", means, cols)?,
     );
-    check_len(OP, "loss", loss.len(), 1);
-    check_len(OP, "means", means.len(), cols);
     let mut sums = [0.0f64; 3];
     for row in losses.chunks_exact(cols) {
         for (s, &l) in sums.iter_mut().zip(row) {
@@ -724,6 +759,7 @@ pub fn row_loss_mean(losses: &[f32], loss: &mut [f32], means: &mut [f32], p: &Ro
         [ce, tckd, nckd] => ce + p.alpha * tckd + p.beta * nckd,
         _ => unreachable!("checked: 1 to 3 columns"),
     };
+    Ok(())
 }
 
 // loss = (1/rows) Σ_r loss_r  =>  d loss / d logits_r = upstream · grad_r / rows,
@@ -734,14 +770,19 @@ pub fn row_loss_backward(
     upstream: &[f32],
     grad: &mut [f32],
     p: &ElementwiseParams,
-) {
-    let len = p.len as usize;
-    let lens = (grad_rows.len(), upstream.len(), grad.len());
-    assert_eq!(lens, (len, 1, len), "row_loss_backward: len {len}");
+) -> Result<(), KernelError> {
+    const OP: &str = "row_loss_backward";
+    let len = p.elements();
+    let (grad_rows, upstream) = (
+        words(OP, "grad_rows", grad_rows, len)?,
+        words(OP, "upstream", upstream, 1)?,
+    );
+    let grad = words_mut(OP, "grad", grad, len)?;
     let (up, alpha) = (upstream[0], p.alpha);
     for (g, &r) in grad.iter_mut().zip(grad_rows) {
         *g = (r * up) * alpha;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -852,6 +893,7 @@ mod tests {
     impl Case {
         fn params(&self) -> RowParams {
             RowParams::new(self.rows, self.cols)
+                .unwrap()
                 .with_temperature(self.temperature)
                 .with_alpha(self.alpha)
                 .with_beta(self.beta)
@@ -867,30 +909,31 @@ mod tests {
                 &mut loss,
                 &mut grad,
                 &self.params(),
-            );
+            )
+            .unwrap();
             (loss, grad)
         }
         fn softmax_kl(&self) -> (Vec<f32>, Vec<f32>) {
             let (mut loss, mut grad) = (vec![0.0; self.rows], vec![0.0; self.student.len()]);
             let (s, t) = (&self.student, &self.teacher);
-            softmax_kl_forward(s, t, &mut loss, &mut grad, &self.params());
+            softmax_kl_forward(s, t, &mut loss, &mut grad, &self.params()).unwrap();
             (loss, grad)
         }
         fn kd_loss(&self) -> (Vec<f32>, Vec<f32>) {
             let (mut loss, mut grad) = (vec![0.0; 2 * self.rows], vec![0.0; self.student.len()]);
             let (s, t, y) = (&self.student, &self.teacher, &self.labels);
-            kd_loss_forward(s, t, y, &mut loss, &mut grad, &self.params());
+            kd_loss_forward(s, t, y, &mut loss, &mut grad, &self.params()).unwrap();
             (loss, grad)
         }
         fn dkd_loss(&self) -> (Vec<f32>, Vec<f32>) {
             let (mut loss, mut grad) = (vec![0.0; 3 * self.rows], vec![0.0; self.student.len()]);
             let (s, t, y) = (&self.student, &self.teacher, &self.labels);
-            dkd_loss_forward(s, t, y, &mut loss, &mut grad, &self.params());
+            dkd_loss_forward(s, t, y, &mut loss, &mut grad, &self.params()).unwrap();
             (loss, grad)
         }
         fn log_softmax(&self) -> Vec<f32> {
             let mut out = vec![0.0; self.student.len()];
-            log_softmax_forward(&self.student, &mut out, &self.params());
+            log_softmax_forward(&self.student, &mut out, &self.params()).unwrap();
             out
         }
     }
@@ -957,7 +1000,7 @@ mod tests {
         fn log_softmax_backward_matches_reference(c in cases()) {
             let out = c.log_softmax();
             let mut grad_x = vec![0.0; out.len()];
-            log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params());
+            log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params()).unwrap();
             for r in 0..c.rows {
                 let (x, g) = (c.row(&c.student, r), c.row(&c.teacher, r));
                 let sum: f64 = g.iter().sum();
@@ -972,7 +1015,7 @@ mod tests {
         fn log_softmax_backward_matches_finite_differences(c in cases()) {
             let out = c.log_softmax();
             let mut grad_x = vec![0.0; out.len()];
-            log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params());
+            log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params()).unwrap();
             for r in 0..c.rows {
                 let g = c.row(&c.teacher, r);
                 let loss = |x: &[f64]| {
@@ -1152,7 +1195,7 @@ mod tests {
             })
         ) {
             let mut out = vec![0; rows];
-            argmax_rows(&x, &mut out, &RowParams::new(rows, cols));
+            argmax_rows(&x, &mut out, &RowParams::new(rows, cols).unwrap()).unwrap();
             for (r, &got) in out.iter().enumerate() {
                 let row = &x[r * cols..][..cols];
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -1166,22 +1209,25 @@ mod tests {
     // log_softmax = [-ln 4, ln 3 - ln 4].
     #[test]
     fn log_softmax_and_cross_entropy_by_hand() {
-        let p = RowParams::new(1, 2);
+        let p = RowParams::new(1, 2).unwrap();
         let x = [0.0, 3f32.ln()];
         let mut out = [0.0; 2];
-        log_softmax_forward(&x, &mut out, &p);
+        log_softmax_forward(&x, &mut out, &p).unwrap();
         assert_close("out", &out, &[-(4f64.ln()), (0.75f64).ln()], 1e-6, 1.0);
 
         // Backward with grad_out [1, 0]: Σ g = 1, so grad_x = [1 - 1/4, 0 - 3/4].
         let mut grad_x = [0.0; 2];
-        log_softmax_backward(&out, &[1.0, 0.0], &mut grad_x, &p);
+        log_softmax_backward(&out, &[1.0, 0.0], &mut grad_x, &p).unwrap();
         assert_close("grad_x", &grad_x, &[0.75, -0.75], 1e-6, 1.0);
 
         // Label 1: loss = -ln(3/4) = ln(4/3), grad = [1/4, 3/4 - 1].
         // Label 0: loss = -ln(1/4) = ln 4,    grad = [1/4 - 1, 3/4].
         let (mut loss, mut grad) = ([0.0; 2], [0.0; 4]);
-        let (x2, p2) = ([0.0, 3f32.ln(), 0.0, 3f32.ln()], RowParams::new(2, 2));
-        cross_entropy_forward(&x2, &[1, 0], &mut loss, &mut grad, &p2);
+        let (x2, p2) = (
+            [0.0, 3f32.ln(), 0.0, 3f32.ln()],
+            RowParams::new(2, 2).unwrap(),
+        );
+        cross_entropy_forward(&x2, &[1, 0], &mut loss, &mut grad, &p2).unwrap();
         assert_close("loss", &loss, &[(4.0f64 / 3.0).ln(), 4f64.ln()], 1e-6, 1.0);
         assert_close("grad", &grad, &[0.25, -0.25, -0.75, 0.75], 1e-6, 1.0);
     }
@@ -1194,14 +1240,14 @@ mod tests {
     fn softmax_kl_by_hand() {
         let kl = -0.25 * 2f64.ln() + 0.75 * 1.5f64.ln();
         let (mut loss, mut grad) = ([0.0], [0.0; 2]);
-        let p = RowParams::new(1, 2).with_temperature(2.0);
+        let p = RowParams::new(1, 2).unwrap().with_temperature(2.0);
         let (s, t) = ([0.0, 0.0], [0.0, 2.0 * 3f32.ln()]);
-        softmax_kl_forward(&s, &t, &mut loss, &mut grad, &p);
+        softmax_kl_forward(&s, &t, &mut loss, &mut grad, &p).unwrap();
         assert_close("loss", &loss, &[4.0 * kl], 1e-6, 1.0);
         assert_close("grad", &grad, &[0.5, -0.5], 1e-6, 1.0);
 
         // A student equal to its teacher: KL = 0 exactly, since log p_j - log q_j = 0.
-        softmax_kl_forward(&[1.0, -3.0], &[1.0, -3.0], &mut loss, &mut grad, &p);
+        softmax_kl_forward(&[1.0, -3.0], &[1.0, -3.0], &mut loss, &mut grad, &p).unwrap();
         assert_eq!((loss, grad), ([0.0], [0.0; 2]));
     }
 
@@ -1213,9 +1259,12 @@ mod tests {
     fn kd_loss_by_hand() {
         let kl = -0.25 * 2f64.ln() + 0.75 * 1.5f64.ln();
         let (mut loss, mut grad) = ([0.0; 2], [0.0; 2]);
-        let p = RowParams::new(1, 2).with_temperature(2.0).with_alpha(0.5);
+        let p = RowParams::new(1, 2)
+            .unwrap()
+            .with_temperature(2.0)
+            .with_alpha(0.5);
         let (s, t) = ([0.0, 0.0], [0.0, 2.0 * 3f32.ln()]);
-        kd_loss_forward(&s, &t, &[1], &mut loss, &mut grad, &p);
+        kd_loss_forward(&s, &t, &[1], &mut loss, &mut grad, &p).unwrap();
         assert_close("loss", &loss, &[2f64.ln(), 4.0 * kl], 1e-6, 1.0);
         assert_close("grad", &grad, &[0.5, -0.5], 1e-6, 1.0);
     }
@@ -1229,9 +1278,9 @@ mod tests {
         let tckd = 0.5 * 1.5f64.ln() + 0.5 * 0.75f64.ln();
         let nckd = 0.75 * 1.5f64.ln() + 0.25 * 0.5f64.ln();
         let (mut loss, mut grad) = ([0.0; 3], [0.0; 3]);
-        let p = RowParams::new(1, 3).with_alpha(1.0).with_beta(2.0);
+        let p = RowParams::new(1, 3).unwrap().with_alpha(1.0).with_beta(2.0);
         let (s, t) = ([0.0; 3], [4f32.ln(), 3f32.ln(), 0.0]);
-        dkd_loss_forward(&s, &t, &[0], &mut loss, &mut grad, &p);
+        dkd_loss_forward(&s, &t, &[0], &mut loss, &mut grad, &p).unwrap();
         assert_close("loss", &loss, &[3f64.ln(), tckd, nckd], 1e-6, 1.0);
         let want = [-5.0 / 6.0, -1.0 / 12.0, 11.0 / 12.0];
         assert_close("grad", &grad, &want, 1e-6, 1.0);
@@ -1241,7 +1290,7 @@ mod tests {
     fn argmax_rows_by_hand() {
         let mut out = [9; 3];
         let x = [[1.0, 3.0, 3.0, 2.0], [-1.0; 4], [0.0, -5.0, 7.0, 7.5]];
-        argmax_rows(x.as_flattened(), &mut out, &RowParams::new(3, 4));
+        argmax_rows(x.as_flattened(), &mut out, &RowParams::new(3, 4).unwrap()).unwrap();
         // The first of the tied 3s; a row all tied goes to column 0; a plain maximum.
         assert_eq!(out, [1, 0, 3]);
     }
@@ -1321,7 +1370,7 @@ mod tests {
         // gradient is q - p = [1, -1, 0].
         let (s, t) = ([1e4, -1e4, 0.0], [-1e4, 1e4, 5.0]);
         let (mut loss, mut grad) = ([0.0], [0.0; 3]);
-        softmax_kl_forward(&s, &t, &mut loss, &mut grad, &RowParams::new(1, 3));
+        softmax_kl_forward(&s, &t, &mut loss, &mut grad, &RowParams::new(1, 3).unwrap()).unwrap();
         assert_close(
             "loss",
             &loss,
@@ -1387,9 +1436,9 @@ mod tests {
     fn all_outputs(c: &Case) -> Vec<Vec<u32>> {
         let out = c.log_softmax();
         let mut grad_x = vec![0.0; out.len()];
-        log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params());
+        log_softmax_backward(&out, &c.teacher, &mut grad_x, &c.params()).unwrap();
         let mut argmax = vec![0; c.rows];
-        argmax_rows(&c.student, &mut argmax, &c.params());
+        argmax_rows(&c.student, &mut argmax, &c.params()).unwrap();
         let (ce, ce_grad) = c.cross_entropy();
         let (kl, kl_grad) = c.softmax_kl();
         let (kd, kd_grad) = c.kd_loss();
@@ -1436,18 +1485,19 @@ mod tests {
             &[1.0, 2.0, 6.0],
             &mut loss,
             &mut means,
-            &RowParams::new(3, 1),
-        );
+            &RowParams::new(3, 1).unwrap(),
+        )
+        .unwrap();
         assert_eq!((loss, means), ([3.0], [3.0]));
         let (mut loss, mut means) = ([f32::NAN], [f32::NAN; 2]);
-        let p = RowParams::new(2, 2).with_alpha(0.25);
-        row_loss_mean(&[1.0, 10.0, 3.0, 30.0], &mut loss, &mut means, &p);
+        let p = RowParams::new(2, 2).unwrap().with_alpha(0.25);
+        row_loss_mean(&[1.0, 10.0, 3.0, 30.0], &mut loss, &mut means, &p).unwrap();
         assert_eq!((loss, means), ([6.5], [2.0, 20.0]));
         // Three columns [[1, 2, 4], [3, 6, 0]]: means [2, 4, 2]; at alpha 0.5, beta 2 the
         // loss is 2 + 0.5 · 4 + 2 · 2 = 8.
         let (mut loss, mut means) = ([f32::NAN], [f32::NAN; 3]);
-        let p = RowParams::new(2, 3).with_alpha(0.5).with_beta(2.0);
-        row_loss_mean(&[1.0, 2.0, 4.0, 3.0, 6.0, 0.0], &mut loss, &mut means, &p);
+        let p = RowParams::new(2, 3).unwrap().with_alpha(0.5).with_beta(2.0);
+        row_loss_mean(&[1.0, 2.0, 4.0, 3.0, 6.0, 0.0], &mut loss, &mut means, &p).unwrap();
         assert_eq!((loss, means), ([8.0], [2.0, 4.0, 2.0]));
     }
 
@@ -1455,8 +1505,8 @@ mod tests {
     fn row_loss_backward_scales_by_upstream_over_rows() {
         // grad_rows [2, -4] · upstream 3 · (1 / 2 rows) = [3, -6].
         let mut grad = [f32::NAN; 2];
-        let p = ElementwiseParams::with_alpha(2, 0.5);
-        row_loss_backward(&[2.0, -4.0], &[3.0], &mut grad, &p);
+        let p = ElementwiseParams::with_alpha(2, 0.5).unwrap();
+        row_loss_backward(&[2.0, -4.0], &[3.0], &mut grad, &p).unwrap();
         assert_eq!(grad, [3.0, -6.0]);
     }
 }

@@ -4,6 +4,7 @@ use super::buffer::{BufferPool, GpuBuffer, Reuse};
 use super::pipeline::{Compiled, PipelineCache};
 use super::profile::Profiler;
 use super::GpuError;
+use crate::error::KernelError;
 use crate::registry::KernelId;
 use crate::QueueStats;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -117,36 +118,49 @@ impl GpuContext {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// A new buffer holding `data`.
-    pub fn upload(self: &Arc<Self>, data: &[f32]) -> GpuBuffer {
+    /// A new buffer holding `data`; [`GpuError::TooLarge`] past the adapter's largest
+    /// buffer.
+    pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<GpuBuffer, GpuError> {
         self.upload_bytes(bytemuck::cast_slice(data), data.len())
     }
 
     /// A new buffer holding `data` (labels, argmax indices).
-    pub fn upload_u32(self: &Arc<Self>, data: &[u32]) -> GpuBuffer {
+    pub fn upload_u32(self: &Arc<Self>, data: &[u32]) -> Result<GpuBuffer, GpuError> {
         self.upload_bytes(bytemuck::cast_slice(data), data.len())
     }
 
-    fn upload_bytes(self: &Arc<Self>, bytes: &[u8], len: usize) -> GpuBuffer {
+    fn upload_bytes(self: &Arc<Self>, bytes: &[u8], len: usize) -> Result<GpuBuffer, GpuError> {
         // NOTE: write_buffer lands before every command of the next submit, so the buffer
         // must be one that no recorded command can see: `Reuse::Written` (buffer.rs).
         // Then the upload needs no submit, and a step's inputs can be staged mid-step.
-        let buffer = self
-            .pool
-            .take(&self.device, 4 * len.max(1) as u64, Reuse::Written);
+        let buffer = self.take("upload", len, Reuse::Written)?;
         if !bytes.is_empty() {
             self.queue.write_buffer(&buffer, 0, bytes);
         }
-        GpuBuffer::new(self.clone(), buffer, len)
+        Ok(GpuBuffer::new(self.clone(), buffer, len))
     }
 
-    /// A new buffer of `len` zero words (`0.0` or `0u32`).
-    pub fn zeros(self: &Arc<Self>, len: usize) -> GpuBuffer {
-        let buffer = self
-            .pool
-            .take(&self.device, 4 * len.max(1) as u64, Reuse::Recorded);
+    /// A new buffer of `len` zero words (`0.0` or `0u32`); [`GpuError::TooLarge`] past
+    /// the adapter's largest buffer.
+    pub fn zeros(self: &Arc<Self>, len: usize) -> Result<GpuBuffer, GpuError> {
+        let buffer = self.take("zeros", len, Reuse::Recorded)?;
         self.encode(|enc| enc.clear_buffer(&buffer, 0, None));
-        GpuBuffer::new(self.clone(), buffer, len)
+        Ok(GpuBuffer::new(self.clone(), buffer, len))
+    }
+
+    /// A pooled buffer of `len` words, or the error naming `op` when the adapter allows
+    /// none that large (wgpu would only report it at the next read, as a lost device).
+    fn take(&self, op: &'static str, len: usize, reuse: Reuse) -> Result<wgpu::Buffer, GpuError> {
+        let limit = self.limits.max_buffer_size;
+        match (len.max(1) as u64).checked_mul(4) {
+            Some(bytes) if bytes <= limit => Ok(self.pool.take(&self.device, bytes, reuse)),
+            bytes => Err(GpuError::TooLarge {
+                op,
+                arg: "buffer",
+                bytes: bytes.unwrap_or(u64::MAX),
+                limit,
+            }),
+        }
     }
 
     /// Records `buf[..len] = 0`.
@@ -159,11 +173,9 @@ impl GpuContext {
     }
 
     /// A buffer of `len` words with unspecified contents, for partial results.
-    pub(crate) fn scratch(self: &Arc<Self>, len: usize) -> GpuBuffer {
-        let buffer = self
-            .pool
-            .take(&self.device, 4 * len.max(1) as u64, Reuse::Recorded);
-        GpuBuffer::new(self.clone(), buffer, len)
+    pub(crate) fn scratch(self: &Arc<Self>, len: usize) -> Result<GpuBuffer, GpuError> {
+        let buffer = self.take("scratch", len, Reuse::Recorded)?;
+        Ok(GpuBuffer::new(self.clone(), buffer, len))
     }
 
     /// Records `dst[..src.len()] = src`; `dst` must be at least as long (a buffer copied
@@ -179,12 +191,12 @@ impl GpuContext {
     pub fn copy_to(&self, src: &GpuBuffer, dst: &GpuBuffer, offset: usize) -> Result<(), GpuError> {
         let (len, needed) = (dst.len(), offset + src.len());
         if len < needed {
-            return Err(GpuError::BufferTooSmall {
+            return Err(GpuError::Kernel(KernelError::TooShort {
                 op: "copy_to",
                 arg: "dst",
                 len,
                 needed,
-            });
+            }));
         }
         if std::ptr::eq(src, dst) {
             return Err(GpuError::Aliased {

@@ -5,6 +5,7 @@ use super::buffer::GpuBuffer;
 use super::context::GpuContext;
 use super::profile::GpuTiming;
 use super::GpuError;
+use crate::error::KernelError;
 use crate::params::RowParams;
 use crate::registry::KernelId;
 
@@ -181,13 +182,12 @@ pub(crate) fn check_args(ctx: &GpuContext, op: &'static str, args: &[Arg]) -> Re
             return Err(GpuError::ForeignBuffer { op, arg: a.name });
         }
         if a.buf.len() < a.needed {
-            let (len, needed) = (a.buf.len(), a.needed);
-            return Err(GpuError::BufferTooSmall {
+            return Err(GpuError::Kernel(KernelError::TooShort {
                 op,
                 arg: a.name,
-                len,
-                needed,
-            });
+                len: a.buf.len(),
+                needed: a.needed,
+            }));
         }
         let bytes = 4 * a.needed as u64;
         if bytes > limit {

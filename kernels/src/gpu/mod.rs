@@ -5,7 +5,7 @@
 //!                                Any: software adapters (llvmpipe) too, for tests
 //! GpuContext::new(choice)        -> Result<Arc<GpuContext>, GpuError>
 //!   .adapter_name() .is_software()
-//!   .upload(&[f32]) .upload_u32(&[u32]) .zeros(len)   -> GpuBuffer (len in 4-byte words)
+//!   .upload(&[f32]) .upload_u32(&[u32]) .zeros(len)   -> Result<GpuBuffer> (len in 4-byte words)
 //!   .read(&buf) .read_u32(&buf)  -> Result<Vec<_>, GpuError>   the only point that waits
 //!   .flush()                     submit recorded work without waiting
 //!   .copy(&src, &dst) .copy_to(&src, &dst, offset) -> Result   recorded, like a launcher
@@ -46,6 +46,7 @@ pub use context::{AdapterChoice, GpuContext};
 pub use profile::GpuTiming;
 pub use split::{conv2d_backward_weight, matmul, sum_axis};
 
+use crate::error::KernelError;
 use std::fmt;
 
 /// What can go wrong on the GPU side; every variant names the op and the sizes involved.
@@ -55,26 +56,20 @@ pub enum GpuError {
     NoAdapter(String),
     /// The adapter refused to open a device.
     RequestDevice(String),
-    /// A buffer is shorter than the params say the op reads or writes.
-    BufferTooSmall {
-        /// The kernel's name.
-        op: &'static str,
-        /// The argument that is short.
-        arg: &'static str,
-        /// Words the buffer holds.
-        len: usize,
-        /// Words the params say it spans.
-        needed: usize,
-    },
-    /// A buffer exceeds what the adapter can bind to one shader.
+    /// What the CPU twin would refuse too: a buffer shorter than the params say the op
+    /// reads or writes ([`KernelError::TooShort`]), a span no index reaches, bad params.
+    Kernel(KernelError),
+    /// A buffer larger than the adapter can make (`upload`, `zeros`: its largest
+    /// buffer), or an argument larger than it can bind to one shader (a kernel: its
+    /// largest storage-buffer binding).
     TooLarge {
-        /// The kernel's name.
+        /// The kernel's name, or the allocation's (`upload`, `zeros`, `scratch`).
         op: &'static str,
-        /// The argument that is too large.
+        /// The argument that is too large (`buffer` for an allocation).
         arg: &'static str,
-        /// Bytes the params say it spans.
+        /// Bytes it needs.
         bytes: u64,
-        /// The adapter's largest storage-buffer binding, in bytes.
+        /// The adapter's limit, in bytes.
         limit: u64,
     },
     /// A dispatch needs more workgroups than even a 2-D split can launch.
@@ -113,17 +108,7 @@ impl fmt::Display for GpuError {
         match self {
             GpuError::NoAdapter(msg) => write!(f, "no GPU adapter: {msg}"),
             GpuError::RequestDevice(msg) => write!(f, "GPU device request failed: {msg}"),
-            GpuError::BufferTooSmall {
-                op,
-                arg,
-                len,
-                needed,
-            } => {
-                write!(
-                    f,
-                    "{op}: buffer `{arg}` holds {len} values, the params need {needed}"
-                )
-            }
+            GpuError::Kernel(e) => e.fmt(f),
             GpuError::TooLarge {
                 op,
                 arg,
@@ -161,3 +146,9 @@ impl fmt::Display for GpuError {
 }
 
 impl std::error::Error for GpuError {}
+
+impl From<KernelError> for GpuError {
+    fn from(e: KernelError) -> Self {
+        GpuError::Kernel(e)
+    }
+}

@@ -325,9 +325,9 @@ mod tests {
 
     /// `count` products of (8, 8) · (8, 8), then the result read back.
     fn matmuls(ctx: &Arc<GpuContext>, count: usize) {
-        let a = ctx.upload(&[1.0; 64]);
-        let c = ctx.zeros(64);
-        let p = MatmulParams::new(8, 8, 8);
+        let a = ctx.upload(&[1.0; 64]).unwrap();
+        let c = ctx.zeros(64).unwrap();
+        let p = MatmulParams::new(8, 8, 8).unwrap();
         for _ in 0..count {
             matmul(ctx, &a, &a, &c, &p).unwrap();
         }

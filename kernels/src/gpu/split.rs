@@ -56,14 +56,14 @@ pub fn matmul(
     }
     check_args(ctx, op.name(), &args)?;
     let slices = splits as usize + p.accumulate as usize;
-    let partial = c.context().scratch(slices * mn);
+    let partial = c.context().scratch(slices * mn)?;
     if p.accumulate == 1 {
         ctx.copy_words(c, &partial, mn);
     }
     let [a, b, _] = args;
     let args = [a, b, w("c", &partial, slices * mn)];
     launch(ctx, op, p, &args, tiles(p.m, p.n) * splits)?;
-    sum_axis(ctx, &partial, c, &AxisParams::new(1, slices, mn))
+    sum_axis(ctx, &partial, c, &AxisParams::new(1, slices, mn)?)
 }
 
 /// `grad_weight (c_out, c_in, kh, kw)`, overwritten, summed over the batch.
@@ -93,7 +93,7 @@ pub fn conv2d_backward_weight(
     }
     // Checked first, so that a short grad_weight fails before any work is recorded.
     check_args(ctx, op.name(), &[w("grad_weight", grad_weight, weights)])?;
-    let partial = grad_weight.context().scratch(splits * weights);
+    let partial = grad_weight.context().scratch(splits * weights)?;
     launch(
         ctx,
         op,
@@ -105,7 +105,7 @@ pub fn conv2d_backward_weight(
         ctx,
         &partial,
         grad_weight,
-        &AxisParams::new(1, splits, weights),
+        &AxisParams::new(1, splits, weights)?,
     )
 }
 
