@@ -4,7 +4,7 @@
 
 mod common;
 
-use distill::data::{Dataset, DatasetKind, Mnist};
+use distill::data::{self, Dataset, DatasetKind, Mnist};
 use distill::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use distill::progress::ProgressMode;
 use distill::train::{self, Distillation, Loss, TrainOptions, TrainReport};
@@ -13,17 +13,22 @@ use models::{builtin, checkpoint, Linear, Mode, Module, Network};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-fn mnist_dir() -> PathBuf {
-    std::env::var_os("MNIST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist"))
-        })
-}
-
+/// MNIST, found as the program finds it (`$MNIST_DIR`, else `data/mnist` in the
+/// checkout) and downloaded there once when it is nowhere.
 fn full() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
-    DATA.get_or_init(|| Mnist::load(&mnist_dir()).expect("official MNIST in ../shared/data/mnist"))
+    DATA.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let loaded =
+            data::find_or_fetch(DatasetKind::Mnist, root).and_then(|dir| Mnist::load(&dir));
+        loaded.unwrap_or_else(|e| {
+            panic!(
+                "{e}\nthese tests read MNIST from $MNIST_DIR or from {}: put its four files \
+                 there (`distill download` fetches them)",
+                root.join("data/mnist").display()
+            )
+        })
+    })
 }
 
 /// The first `train` training images and the first `test` test images.
@@ -207,6 +212,8 @@ fn a_resume_makes_the_metrics_file_agree_with_the_checkpoint() {
     ] {
         let resumed_path = dir.join("r.safetensors");
         std::fs::copy(&path, &resumed_path).unwrap();
+        let state = checkpoint::state_path(&path);
+        std::fs::copy(&state, checkpoint::state_path(&resumed_path)).unwrap();
         let resumed_metrics = dir.join("r.metrics.jsonl");
         std::fs::write(&resumed_metrics, &left).unwrap();
         let mut opts = options(2, resumed_path);

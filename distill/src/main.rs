@@ -121,6 +121,11 @@ struct Place {
     /// ./data/mnist or ./data/fashion-mnist].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Never fetch the data set: a folder that lacks one of its files is an error (by
+    /// default the missing files are downloaded into it and verified, as `distill
+    /// download` does; $DISTILL_MIRROR names a mirror to use instead of the public ones).
+    #[arg(long)]
+    no_download: bool,
 }
 
 /// What a training command prints.
@@ -403,6 +408,28 @@ impl Place {
         let (device, note) = Device::select(&self.device)?;
         say(mode, &note);
         let dir = data::resolve_data_dir(self.dataset, self.data.as_deref());
+        let missing = data::missing_files(self.dataset, &dir);
+        if !missing.is_empty() && !self.no_download {
+            // NOTE: not `say`: even a --quiet run tells what it fetches, on stderr.
+            eprintln!(
+                "{} lacks {} of {}'s files ({}): downloading them (--no-download to refuse)",
+                dir.display(),
+                missing.len(),
+                self.dataset.title(),
+                missing.join(", ")
+            );
+            data::download(self.dataset, &dir).map_err(|e| {
+                DistillError::Config(format!(
+                    "{e}\n{} is not in {} and could not be downloaded: put its four files \
+                     there (from `distill download` on a machine with a network), point \
+                     --data or ${} at them, or set ${} to a mirror",
+                    self.dataset.title(),
+                    dir.display(),
+                    self.dataset.env_var(),
+                    data::MIRROR_ENV
+                ))
+            })?;
+        }
         let data = Mnist::load_dataset(self.dataset, &dir)?.hold_out(val)?;
         say(
             mode,
@@ -517,10 +544,12 @@ fn stem(arg: &str) -> String {
         .map_or_else(|| arg.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// An existing checkpoint at `--out` is continued with `--resume`, replaced with
-/// `--force`, and otherwise refused: a run never overwrites one by accident.
+/// An existing checkpoint at `--out` (or its training state beside it) is continued with
+/// `--resume`, replaced with `--force`, and otherwise refused: a run never overwrites
+/// one by accident.
 fn check_overwrite(opts: &TrainOptions, force: bool) -> Result<()> {
-    if opts.out.exists() && !opts.resume && !force {
+    let exists = opts.out.exists() || models::checkpoint::state_path(&opts.out).exists();
+    if exists && !opts.resume && !force {
         return Err(DistillError::Config(format!(
             "{} already exists: pass --resume to continue it or --force to overwrite it",
             opts.out.display()

@@ -283,6 +283,7 @@ pub fn run_sweep(opts: &SweepOptions, data: &Mnist, device: &Device) -> Result<S
         });
         write_atomic(&result_file, (record.to_string() + "\n").as_bytes())?;
         // The result file is what a restart reads; the checkpoint only served a resume.
+        let _ = std::fs::remove_file(models::checkpoint::state_path(&checkpoint));
         let _ = std::fs::remove_file(&checkpoint);
         trained_now += 1;
         results.push(CellResult {

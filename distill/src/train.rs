@@ -648,7 +648,7 @@ pub fn validate(opts: &TrainOptions) -> Result<()> {
 }
 
 /// A fresh optimizer for `student`, or, when resuming, the parameters and optimizer
-/// state saved in `opts.out` (loaded into `student`); also the number of epochs done
+/// state saved beside `opts.out` (loaded into `student`); also the number of epochs done
 /// and, when resuming, the checkpoint's metrics line of its last epoch.
 fn start(
     opts: &TrainOptions,
@@ -657,8 +657,8 @@ fn start(
     kd: Option<&Distillation>,
     name: &str,
 ) -> Result<(Optimizer, usize, Option<String>)> {
-    if opts.resume && opts.out.exists() {
-        let ckpt = checkpoint::read(&opts.out)?;
+    if opts.resume && (opts.out.exists() || checkpoint::state_path(&opts.out).exists()) {
+        let ckpt = resume_source(&opts.out)?;
         let resume_err = |detail: String| DistillError::Resume {
             path: opts.out.clone(),
             detail,
@@ -678,7 +678,21 @@ fn start(
             )));
         }
         checkpoint::load_into(student, &ckpt)?;
+        if ckpt.extra().next().is_none() {
+            let state = checkpoint::state_path(&opts.out);
+            return Err(resume_err(format!(
+                "its optimizer state, {}, is missing; pass --force to train from scratch",
+                state.display()
+            )));
+        }
         let done = meta_number(&ckpt, "epoch").map_err(resume_err)?;
+        if ckpt.path != opts.out && weights_epoch(&opts.out) != Some(done as u64) {
+            // A kill between the two files left the state an epoch ahead of the weights
+            // (or alone): bring the weights up to it, as its epoch's save would have.
+            let mut meta = ckpt.metadata.clone();
+            meta.remove("optimizer_steps");
+            checkpoint::save(&opts.out, student, &meta, &[])?;
+        }
         let steps = meta_number(&ckpt, "optimizer_steps").map_err(resume_err)?;
         let mut optimizer = Optimizer::new(opts.optimizer, &student.parameters())?;
         optimizer
@@ -708,6 +722,22 @@ fn start(
         0,
         None,
     ))
+}
+
+/// The epoch of the weights file at `path`, if there is one that reads.
+fn weights_epoch(path: &Path) -> Option<u64> {
+    checkpoint::read(path).ok()?.epoch()
+}
+
+/// What a resume continues from: the training state beside the weights file `out`
+/// ([`checkpoint::state_path`]), else the weights file itself (one of the older kind
+/// holds its optimizer state; `start` refuses one that does not).
+fn resume_source(out: &Path) -> Result<Checkpoint> {
+    let state = checkpoint::state_path(out);
+    match state.exists() {
+        true => Ok(checkpoint::read(&state)?),
+        false => Ok(checkpoint::read(out)?),
+    }
 }
 
 /// Rewrites the metrics file of a run resumed after epoch `done` (atomically) so that
@@ -939,7 +969,6 @@ fn save(
     meta.insert("epochs".to_string(), opts.epochs.to_string());
     meta.insert("epoch".to_string(), m.epoch.to_string());
     meta.insert("metrics".to_string(), m.to_json().to_string());
-    meta.insert("optimizer_steps".to_string(), optimizer.steps().to_string());
     if let Some(kd) = kd {
         let teacher = kd
             .teacher
@@ -947,6 +976,13 @@ fn save(
             .map_or("a custom module", |s| s.name.as_str());
         meta.insert("distilled_from".to_string(), teacher.to_string());
     }
-    checkpoint::save(&opts.out, module, &meta, &optimizer.state())?;
+    // The whole training state first, then the weights alone (what PyTorch, eval and the
+    // exports read): a kill between the two leaves a state one epoch ahead of the
+    // weights, and a resume continues from the state.
+    let mut state = meta.clone();
+    state.insert("optimizer_steps".to_string(), optimizer.steps().to_string());
+    let state_path = checkpoint::state_path(&opts.out);
+    checkpoint::save(&state_path, module, &state, &optimizer.state())?;
+    checkpoint::save(&opts.out, module, &meta, &[])?;
     Ok(())
 }

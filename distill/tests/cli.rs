@@ -4,6 +4,8 @@
 //! `--out`'s default trains (a student-cnn on 1,000 images), so the whole file runs in
 //! seconds.
 
+mod common;
+
 use engine::Device;
 use models::{builtin, checkpoint, Network};
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// The official MNIST files, as `.gz`.
 fn shared_mnist_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist")
+    common::mnist_dir()
 }
 
 /// Every case here must fail (or succeed) long before the first training step; a run
@@ -401,15 +403,21 @@ fn training_flags_are_checked_before_the_data_is_loaded() {
 // ---------------------------------------------------------------------------------
 // Data
 
+/// With `--no-download` (without it the files are fetched: `tests/download.rs`).
 #[test]
 fn missing_data_dir_names_it_and_suggests_download() {
     let dir = TempDir::new("missing-data");
     let missing = dir.arg("no-such-dir");
     let flag = data_flag(Path::new(&missing));
-    train(&dir, &["--device=cpu", &flag]).fails_with(&[&missing, "distill download"]);
-    let checkpoint = dir.arg("x.safetensors");
-    distill(&dir, &["eval", "--checkpoint", &checkpoint, &flag])
+    train(&dir, &["--device=cpu", &flag, "--no-download"])
         .fails_with(&[&missing, "distill download"]);
+    let checkpoint = dir.arg("x.safetensors");
+    distill(
+        &dir,
+        &["eval", "--checkpoint", &checkpoint, &flag, "--no-download"],
+    )
+    .fails_with(&[&missing, "distill download"]);
+    assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
 }
 
 #[test]
@@ -424,6 +432,7 @@ fn missing_data_dir_from_mnist_dir_env() {
         "--out",
         &out,
         "--device=cpu",
+        "--no-download",
     ];
     distill_in(&dir, &args, &[("MNIST_DIR", &missing)]).fails_with(&[&missing, "distill download"]);
     // Neither flag nor variable: ./data/mnist, in the working directory.
@@ -604,25 +613,35 @@ fn run_unknown_preset_lists_the_presets() {
     distill(&dir, &["run", "--preset", "nope"]).fails_with(&["nope", "default", "hinton-mnist"]);
 }
 
+/// A resume that cannot continue the checkpoint names why and changes nothing: one of
+/// another architecture, and a weights file without its training state beside it
+/// (copied alone, say), which names the missing file and the way out.
 #[test]
-fn resume_from_another_architecture() {
-    let dir = TempDir::new("resume-arch");
+fn resume_refusals_leave_the_checkpoint_as_it_was() {
+    let dir = TempDir::new("resume-refused");
     let out = dir.arg("student.safetensors");
     write_checkpoint(Path::new(&out), "student-cnn");
     let before = fs::read(&out).unwrap();
-    let args = [
-        "train",
-        "--model",
-        "teacher-cnn",
-        "--out",
-        &out,
-        "--resume",
-        "--device=cpu",
-        &official_data(),
+    let state = dir.arg("student.optim.safetensors");
+    let cases: [(&str, &[&str]); 2] = [
+        ("teacher-cnn", &[&out, "student-cnn", "teacher-cnn"]),
+        ("student-cnn", &[&state, "is missing", "--force"]),
     ];
-    distill(&dir, &args).fails_with(&[&out, "student-cnn", "teacher-cnn"]);
-    assert_eq!(fs::read(&out).unwrap(), before, "{out} changed");
-    assert_eq!(listing(&dir), ["student.safetensors"]);
+    for (model, message) in cases {
+        let args = [
+            "train",
+            "--model",
+            model,
+            "--out",
+            &out,
+            "--resume",
+            "--device=cpu",
+            &official_data(),
+        ];
+        distill(&dir, &args).fails_with(message);
+        assert_eq!(fs::read(&out).unwrap(), before, "{out} changed");
+        assert_eq!(listing(&dir), ["student.safetensors"]);
+    }
 }
 
 /// The metrics file beside `--out` is written before the first step, so a run whose
@@ -995,12 +1014,7 @@ fn a_checkpoint_is_not_evaluated_on_another_data_set() {
         ],
     )
     .succeeds();
-    let fashion = format!(
-        "--data={}",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/fashion-mnist")
-            .display()
-    );
+    let fashion = data_flag(&common::data_dir(distill::data::DatasetKind::FashionMnist));
     distill(
         &dir,
         &[

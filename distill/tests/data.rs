@@ -1,6 +1,8 @@
 //! MNIST loading against the official files in `../shared/data/mnist`, every bad-input
 //! error on small synthetic IDX files, and the batching contract.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -14,7 +16,7 @@ use distill::data::{
 use proptest::prelude::*;
 
 fn shared_mnist_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist")
+    common::mnist_dir()
 }
 
 /// Loaded once for all the tests that read the official data.
@@ -139,8 +141,11 @@ fn subset_copies_and_clips() {
 
 #[test]
 fn data_dir_resolution_order() {
-    // The only test touching MNIST_DIR.
+    // The only test touching MNIST_DIR. NOTE: the other tests' folders are found first
+    // (they read the variables once), and the variables are put back at the end.
     let (mnist, fashion) = (DatasetKind::Mnist, DatasetKind::FashionMnist);
+    let _ = (common::data_dir(mnist), common::data_dir(fashion));
+    let saved = ["MNIST_DIR", "FASHION_MNIST_DIR"].map(|v| (v, std::env::var_os(v)));
     std::env::set_var("MNIST_DIR", "/from/env");
     assert_eq!(
         resolve_data_dir(mnist, Some(Path::new("/from/cli"))),
@@ -157,6 +162,12 @@ fn data_dir_resolution_order() {
     assert_eq!(resolve_data_dir(mnist, None), PathBuf::from("data/mnist"));
     std::env::remove_var("MNIST_DIR");
     assert_eq!(resolve_data_dir(mnist, None), PathBuf::from("data/mnist"));
+    for (var, value) in saved {
+        match value {
+            Some(value) => std::env::set_var(var, value),
+            None => std::env::remove_var(var),
+        }
+    }
 }
 
 #[test]
@@ -197,7 +208,7 @@ fn the_validation_split_is_disjoint_stable_and_independent_of_the_run_seed() {
 
 #[test]
 fn fashion_mnist_loads_with_its_own_hashes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/fashion-mnist");
+    let dir = common::data_dir(DatasetKind::FashionMnist);
     let f = Mnist::load_dataset(DatasetKind::FashionMnist, &dir).unwrap();
     assert_eq!(f.kind, DatasetKind::FashionMnist);
     assert_eq!((f.train.len(), f.test.len()), (60_000, 10_000));

@@ -6,6 +6,8 @@
 //! to the smallest input). The long runs are `fuzz/run.sh`'s, from the seeds that
 //! [`seeds_for_cargo_fuzz`] writes.
 
+mod common;
+
 use distill::data::{self as idx, Dataset};
 use engine::Device;
 use models::{builtin, checkpoint, Network, NetworkSpec};
@@ -18,7 +20,7 @@ use std::sync::OnceLock;
 const CASES: u32 = 20_000;
 
 fn mnist(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+    let path = common::mnist_dir();
     idx::read_file(&path, name).unwrap().1
 }
 

@@ -1,9 +1,12 @@
-//! `distill train` killed with SIGKILL at many moments: each time the checkpoint on disk
-//! loads (the previous epoch's or the new one's, never a torn file), the metrics file
-//! holds whole lines of distinct epochs in order, and `--resume` then finishes with the
-//! very parameters, optimizer state and metrics lines of a run that was never stopped.
+//! `distill train` killed with SIGKILL at many moments: each time the weights file and
+//! the training state beside it load (the previous epoch's or the new one's, never a
+//! torn file; the state at most one epoch ahead), the metrics file holds whole lines of
+//! distinct epochs in order, and `--resume` then finishes with the very parameters,
+//! optimizer state and metrics lines of a run that was never stopped.
 //!
 //! A student-cnn on 1,000 training images (`--val 59000` holds out the rest), 2 epochs.
+
+mod common;
 
 use models::checkpoint;
 use std::fs;
@@ -17,7 +20,7 @@ const EPOCHS: u64 = 2;
 
 /// The official MNIST files, as the other program tests read them.
 fn mnist_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist")
+    common::mnist_dir()
 }
 
 fn scratch() -> PathBuf {
@@ -69,19 +72,30 @@ fn metrics_epochs(path: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// What a killed run left: the checkpoint loads, and the metrics file has epochs 1, 2,
-/// ... once each, at most up to the checkpoint's epoch and at least the one before it.
+/// The epoch of the checkpoint at `path`, 0 when there is none; it must load.
+fn epoch_of(path: &Path, when: &str) -> u64 {
+    match path.exists() {
+        true => {
+            let ckpt = checkpoint::read(path).unwrap_or_else(|e| panic!("{when}: {e}"));
+            ckpt.metadata["epoch"].parse::<u64>().unwrap()
+        }
+        false => 0,
+    }
+}
+
+/// What a killed run left: the weights and the state load, the state is the weights'
+/// epoch or the next, and the metrics file has epochs 1, 2, ... once each, at most up to
+/// the weights' epoch and at least the one before it.
 fn check_left(out: &Path, metrics: &Path, when: &str) {
     let epochs = metrics_epochs(metrics);
     let expected: Vec<u64> = (1..=epochs.len() as u64).collect();
     assert_eq!(epochs, expected, "{when}: the metrics file's epochs");
-    let saved = match out.exists() {
-        true => {
-            let ckpt = checkpoint::read(out).unwrap_or_else(|e| panic!("{when}: {e}"));
-            ckpt.metadata["epoch"].parse::<u64>().unwrap()
-        }
-        false => 0,
-    };
+    let saved = epoch_of(out, when);
+    let state = epoch_of(&checkpoint::state_path(out), when);
+    assert!(
+        state == saved || state == saved + 1,
+        "{when}: a training state of epoch {state} beside weights of epoch {saved}"
+    );
     let lines = epochs.len() as u64;
     assert!(
         lines == saved || lines + 1 == saved,
@@ -93,17 +107,22 @@ fn check_left(out: &Path, metrics: &Path, when: &str) {
 /// temporary file of a killed write is left beside it.
 fn resume_and_compare(out: &Path, metrics: &Path, reference: &Reference, when: &str) {
     finish(start(out, true), &format!("{when}: the resume"));
-    let prefix = format!("{}.tmp-", out.file_name().unwrap().to_string_lossy());
+    let state = checkpoint::state_path(out);
+    let prefixes =
+        [out, &state].map(|p| format!("{}.tmp-", p.file_name().unwrap().to_string_lossy()));
     let left: Vec<String> = fs::read_dir(out.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(&prefix))
+        .filter(|name| prefixes.iter().any(|p| name.starts_with(p)))
         .collect();
     assert!(left.is_empty(), "{when}: left after the resume: {left:?}");
-    let ckpt = checkpoint::read(out).unwrap();
     assert!(
-        ckpt.tensors == reference.tensors,
-        "{when}: the resumed run ended with other parameters or optimizer state"
+        checkpoint::read(out).unwrap().tensors == reference.weights,
+        "{when}: the resumed run ended with other parameters"
+    );
+    assert!(
+        checkpoint::read(&state).unwrap().tensors == reference.state,
+        "{when}: the resumed run ended with another optimizer state"
     );
     let lines = fs::read_to_string(metrics).unwrap();
     let without_times = |text: &str| -> Vec<serde_json::Value> {
@@ -124,7 +143,8 @@ fn resume_and_compare(out: &Path, metrics: &Path, reference: &Reference, when: &
 }
 
 struct Reference {
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    weights: Vec<(String, Vec<usize>, Vec<f32>)>,
+    state: Vec<(String, Vec<usize>, Vec<f32>)>,
     metrics: String,
     wall: Duration,
 }
@@ -136,7 +156,10 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
     let t0 = Instant::now();
     finish(start(&reference_out, false), "the uninterrupted run");
     let reference = Reference {
-        tensors: checkpoint::read(&reference_out).unwrap().tensors,
+        weights: checkpoint::read(&reference_out).unwrap().tensors,
+        state: checkpoint::read(&checkpoint::state_path(&reference_out))
+            .unwrap()
+            .tensors,
         metrics: fs::read_to_string(dir.join("reference.metrics.jsonl")).unwrap(),
         wall: t0.elapsed(),
     };
@@ -158,11 +181,13 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
         resume_and_compare(&out, &metrics, &reference, &when);
     }
 
-    // Killed while a checkpoint is being written: as soon as its temporary file shows.
-    for epoch in 1..=EPOCHS {
-        let out = dir.join(format!("saving{epoch}.safetensors"));
-        let metrics = dir.join(format!("saving{epoch}.metrics.jsonl"));
-        let tmp_prefix = format!("saving{epoch}.safetensors.tmp-");
+    // Killed while a file is being written, the state or the weights: as soon as its
+    // temporary file shows.
+    for (epoch, file) in (1..=EPOCHS).flat_map(|e| [(e, "optim.safetensors"), (e, "safetensors")]) {
+        let stem = format!("saving{epoch}-{}", file.len());
+        let out = dir.join(format!("{stem}.safetensors"));
+        let metrics = dir.join(format!("{stem}.metrics.jsonl"));
+        let tmp_prefix = format!("{stem}.{file}.tmp-");
         let mut child = start(&out, false);
         let deadline = Instant::now() + reference.wall * 4;
         let mut seen = 0;
@@ -185,8 +210,8 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
             }
         }
         child.wait().unwrap();
-        assert_eq!(seen, epoch, "never saw the write of epoch {epoch}");
-        let when = format!("killed while writing epoch {epoch}'s checkpoint");
+        assert_eq!(seen, epoch, "never saw the write of epoch {epoch}'s {file}");
+        let when = format!("killed while writing epoch {epoch}'s {file}");
         check_left(&out, &metrics, &when);
         resume_and_compare(&out, &metrics, &reference, &when);
     }

@@ -1,14 +1,19 @@
-//! Checkpoints: safetensors files holding a network's `state_dict`, optionally its
-//! optimizer state, and metadata.
+//! Checkpoints: safetensors files holding a network's `state_dict`, optionally extra
+//! state (an optimizer's), and metadata.
 //!
 //! Layout: every tensor F32, little-endian, under its PyTorch `state_dict` name
 //! (`conv1.weight: (out, in, kh, kw)`, `fc1.weight: (out, in)`, `fc1.bias: (out)`),
 //! so `safetensors.torch.load_file` gives a dict that a PyTorch module of the same
-//! architecture loads as is. Optimizer state sits beside it under [`EXTRA_PREFIX`]
-//! (`optim.fc1.weight.m`). `__metadata__` holds string pairs: `format` = [`FORMAT`],
-//! `network` (the module's [`NetworkSpec`] as JSON, when it has one: any network is
-//! rebuilt from the file alone), `epoch`, `seed` (decimal integers), `metrics` (a JSON
-//! document), and whatever else the caller adds.
+//! architecture loads as is, `strict=True`. Extra state, when a caller saves some, sits
+//! beside it under [`EXTRA_PREFIX`] (`optim.fc1.weight.m`): the training program keeps
+//! it out of the weights file, in its own file at [`state_path`].
+//!
+//! `__metadata__` holds string pairs: `format` = [`FORMAT`], `epoch`, `seed` (decimal
+//! integers), `metrics` (a JSON document); for a module with a description, `network`
+//! (its [`NetworkSpec`] as JSON: any network is rebuilt from the file alone) and, read
+//! from it, `input_shape` (`[channels, height, width]`), `input_mean` and `input_std`
+//! (the `(x - mean) / std` the network applies itself to `[0, 1]` pixels first) and
+//! `classes`; and whatever else the caller adds.
 //!
 //! Files of the previous format, `kd-stack/1`, name a built-in network under `arch`
 //! instead of a description; they still load.
@@ -35,6 +40,18 @@ pub const FORMAT_1: &str = "kd-stack/1";
 /// Tensors whose names start with this are state saved beside the parameters
 /// (optimizer moments, ...); any other name must be a parameter of the network.
 pub const EXTRA_PREFIX: &str = "optim.";
+
+/// The file beside the weights file `path` that holds a run's whole training state (the
+/// parameters and the optimizer's tensors): `NAME.optim.safetensors` for
+/// `NAME.safetensors`, `NAME.optim` for any other name.
+pub fn state_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let state = match name.strip_suffix(".safetensors") {
+        Some(stem) => format!("{stem}.optim.safetensors"),
+        None => format!("{name}.optim"),
+    };
+    path.with_file_name(state)
+}
 
 /// A checkpoint file read into memory.
 #[derive(Clone, Debug)]
@@ -298,7 +315,17 @@ pub fn save(
     let mut header = metadata.clone();
     let mut written = vec![("format", FORMAT.to_string())];
     if let Some(spec) = module.spec() {
-        written.push(("network", spec.to_json()));
+        let [c, h, w] = spec.input;
+        let classes: usize = spec
+            .output_shape()
+            .map_or(0, |shape| shape.iter().product());
+        written.extend([
+            ("network", spec.to_json()),
+            ("input_shape", format!("[{c}, {h}, {w}]")),
+            ("input_mean", spec.normalize.mean.to_string()),
+            ("input_std", spec.normalize.std.to_string()),
+            ("classes", classes.to_string()),
+        ]);
     }
     for (key, value) in written {
         match header.insert(key.to_string(), value.clone()) {

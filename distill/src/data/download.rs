@@ -1,4 +1,7 @@
-//! `distill download`: fetch the four `.gz` files from a public mirror, verify, store.
+//! Fetching a data set: the four `.gz` files from a public mirror (or `$DISTILL_MIRROR`),
+//! each verified against its official SHA-256 before it is stored under its final name.
+//! `distill download` runs it; `train`, `distill`, `run`, `sweep` and `eval` run it for
+//! a data folder that lacks a file (unless `--no-download`).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -23,21 +26,64 @@ pub const FASHION_MIRRORS: [&str; 2] = [
 /// The largest `.gz` we accept (train images are about 10 MB).
 const MAX_DOWNLOAD: u64 = 64 << 20;
 
+/// The environment variable naming a mirror to use instead of the public ones: a base
+/// URL laid out as the `data` folder, serving `mnist/NAME.gz` and
+/// `fashion-mnist/NAME.gz` (a local copy served by any static server, a company proxy).
+pub const MIRROR_ENV: &str = "DISTILL_MIRROR";
+
+/// The mirrors to try for `kind`, in order: `$DISTILL_MIRROR/KIND/` alone when the
+/// variable is set (and not empty), else the public ones.
+pub fn mirrors(kind: DatasetKind) -> Vec<String> {
+    match std::env::var(MIRROR_ENV) {
+        Ok(url) if !url.is_empty() => {
+            let slash = if url.ends_with('/') { "" } else { "/" };
+            vec![format!("{url}{slash}{}/", kind.name())]
+        }
+        _ => kind.mirrors().iter().map(|m| m.to_string()).collect(),
+    }
+}
+
 /// Fetches every file of `kind` not already present and valid in `dir` (created if
 /// needed), printing progress to stderr.
 pub fn download(kind: DatasetKind, dir: &Path) -> Result<(), DataError> {
+    download_files(&kind.files(), &mirrors(kind), dir)
+}
+
+/// [`download`] of any `files` (their names and the SHA-256 of each one decompressed)
+/// from `mirrors`, tried in order for each file.
+pub fn download_files(
+    files: &[MnistFile],
+    mirrors: &[String],
+    dir: &Path,
+) -> Result<(), DataError> {
+    // The folders made here, innermost first: on failure they go again if still empty.
+    let made: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let fetched = fetch_all(files, mirrors, dir);
+    if fetched.is_err() {
+        for folder in made {
+            // Best effort: `remove_dir` leaves a folder that is not empty.
+            let _ = fs::remove_dir(folder);
+        }
+    }
+    fetched
+}
+
+fn fetch_all(files: &[MnistFile], mirrors: &[String], dir: &Path) -> Result<(), DataError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(300)))
         .build()
         .into();
-    for file in kind.files() {
+    for &file in files {
         if present_and_valid(dir, file)? {
             eprintln!("{}: present and valid, skipped", file.name);
             continue;
         }
         let mut failures = Vec::new();
-        for mirror in kind.mirrors() {
+        for mirror in mirrors {
             let url = format!("{mirror}{}.gz", file.name);
             eprintln!("{}: fetching {url}", file.name);
             let saved = fetch(&agent, &url)
@@ -50,7 +96,10 @@ pub fn download(kind: DatasetKind, dir: &Path) -> Result<(), DataError> {
                 }
                 Err(e) => {
                     eprintln!("{}: {e}", file.name);
-                    failures.push(format!("{url}: {e}"));
+                    failures.push(match e {
+                        DataError::Download { detail, .. } => format!("{url}: {detail}"),
+                        e => format!("{url}: {e}"),
+                    });
                 }
             }
         }
@@ -85,18 +134,65 @@ fn present_and_valid(dir: &Path, file: MnistFile) -> Result<bool, DataError> {
     }
 }
 
+/// The body at `url`, whole (a connection that ends early is an error, never a shorter
+/// file), with its progress on stderr: a line redrawn in place on a terminal, a line per
+/// quarter otherwise.
 fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, DataError> {
+    use std::io::IsTerminal;
     let failed = |detail: String| DataError::Download {
         file: url.to_string(),
         detail,
     };
     let mut response = agent.get(url).call().map_err(|e| failed(e.to_string()))?;
-    response
+    let total = response.body().content_length();
+    let mut reader = response
         .body_mut()
         .with_config()
         .limit(MAX_DOWNLOAD)
-        .read_to_vec()
-        .map_err(|e| failed(e.to_string()))
+        .reader();
+    let terminal = std::io::stderr().is_terminal();
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(MAX_DOWNLOAD) as usize);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut shown = 0;
+    loop {
+        let n = reader.read(&mut chunk).map_err(|e| failed(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        let Some(total) = total.filter(|&t| t > 0) else {
+            continue;
+        };
+        let percent = (bytes.len() as u64 * 100 / total).min(100);
+        if terminal {
+            eprint!(
+                "\r  {:.1} of {:.1} MB ({percent}%)",
+                mb(bytes.len() as u64),
+                mb(total)
+            );
+        } else if percent >= shown + 25 {
+            shown = percent - percent % 25;
+            eprintln!(
+                "  {:.1} of {:.1} MB ({shown}%)",
+                mb(bytes.len() as u64),
+                mb(total)
+            );
+        }
+    }
+    if terminal && total.is_some() {
+        eprintln!();
+    }
+    match total {
+        Some(total) if bytes.len() as u64 != total => Err(failed(format!(
+            "the connection ended after {} of {total} bytes",
+            bytes.len()
+        ))),
+        _ => Ok(bytes),
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
 }
 
 /// Reads a `.gz` stream, checks that it decompresses to bytes hashing to `sha256`, and

@@ -10,7 +10,9 @@ mod download;
 mod idx;
 
 pub use batch::{epoch_order, jitter_shift, Batch, Batches, Batching, JITTER_MAX};
-pub use download::{download, save_verified, FASHION_MIRRORS, MIRRORS};
+pub use download::{
+    download, download_files, mirrors, save_verified, FASHION_MIRRORS, MIRRORS, MIRROR_ENV,
+};
 pub use idx::{
     find_file, gunzip, parse_idx_images, parse_idx_labels, read_file, sha256_hex, verify_sha256,
 };
@@ -304,6 +306,31 @@ impl DataError {
             source,
         }
     }
+}
+
+/// The data folder of a caller with no `--data` working from `root` (the tests and
+/// examples of a checkout): `$MNIST_DIR` (`$FASHION_MNIST_DIR`) if set and non-empty,
+/// else `root/data/mnist` (`root/data/fashion-mnist`). A file it lacks is downloaded
+/// into it first, as the program does.
+pub fn find_or_fetch(kind: DatasetKind, root: &Path) -> Result<PathBuf, DataError> {
+    let dir = match std::env::var_os(kind.env_var()) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => root.join(kind.default_dir()),
+    };
+    if !missing_files(kind, &dir).is_empty() {
+        eprintln!("{} lacks {}: downloading it", dir.display(), kind.title());
+        download(kind, &dir)?;
+    }
+    Ok(dir)
+}
+
+/// The names of `kind`'s files that `dir` holds neither raw nor gzipped.
+pub fn missing_files(kind: DatasetKind, dir: &Path) -> Vec<&'static str> {
+    kind.files()
+        .iter()
+        .filter(|f| find_file(dir, f.name).is_err())
+        .map(|f| f.name)
+        .collect()
 }
 
 /// The data directory: `--data DIR` if given, else `$MNIST_DIR` (`$FASHION_MNIST_DIR`)

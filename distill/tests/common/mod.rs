@@ -1,0 +1,35 @@
+//! What every test of the `distill` package that reads a data set shares.
+
+use distill::data::{self, DatasetKind};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The official files of `kind`, found as the program finds them (`$MNIST_DIR` or
+/// `$FASHION_MNIST_DIR`, else `data/mnist` or `data/fashion-mnist` in the checkout) and
+/// downloaded there once when they are nowhere. Without them (and no network) the test
+/// fails saying where to put them.
+pub fn data_dir(kind: DatasetKind) -> PathBuf {
+    static DIRS: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = match kind {
+        DatasetKind::Mnist => &DIRS[0],
+        DatasetKind::FashionMnist => &DIRS[1],
+    };
+    slot.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        data::find_or_fetch(kind, &root).unwrap_or_else(|e| {
+            panic!(
+                "{e}\nthe tests read {} from ${} or from {} in the checkout: put its four \
+                 files there (`distill download --dataset {kind}` fetches them)",
+                kind.title(),
+                kind.env_var(),
+                root.join(kind.default_dir()).display()
+            )
+        })
+    })
+    .clone()
+}
+
+/// [`data_dir`] of MNIST.
+pub fn mnist_dir() -> PathBuf {
+    data_dir(DatasetKind::Mnist)
+}
