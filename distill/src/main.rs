@@ -43,6 +43,8 @@ enum Command {
     /// List the built-in networks (and any named) with their parameter counts and
     /// forward FLOPs per image.
     Models(ModelsArgs),
+    /// Write a checkpoint's network for other runtimes: a standard ONNX model.
+    Export(ExportArgs),
     /// Fetch a data set's four files from public mirrors and verify their hashes.
     Download {
         /// mnist or fashion-mnist.
@@ -359,6 +361,28 @@ struct EvalArgs {
     place: Place,
 }
 
+#[derive(Args)]
+struct ExportArgs {
+    /// The checkpoint whose network is exported (any network: its description is in it).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// onnx: an ONNX model, opset 13, the input standardisation inside the graph; input
+    /// `input` (batch, 1, 28, 28) pixels in [0, 1], output `logits` (batch, 10).
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace --out if it exists; without this an existing file is refused.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Onnx,
+}
+
 fn main() -> ExitCode {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         // NOTE: Mesa's device-select Vulkan layer prints "XDG_RUNTIME_DIR is invalid" on
@@ -383,6 +407,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => cmd_run(args),
         Command::Sweep(args) => cmd_sweep(args),
         Command::Eval(args) => cmd_eval(args),
+        Command::Export(args) => cmd_export(args),
         Command::Models(args) => cmd_models(args),
         Command::Download { dataset, data } => Ok(data::download(
             dataset,
@@ -779,6 +804,40 @@ fn cmd_sweep(args: SweepArgs) -> Result<()> {
         } else {
             "capacity.svg"
         }
+    );
+    Ok(())
+}
+
+fn cmd_export(args: ExportArgs) -> Result<()> {
+    if args.out.exists() && !args.force {
+        return Err(DistillError::Config(format!(
+            "{} already exists: pass --force to replace it",
+            args.out.display()
+        )));
+    }
+    let ckpt = checkpoint::read(&args.checkpoint)?;
+    let Some(spec) = &ckpt.spec else {
+        return Err(checkpoint::CheckpointError::NoDescription {
+            path: args.checkpoint.clone(),
+        }
+        .into());
+    };
+    let bytes = match args.format {
+        ExportFormat::Onnx => models::onnx::export(spec, |name| {
+            ckpt.tensor(name).map(|(_, values)| values.to_vec())
+        })
+        .map_err(|e| DistillError::Config(format!("{}: {e}", args.checkpoint.display())))?,
+    };
+    study::write_atomic(&args.out, &bytes)?;
+    let [c, h, w] = spec.input;
+    println!(
+        "{}: {} as ONNX (opset {}, {} bytes): input `input` (batch, {c}, {h}, {w}) pixels in \
+         [0, 1], output `logits` (batch, {})",
+        args.out.display(),
+        spec.name,
+        models::onnx::OPSET,
+        bytes.len(),
+        ckpt.metadata.get("classes").map_or("?", String::as_str)
     );
     Ok(())
 }

@@ -115,12 +115,23 @@ fn pixels_are_bytes_over_255() {
     }
 }
 
+/// The files hash to the embedded hashes; so does the `SHA256SUMS` published beside
+/// them, where the folder has one (`../shared/data/mnist` does; a folder the program
+/// downloaded holds the four files alone).
 #[test]
 fn embedded_hashes_match_shared_sha256sums_and_the_files() {
-    let sums = std::fs::read_to_string(shared_mnist_dir().join("SHA256SUMS")).unwrap();
+    let sums = std::fs::read_to_string(shared_mnist_dir().join("SHA256SUMS"));
+    if sums.is_err() {
+        eprintln!(
+            "no SHA256SUMS in {}: only the files are checked",
+            shared_mnist_dir().display()
+        );
+    }
     for file in FILES {
         let line = format!("{}  {}", file.sha256, file.name);
-        assert!(sums.lines().any(|l| l == line), "SHA256SUMS lacks {line:?}");
+        if let Ok(sums) = &sums {
+            assert!(sums.lines().any(|l| l == line), "SHA256SUMS lacks {line:?}");
+        }
         let (path, bytes) = read_file(&shared_mnist_dir(), file.name).unwrap();
         verify_sha256(&path.display().to_string(), &bytes, file.sha256).unwrap();
     }

@@ -18,6 +18,7 @@ mod init;
 mod layers;
 mod module;
 mod network;
+pub mod onnx;
 pub mod spec;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
