@@ -279,11 +279,9 @@ fn training_steps_match_the_cpu_for_every_network() {
     }
 }
 
-/// MNIST-like images (a fixed pattern in [0, 1]) and digit labels: `n` of them.
+/// MNIST-like images (a fixed pattern of pixel bytes) and digit labels: `n` of them.
 fn synthetic(n: usize) -> Dataset {
-    let pixels = (0..n * 784)
-        .map(|i| ((i * 37) % 101) as f32 / 101.0)
-        .collect();
+    let pixels = (0..n * 784).map(|i| ((i * 37) % 251) as u8).collect();
     Dataset::from_parts(pixels, (0..n).map(|i| (i % 10) as u8).collect()).unwrap()
 }
 

@@ -423,7 +423,7 @@ fn kd_with_alpha_1_ignores_the_labels() {
     let relabelled = Mnist {
         kind: DatasetKind::Mnist,
         val: Dataset::default(),
-        train: Dataset::from_parts(data.train.images().to_vec(), wrong).unwrap(),
+        train: Dataset::from_parts(data.train.pixels().to_vec(), wrong).unwrap(),
         test: data.test.subset(..),
     };
     let without = distill_run(&relabelled, &kd, dir.join("b.safetensors"));

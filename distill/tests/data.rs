@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use distill::data::{
-    epoch_order, gunzip, jitter_shift, load_split, parse_idx_images, parse_idx_labels, read_file,
-    resolve_data_dir, save_verified, sha256_hex, validation_split, verify_sha256, Batch, Batching,
-    DataError, Dataset, DatasetKind, Mnist, FILES, IMAGE_PIXELS, IMAGE_SIDE, JITTER_MAX,
+    epoch_order, gunzip, jitter_shift, load_split, parse_idx_images, parse_idx_labels, pixel,
+    read_file, resolve_data_dir, save_verified, sha256_hex, validation_split, verify_sha256, Batch,
+    Batching, DataError, Dataset, DatasetKind, Mnist, FILES, IMAGE_PIXELS, IMAGE_SIDE, JITTER_MAX,
     TEST_IMAGES, TEST_LABELS,
 };
 use proptest::prelude::*;
@@ -86,16 +86,13 @@ fn assert_mentions(err: &DataError, parts: &[&str]) {
 fn official_mnist_loads_with_known_facts() {
     let m = mnist();
     assert_eq!((m.train.len(), m.test.len()), (60_000, 10_000));
-    assert_eq!(m.train.images().len(), 60_000 * IMAGE_PIXELS);
-    assert_eq!(m.test.images().len(), 10_000 * IMAGE_PIXELS);
+    assert_eq!(m.train.pixels().len(), 60_000 * IMAGE_PIXELS);
+    assert_eq!(m.test.pixels().len(), 10_000 * IMAGE_PIXELS);
     assert_eq!(m.train.label(0), Some(5));
     assert_eq!(m.test.label(0), Some(7));
     for data in [&m.train, &m.test] {
-        let (lo, hi) = data
-            .images()
-            .iter()
-            .fold((1.0f32, 0.0f32), |(lo, hi), &p| (lo.min(p), hi.max(p)));
-        assert_eq!((lo, hi), (0.0, 1.0));
+        let (lo, hi) = (data.pixels().iter().min(), data.pixels().iter().max());
+        assert_eq!((lo, hi), (Some(&0), Some(&255)));
     }
     // Histograms from shared/data/mnist/README.md.
     let train = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
@@ -109,8 +106,18 @@ fn official_mnist_loads_with_known_facts() {
 #[test]
 fn pixels_are_bytes_over_255() {
     let (_, bytes) = read_file(&shared_mnist_dir(), TEST_IMAGES.name).unwrap();
-    let first = mnist().test.image(0).unwrap();
-    for (p, &b) in first.iter().zip(&bytes[16..16 + IMAGE_PIXELS]) {
+    assert_eq!(
+        mnist().test.image(0).unwrap(),
+        &bytes[16..16 + IMAGE_PIXELS]
+    );
+    // A batch carries them as b / 255.
+    let batch = mnist()
+        .test
+        .batches(Batching::eval(1), 0)
+        .unwrap()
+        .next()
+        .unwrap();
+    for (p, &b) in batch.images.iter().zip(&bytes[16..16 + IMAGE_PIXELS]) {
         assert_eq!(*p, f32::from(b) / 255.0);
     }
 }
@@ -262,7 +269,7 @@ fn synthetic_idx_parses_in_both_raw_and_gz() {
     .unwrap();
     assert_eq!(data.labels(), &[4, 0, 9]);
     // Image 2 is filled with byte 2.
-    assert!(data.image(2).unwrap().iter().all(|&p| p == 2.0 / 255.0));
+    assert!(data.image(2).unwrap().iter().all(|&p| p == 2));
 }
 
 #[test]
@@ -447,11 +454,9 @@ fn sha256_of_known_input() {
 
 #[test]
 fn from_parts_rejects_bad_shapes_and_values() {
-    let err = Dataset::from_parts(vec![0.0; IMAGE_PIXELS + 1], vec![1]).unwrap_err();
+    let err = Dataset::from_parts(vec![0; IMAGE_PIXELS + 1], vec![1]).unwrap_err();
     assert!(matches!(err, DataError::BadShape { .. }), "{err:?}");
-    let err = Dataset::from_parts(vec![1.5; IMAGE_PIXELS], vec![1]).unwrap_err();
-    assert!(matches!(err, DataError::BadShape { .. }), "{err:?}");
-    let err = Dataset::from_parts(vec![0.5; IMAGE_PIXELS], vec![10]).unwrap_err();
+    let err = Dataset::from_parts(vec![128; IMAGE_PIXELS], vec![10]).unwrap_err();
     assert!(
         matches!(err, DataError::BadLabel { label: 10, .. }),
         "{err:?}"
@@ -500,11 +505,11 @@ fn save_verified_refuses_bad_data_and_writes_nothing() {
 
 // ---- batching ----
 
-/// `n` images, each blank but for pixel `(x, y)` = 1, labelled `i % 10`.
+/// `n` images, each blank but for pixel `(x, y)` = 1 (byte 255), labelled `i % 10`.
 fn single_pixel_dataset(n: usize, x: usize, y: usize) -> Dataset {
-    let mut images = vec![0.0; n * IMAGE_PIXELS];
+    let mut images = vec![0; n * IMAGE_PIXELS];
     for image in images.chunks_exact_mut(IMAGE_PIXELS) {
-        image[y * IMAGE_SIDE + x] = 1.0;
+        image[y * IMAGE_SIDE + x] = 255;
     }
     Dataset::from_parts(images, (0..n).map(|i| (i % 10) as u8).collect()).unwrap()
 }
@@ -537,7 +542,8 @@ fn batches_cover_every_index_once_with_a_partial_last_batch() {
         for (k, &i) in batch.indices.iter().enumerate() {
             assert_eq!(batch.labels[k], u32::from(data.label(i).unwrap()));
             let image = &batch.images[k * IMAGE_PIXELS..(k + 1) * IMAGE_PIXELS];
-            assert_eq!(Some(image), data.image(i));
+            let want: Vec<f32> = data.image(i).unwrap().iter().map(|&b| pixel(b)).collect();
+            assert_eq!(image, &want[..]);
         }
     }
     // Evaluation keeps dataset order; `next_into` refills one buffer.

@@ -129,8 +129,8 @@ fn every_network_exports_to_onnx_that_onnxruntime_runs_as_we_do() {
     let data = Mnist::load(&common::mnist_dir()).unwrap();
     let test = data.test.subset(..IMAGES);
     let images = dir.join("images.f32");
-    write_f32(&images, test.images());
-    let x = Tensor::from_vec(test.images().to_vec(), &[IMAGES, 1, 28, 28], &Device::Cpu).unwrap();
+    write_f32(&images, &test.images());
+    let x = Tensor::from_vec(test.images(), &[IMAGES, 1, 28, 28], &Device::Cpu).unwrap();
     for path in checkpoints {
         let onnx = path.with_extension("onnx");
         let out = distill(&[

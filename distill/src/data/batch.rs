@@ -4,7 +4,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::{DataError, Dataset, IMAGE_PIXELS, IMAGE_SIDE};
+use super::{pixel, DataError, Dataset, IMAGE_PIXELS, IMAGE_SIDE};
 
 /// Jitter shifts each image by `-JITTER_MAX..=JITTER_MAX` pixels in x and in y.
 pub const JITTER_MAX: i32 = 2;
@@ -32,12 +32,17 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
-/// Shifts a 28x28 image by `(dx, dy)` pixels (right and down when positive), filling
-/// with zeros: `dst[y][x] = src[y - dy][x - dx]`.
-pub fn jitter_shift(src: &[f32; IMAGE_PIXELS], dst: &mut [f32; IMAGE_PIXELS], dx: i32, dy: i32) {
+/// Shifts a 28x28 image (of pixel bytes or values) by `(dx, dy)` pixels (right and down
+/// when positive), filling with zeros: `dst[y][x] = src[y - dy][x - dx]`.
+pub fn jitter_shift<T: Copy + Default>(
+    src: &[T; IMAGE_PIXELS],
+    dst: &mut [T; IMAGE_PIXELS],
+    dx: i32,
+    dy: i32,
+) {
     let side = IMAGE_SIDE as i32;
     let (dx, dy) = (dx.clamp(-side, side), dy.clamp(-side, side));
-    dst.fill(0.0);
+    dst.fill(T::default());
     // Columns x0..x1 of dst come from columns x0 - dx..x1 - dx of src.
     let (x0, x1) = (dx.max(0), side.min(side + dx));
     if x0 >= x1 {
@@ -165,17 +170,16 @@ impl Batches<'_> {
         batch.labels.clear();
         batch.indices.clear();
         for &i in &self.order[self.next..end] {
-            let image = &self.data.images()[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS];
+            let image = &self.data.pixels()[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS];
             match &mut self.jitter {
-                None => batch.images.extend_from_slice(image),
+                None => batch.images.extend(image.iter().map(|&b| pixel(b))),
                 Some(rng) => {
                     let dx = rng.random_range(-JITTER_MAX..=JITTER_MAX);
                     let dy = rng.random_range(-JITTER_MAX..=JITTER_MAX);
-                    let start = batch.images.len();
-                    batch.images.resize(start + IMAGE_PIXELS, 0.0);
+                    let mut shifted = [0u8; IMAGE_PIXELS];
                     let src = image.try_into().expect("a dataset image is 784 pixels");
-                    let dst = (&mut batch.images[start..]).try_into().expect("784 pixels");
-                    jitter_shift(src, dst, dx, dy);
+                    jitter_shift(src, &mut shifted, dx, dy);
+                    batch.images.extend(shifted.iter().map(|&b| pixel(b)));
                 }
             }
             batch.labels.push(u32::from(self.data.labels()[i]));

@@ -162,7 +162,7 @@ fn payload<'a>(
 }
 
 /// Parses an images IDX file (decompressed) into `count * 784` pixels `byte / 255`.
-pub fn parse_idx_images(bytes: &[u8], file: &str) -> Result<Vec<f32>, DataError> {
+pub fn parse_idx_images(bytes: &[u8], file: &str) -> Result<Vec<u8>, DataError> {
     let [_, count, rows, cols] = header::<4>(bytes, file, IMAGES_MAGIC)?;
     if (rows as usize, cols as usize) != (IMAGE_SIDE, IMAGE_SIDE) {
         return Err(DataError::BadShape {
@@ -171,8 +171,7 @@ pub fn parse_idx_images(bytes: &[u8], file: &str) -> Result<Vec<f32>, DataError>
         });
     }
     let len = (count as usize).saturating_mul(IMAGE_PIXELS);
-    let pixels = payload(bytes, file, IMAGES_HEADER, len)?;
-    Ok(pixels.iter().map(|&b| f32::from(b) / 255.0).collect())
+    Ok(payload(bytes, file, IMAGES_HEADER, len)?.to_vec())
 }
 
 /// Parses a labels IDX file (decompressed); every label must be a digit `0..10`.

@@ -345,12 +345,20 @@ pub fn resolve_data_dir(kind: DatasetKind, cli: Option<&Path>) -> PathBuf {
     }
 }
 
-/// `n` images of `IMAGE_PIXELS` pixels in `[0, 1]` and their labels `0..10`.
+/// `n` images of `IMAGE_PIXELS` pixels and their labels `0..10`. A pixel is kept as its
+/// byte `b` (a quarter of the memory of `f32`, and the file's payload as it is); batches
+/// carry it as `b / 255` in `[0, 1]` ([`pixel`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dataset {
-    // images: (n, 28, 28) row-major; labels: (n,)
-    images: Vec<f32>,
+    // pixels: (n, 28, 28) row-major; labels: (n,)
+    pixels: Vec<u8>,
     labels: Vec<u8>,
+}
+
+/// A pixel byte as the networks see it: `b / 255`, in `[0, 1]`.
+#[inline]
+pub fn pixel(b: u8) -> f32 {
+    f32::from(b) / 255.0
 }
 
 impl Dataset {
@@ -373,14 +381,14 @@ impl Dataset {
             });
         }
         Ok(Dataset {
-            images: pixels,
+            pixels,
             labels: labels_vec,
         })
     }
 
-    /// A dataset from pixels (`labels.len() * IMAGE_PIXELS` values in `[0, 1]`) and
-    /// labels `0..10`: for tests and synthetic data.
-    pub fn from_parts(images: Vec<f32>, labels: Vec<u8>) -> Result<Self, DataError> {
+    /// A dataset from pixel bytes (`labels.len() * IMAGE_PIXELS` of them, each standing
+    /// for `b / 255`) and labels `0..10`: for tests and synthetic data.
+    pub fn from_parts(images: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
         if images.len() != labels.len() * IMAGE_PIXELS {
             return Err(DataError::BadShape {
                 file: IN_MEMORY.to_string(),
@@ -394,12 +402,6 @@ impl Dataset {
                 ),
             });
         }
-        if let Some(index) = images.iter().position(|p| !(0.0..=1.0).contains(p)) {
-            return Err(DataError::BadShape {
-                file: IN_MEMORY.to_string(),
-                detail: format!("pixel {index} is {}, outside [0, 1]", images[index]),
-            });
-        }
         if let Some(index) = labels.iter().position(|&l| l as usize >= NUM_CLASSES) {
             let label = labels[index];
             return Err(DataError::BadLabel {
@@ -408,7 +410,10 @@ impl Dataset {
                 label,
             });
         }
-        Ok(Dataset { images, labels })
+        Ok(Dataset {
+            pixels: images,
+            labels,
+        })
     }
 
     /// The number of examples.
@@ -421,9 +426,14 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// All pixels, `(len, 28, 28)` row-major.
-    pub fn images(&self) -> &[f32] {
-        &self.images
+    /// All pixel bytes, `(len, 28, 28)` row-major.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// All images as the networks see them, `(len, 28, 28)` values in `[0, 1]`.
+    pub fn images(&self) -> Vec<f32> {
+        self.pixels.iter().map(|&b| pixel(b)).collect()
     }
 
     /// All labels, one digit `0..10` per example.
@@ -431,9 +441,9 @@ impl Dataset {
         &self.labels
     }
 
-    /// Image `i` as `IMAGE_PIXELS` values, or `None` past the end.
-    pub fn image(&self, i: usize) -> Option<&[f32]> {
-        self.images.get(i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS)
+    /// Image `i` as its `IMAGE_PIXELS` pixel bytes, or `None` past the end.
+    pub fn image(&self, i: usize) -> Option<&[u8]> {
+        self.pixels.get(i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS)
     }
 
     /// The label of example `i`, or `None` past the end.
@@ -456,7 +466,7 @@ impl Dataset {
         let mut out = Dataset::default();
         for &i in indices {
             if let (Some(image), Some(label)) = (self.image(i), self.label(i)) {
-                out.images.extend_from_slice(image);
+                out.pixels.extend_from_slice(image);
                 out.labels.push(label);
             }
         }
@@ -479,7 +489,7 @@ impl Dataset {
         let end = end.min(self.len());
         let start = start.min(end);
         Dataset {
-            images: self.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS].to_vec(),
+            pixels: self.pixels[start * IMAGE_PIXELS..end * IMAGE_PIXELS].to_vec(),
             labels: self.labels[start..end].to_vec(),
         }
     }
