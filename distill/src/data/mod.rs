@@ -1,5 +1,6 @@
-//! MNIST: the IDX files on disk, verified against the official hashes, as `[0, 1]` pixels
-//! and digit labels, cut into seeded shuffled batches with optional jitter.
+//! MNIST: the IDX files on disk, verified against the official hashes, as pixel bytes
+//! and digit labels, cut into seeded shuffled batches (pixels `b / 255` in `[0, 1]`) with
+//! optional jitter.
 //!
 //! `Mnist::load(dir)` = for each file, `read_file` (`NAME`, else `NAME.gz`, decompressed)
 //! -> `parse_idx_images` / `parse_idx_labels` -> `verify_sha256` -> `Dataset`. Each step
@@ -234,8 +235,7 @@ pub enum DataError {
         actual: u32,
     },
     /// The data does not have MNIST's shape: bytes past the payload, images other than
-    /// 28×28, or (in memory) a pixel count that does not match the labels or a pixel
-    /// outside `[0, 1]`.
+    /// 28×28, or (in memory) a pixel count that does not match the labels.
     #[error("{file}: bad shape: {detail}")]
     BadShape {
         /// The path of the file, as shown, or `(in-memory dataset)`.
