@@ -433,17 +433,9 @@ impl Place {
         let (device, note) = Device::select(&self.device)?;
         say(mode, &note);
         let dir = data::resolve_data_dir(self.dataset, self.data.as_deref());
-        let missing = data::missing_files(self.dataset, &dir);
-        if !missing.is_empty() && !self.no_download {
-            // NOTE: not `say`: even a --quiet run tells what it fetches, on stderr.
-            eprintln!(
-                "{} lacks {} of {}'s files ({}): downloading them (--no-download to refuse)",
-                dir.display(),
-                missing.len(),
-                self.dataset.title(),
-                missing.join(", ")
-            );
-            data::download(self.dataset, &dir).map_err(|e| {
+        if !self.no_download {
+            // NOTE: even a --quiet run says what it fetches, on stderr.
+            data::fetch_missing(self.dataset, &dir).map_err(|e| {
                 DistillError::Config(format!(
                     "{e}\n{} is not in {} and could not be downloaded: put its four files \
                      there (from `distill download` on a machine with a network), point \

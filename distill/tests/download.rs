@@ -239,19 +239,8 @@ fn train_on_an_empty_folder_downloads_mnist_from_the_mirror_it_is_given() {
     let data_dir = dir.join("data");
     fs::create_dir_all(&dir).unwrap();
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_distill"))
-            .args([
-                "train",
-                "--model",
-                "student-cnn",
-                "--epochs",
-                "1",
-                "--val",
-                "59000",
-            ])
-            .args(["--device", "cpu", "--quiet", "--force"])
-            .arg(format!("--data={}", data_dir.display()))
-            .arg(format!("--out={}", dir.join("s.safetensors").display()))
+        common::quick_train("student-cnn", &data_dir, &dir.join("s.safetensors"))
+            .arg("--force")
             .args(extra)
             .env(data::MIRROR_ENV, &base)
             .output()

@@ -68,20 +68,9 @@ fn initialised(path: &Path, spec: &NetworkSpec, seed: u64) {
 
 /// A checkpoint of the built-in `model` trained one epoch on 1,000 images.
 fn trained(path: &Path, model: &str) {
-    let out = distill(&[
-        "train",
-        "--model",
-        model,
-        "--epochs",
-        "1",
-        "--val",
-        "59000",
-        "--device",
-        "cpu",
-        "--quiet",
-        &format!("--data={}", common::mnist_dir().display()),
-        &format!("--out={}", path.display()),
-    ]);
+    let out = common::quick_train(model, &common::mnist_dir(), path)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

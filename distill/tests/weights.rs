@@ -7,7 +7,6 @@ mod common;
 use models::{builtin, checkpoint};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 type Shapes = BTreeMap<String, Vec<usize>>;
 
@@ -100,19 +99,7 @@ fn a_trained_weights_file_holds_the_state_dict_alone() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("student.safetensors");
-    let status = Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args([
-            "train",
-            "--model",
-            "student-cnn",
-            "--epochs",
-            "1",
-            "--val",
-            "59000",
-        ])
-        .args(["--device", "cpu", "--quiet"])
-        .arg(format!("--data={}", shared_mnist_dir().display()))
-        .arg(format!("--out={}", out.display()))
+    let status = common::quick_train("student-cnn", &shared_mnist_dir(), &out)
         .status()
         .unwrap();
     assert!(status.success());

@@ -135,52 +135,50 @@ fn present_and_valid(dir: &Path, file: MnistFile) -> Result<bool, DataError> {
 }
 
 /// The body at `url`, whole (a connection that ends early is an error, never a shorter
-/// file), with its progress on stderr: a line redrawn in place on a terminal, a line per
-/// quarter otherwise.
+/// file), with its progress on stderr: an `indicatif` bar on a terminal (as the epochs'),
+/// a line per quarter otherwise.
 fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, DataError> {
+    use indicatif::{ProgressBar, ProgressStyle};
     use std::io::IsTerminal;
     let failed = |detail: String| DataError::Download {
         file: url.to_string(),
         detail,
     };
     let mut response = agent.get(url).call().map_err(|e| failed(e.to_string()))?;
-    let total = response.body().content_length();
+    let total = response.body().content_length().filter(|&t| t > 0);
     let mut reader = response
         .body_mut()
         .with_config()
         .limit(MAX_DOWNLOAD)
         .reader();
-    let terminal = std::io::stderr().is_terminal();
+    let bar = total.filter(|_| std::io::stderr().is_terminal()).map(|t| {
+        let style =
+            ProgressStyle::with_template("  [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        ProgressBar::new(t).with_style(style)
+    });
     let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(MAX_DOWNLOAD) as usize);
     let mut chunk = vec![0u8; 1 << 16];
-    let mut shown = 0;
+    let mut quarter = 0;
     loop {
         let n = reader.read(&mut chunk).map_err(|e| failed(e.to_string()))?;
         if n == 0 {
             break;
         }
         bytes.extend_from_slice(&chunk[..n]);
-        let Some(total) = total.filter(|&t| t > 0) else {
-            continue;
-        };
-        let percent = (bytes.len() as u64 * 100 / total).min(100);
-        if terminal {
-            eprint!(
-                "\r  {:.1} of {:.1} MB ({percent}%)",
-                mb(bytes.len() as u64),
-                mb(total)
-            );
-        } else if percent >= shown + 25 {
-            shown = percent - percent % 25;
-            eprintln!(
-                "  {:.1} of {:.1} MB ({shown}%)",
-                mb(bytes.len() as u64),
-                mb(total)
-            );
+        let done = bytes.len() as u64;
+        match (&bar, total) {
+            (Some(bar), _) => bar.set_position(done),
+            (None, Some(total)) if done * 4 >= (quarter + 1) * total => {
+                quarter = done * 4 / total;
+                eprintln!("  {done} of {total} bytes ({}%)", done * 100 / total);
+            }
+            _ => {}
         }
     }
-    if terminal && total.is_some() {
-        eprintln!();
+    if let Some(bar) = bar {
+        bar.finish();
     }
     match total {
         Some(total) if bytes.len() as u64 != total => Err(failed(format!(
@@ -189,10 +187,6 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, DataError> {
         ))),
         _ => Ok(bytes),
     }
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1e6
 }
 
 /// Reads a `.gz` stream, checks that it decompresses to bytes hashing to `sha256`, and

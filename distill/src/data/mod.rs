@@ -317,15 +317,29 @@ pub fn find_or_fetch(kind: DatasetKind, root: &Path) -> Result<PathBuf, DataErro
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => root.join(kind.default_dir()),
     };
-    if !missing_files(kind, &dir).is_empty() {
-        eprintln!("{} lacks {}: downloading it", dir.display(), kind.title());
-        download(kind, &dir)?;
-    }
+    fetch_missing(kind, &dir)?;
     Ok(dir)
 }
 
+/// Downloads into `dir` the files of `kind` it lacks (saying which, on stderr); nothing
+/// when it has them all.
+pub fn fetch_missing(kind: DatasetKind, dir: &Path) -> Result<(), DataError> {
+    let missing = missing_files(kind, dir);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "{} lacks {} of {}'s files ({}): downloading them (--no-download to refuse)",
+        dir.display(),
+        missing.len(),
+        kind.title(),
+        missing.join(", ")
+    );
+    download(kind, dir)
+}
+
 /// The names of `kind`'s files that `dir` holds neither raw nor gzipped.
-pub fn missing_files(kind: DatasetKind, dir: &Path) -> Vec<&'static str> {
+fn missing_files(kind: DatasetKind, dir: &Path) -> Vec<&'static str> {
     kind.files()
         .iter()
         .filter(|f| find_file(dir, f.name).is_err())

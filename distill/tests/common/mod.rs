@@ -33,3 +33,17 @@ pub fn data_dir(kind: DatasetKind) -> PathBuf {
 pub fn mnist_dir() -> PathBuf {
     data_dir(DatasetKind::Mnist)
 }
+
+/// `distill train --model MODEL` for one epoch on 1,000 images (`--val 59000`) on the
+/// CPU, quietly, from `data` into `out`: the shortest real training run. More arguments
+/// may be added before it is run.
+#[allow(dead_code)] // NOTE: not every test file that shares this module trains.
+pub fn quick_train(model: &str, data: &Path, out: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_distill"));
+    command
+        .args(["train", "--model", model, "--epochs", "1", "--val", "59000"])
+        .args(["--device", "cpu", "--quiet"])
+        .arg(format!("--data={}", data.display()))
+        .arg(format!("--out={}", out.display()));
+    command
+}
