@@ -363,24 +363,40 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// The checkpoint whose network is exported (any network: its description is in it).
-    #[arg(long)]
-    checkpoint: PathBuf,
+    /// The checkpoint whose network is exported (any network: its description is in
+    /// it). web takes several (`--checkpoint student.safetensors --checkpoint
+    /// teacher.safetensors`): the page shows them side by side, named by file.
+    #[arg(long, required = true)]
+    checkpoint: Vec<PathBuf>,
     /// onnx: an ONNX model, opset 13, the input standardisation inside the graph; input
     /// `input` (batch, 1, 28, 28) pixels in [0, 1], output `logits` (batch, 10).
+    /// web: a folder that runs the networks in a browser on WebGPU with the project's
+    /// own WGSL kernels (open it through any static file server).
     #[arg(long, value_enum)]
     format: ExportFormat,
-    /// The file to write.
+    /// The file (onnx) or folder (web) to write.
     #[arg(long)]
     out: PathBuf,
-    /// Replace --out if it exists; without this an existing file is refused.
+    /// Replace --out if it exists; without this an existing file, or a folder that is
+    /// not empty, is refused.
     #[arg(long)]
     force: bool,
+    /// web: how many test images of the networks' data set the page offers (the first
+    /// ones of its test set); 0 for none (drawing only).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10000))]
+    samples: u64,
+    /// web: the data set's folder, for the test images [default: as `eval`'s --data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// web: never fetch the data set (a folder that lacks it is an error).
+    #[arg(long)]
+    no_download: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ExportFormat {
     Onnx,
+    Web,
 }
 
 fn main() -> ExitCode {
@@ -801,25 +817,33 @@ fn cmd_sweep(args: SweepArgs) -> Result<()> {
 }
 
 fn cmd_export(args: ExportArgs) -> Result<()> {
+    match args.format {
+        ExportFormat::Onnx => export_onnx(&args),
+        ExportFormat::Web => export_web(&args),
+    }
+}
+
+fn export_onnx(args: &ExportArgs) -> Result<()> {
+    let [path] = &args.checkpoint[..] else {
+        return Err(DistillError::Config(format!(
+            "--format onnx writes one network: {} checkpoints given",
+            args.checkpoint.len()
+        )));
+    };
     if args.out.exists() && !args.force {
         return Err(DistillError::Config(format!(
             "{} already exists: pass --force to replace it",
             args.out.display()
         )));
     }
-    let ckpt = checkpoint::read(&args.checkpoint)?;
+    let ckpt = checkpoint::read(path)?;
     let Some(spec) = &ckpt.spec else {
-        return Err(checkpoint::CheckpointError::NoDescription {
-            path: args.checkpoint.clone(),
-        }
-        .into());
+        return Err(checkpoint::CheckpointError::NoDescription { path: path.clone() }.into());
     };
-    let bytes = match args.format {
-        ExportFormat::Onnx => models::onnx::export(spec, |name| {
-            ckpt.tensor(name).map(|(_, values)| values.to_vec())
-        })
-        .map_err(|e| DistillError::Config(format!("{}: {e}", args.checkpoint.display())))?,
-    };
+    let bytes = models::onnx::export(spec, |name| {
+        ckpt.tensor(name).map(|(_, values)| values.to_vec())
+    })
+    .map_err(|e| DistillError::Config(format!("{}: {e}", path.display())))?;
     study::write_atomic(&args.out, &bytes)?;
     let [c, h, w] = spec.input;
     println!(
@@ -830,6 +854,90 @@ fn cmd_export(args: ExportArgs) -> Result<()> {
         models::onnx::OPSET,
         bytes.len(),
         ckpt.metadata.get("classes").map_or("?", String::as_str)
+    );
+    Ok(())
+}
+
+fn export_web(args: &ExportArgs) -> Result<()> {
+    // Checked before any work, and again (atomically) when the folder is written.
+    if args.out.exists() && !args.force {
+        let empty = std::fs::read_dir(&args.out).is_ok_and(|mut d| d.next().is_none());
+        if !empty {
+            return Err(DistillError::Config(format!(
+                "{} exists and is not empty: pass --force to replace it",
+                args.out.display()
+            )));
+        }
+    }
+    let mut networks = Vec::new();
+    let mut kind = None;
+    for path in &args.checkpoint {
+        let (network, ckpt) = checkpoint::load_network(path, &Device::Cpu)?;
+        let dataset = ckpt.metadata.get("dataset").map_or("mnist", String::as_str);
+        let this: DatasetKind = dataset.parse().map_err(|_| {
+            DistillError::Config(format!(
+                "{}: unknown data set `{dataset}` in its metadata",
+                path.display()
+            ))
+        })?;
+        match kind {
+            Some(k) if k != this => {
+                return Err(DistillError::Config(format!(
+                    "{} was trained on {}, {} on {}: the page shows networks of one data set",
+                    args.checkpoint[0].display(),
+                    DatasetKind::name(k),
+                    path.display(),
+                    this.name()
+                )))
+            }
+            _ => kind = Some(this),
+        }
+        let stem = path
+            .file_stem()
+            .map_or("network".into(), |s| s.to_string_lossy().into_owned());
+        let mut name = stem.clone();
+        for i in 2.. {
+            if !networks.iter().any(|(n, _): &(String, _)| *n == name) {
+                break;
+            }
+            name = format!("{stem}-{i}");
+        }
+        networks.push((name, network));
+    }
+    let kind = kind.unwrap_or(DatasetKind::Mnist);
+    let samples = match args.samples {
+        0 => models::web::Samples::default(),
+        n => {
+            let dir = data::resolve_data_dir(kind, args.data.as_deref());
+            if !args.no_download {
+                data::fetch_missing(kind, &dir)?;
+            }
+            let test = Mnist::load_dataset(kind, &dir)?.test;
+            let n = (n as usize).min(test.len());
+            models::web::Samples {
+                pixels: test.pixels()[..n * data::IMAGE_PIXELS].to_vec(),
+                labels: test.labels()[..n].to_vec(),
+            }
+        }
+    };
+    let classes: Vec<String> = kind.classes().iter().map(|c| c.to_string()).collect();
+    let named: Vec<(String, &models::Network)> =
+        networks.iter().map(|(n, net)| (n.clone(), net)).collect();
+    let files = models::web::export(&named, &classes, &samples).map_err(DistillError::Config)?;
+    study::write_folder_atomic(&args.out, &files, args.force)?;
+    let bytes: usize = files.iter().map(|(_, b)| b.len()).sum();
+    println!(
+        "{}: {} for WebGPU ({} files, {bytes} bytes, {} test images); serve it, e.g. \
+         `python3 -m http.server -d {} 8000`, and open http://127.0.0.1:8000/",
+        args.out.display(),
+        named
+            .iter()
+            .map(|(n, net)| format!("{n} ({})", net.name()))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        files.len(),
+        samples.labels.len(),
+        args.out.display()
     );
     Ok(())
 }

@@ -560,10 +560,9 @@ pub fn accuracy_svg(study: &StudyReport) -> String {
     )
 }
 
-/// Writes `path` through a temporary file in the same folder and a rename, so that a
-/// crash never leaves a half-written file in its place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+/// `.NAME.TAG-PID` in the folder of `path` (NAME its file name): a temporary name
+/// beside it, on the same file system, so that a rename onto `path` is atomic.
+fn beside(path: &Path, tag: &str) -> std::path::PathBuf {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -572,7 +571,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    dir.join(format!(".{name}.{tag}-{}", std::process::id()))
+}
+
+/// Writes `path` through a temporary file in the same folder and a rename, so that a
+/// crash never leaves a half-written file in its place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = beside(path, "tmp");
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -583,6 +589,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(io(path))
+}
+
+/// Writes the folder `dir` holding `files` (relative paths and their bytes) through a
+/// temporary folder beside it and a rename, so that a crash never leaves a half-written
+/// folder in its place. An existing `dir` is refused unless it is an empty folder or
+/// `force` is given; it is replaced only once the new folder is complete.
+pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)], force: bool) -> Result<()> {
+    use crate::error::DistillError;
+    let exists = dir.exists();
+    if exists && !dir.is_dir() {
+        return Err(DistillError::Config(format!(
+            "{} exists and is not a folder",
+            dir.display()
+        )));
+    }
+    let empty = exists && std::fs::read_dir(dir).map_err(io(dir))?.next().is_none();
+    if exists && !empty && !force {
+        return Err(DistillError::Config(format!(
+            "{} exists and is not empty: pass --force to replace it",
+            dir.display()
+        )));
+    }
+    let (tmp, old) = (beside(dir, "tmp"), beside(dir, "old"));
+    let result = (|| {
+        if let Some(parent) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        for (file, bytes) in files {
+            let path = tmp.join(file);
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder)?;
+            }
+            std::fs::write(&path, bytes)?;
+        }
+        if exists {
+            std::fs::rename(dir, &old)?;
+        }
+        if let Err(e) = std::fs::rename(&tmp, dir) {
+            if exists {
+                let _ = std::fs::rename(&old, dir);
+            }
+            return Err(e);
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(&old);
+    result.map_err(io(dir))
 }
 
 #[cfg(test)]

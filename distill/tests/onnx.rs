@@ -44,18 +44,10 @@ fn python() -> Option<String> {
 }
 
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kd-onnx-{test}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("onnx-{test}"))
 }
 
-fn distill(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::distill;
 
 /// A checkpoint of `spec` freshly initialised from `seed`.
 fn initialised(path: &Path, spec: &NetworkSpec, seed: u64) {
@@ -68,14 +60,7 @@ fn initialised(path: &Path, spec: &NetworkSpec, seed: u64) {
 
 /// A checkpoint of the built-in `model` trained one epoch on 1,000 images.
 fn trained(path: &Path, model: &str) {
-    let out = common::quick_train(model, &common::mnist_dir(), path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::trained(model, &common::mnist_dir(), path);
 }
 
 fn write_f32(path: &Path, values: &[f32]) {

@@ -14,6 +14,7 @@
 use crate::error::{Error, Result};
 use crate::profile;
 use crate::storage::Storage;
+use crate::trace;
 use kernels::registry::{Access, Kernel};
 
 /// Runs `K` on `reads` (its [`Access::Read`] arguments, in order) and returns its
@@ -34,7 +35,7 @@ pub(crate) fn run<K: Kernel, const N: usize>(
         .filter(|(arg, _)| arg.access.writes())
         .map(|(arg, len)| first.output_beside(len, arg.access == Access::Out))
         .collect::<Result<_>>()?;
-    run_into::<K>(p, reads, &mut outputs.iter_mut().collect::<Vec<_>>())?;
+    run_args::<K>(p, reads, &mut outputs.iter_mut().collect::<Vec<_>>(), true)?;
     outputs
         .try_into()
         .map_err(|_| internal(op, "has another number of outputs than its caller takes"))
@@ -46,6 +47,17 @@ pub(crate) fn run_into<K: Kernel>(
     p: &K::Params,
     reads: &[&Storage],
     writes: &mut [&mut Storage],
+) -> Result<()> {
+    run_args::<K>(p, reads, writes, false)
+}
+
+/// [`run_into`]; `fresh`: the writes are new outputs of [`run`] (what a [`trace`] of
+/// the call needs to know: the engine zeroed those that are not [`Access::Out`]).
+fn run_args<K: Kernel>(
+    p: &K::Params,
+    reads: &[&Storage],
+    writes: &mut [&mut Storage],
+    fresh: bool,
 ) -> Result<()> {
     let op = K::ID.name();
     // The kernel checks the counts and the lengths (the same way on either device);
@@ -68,8 +80,18 @@ pub(crate) fn run_into<K: Kernel>(
                 .zip(names(true))
                 .map(|(s, name)| cpu_mut(op, name, s))
                 .collect::<Result<Vec<&mut [f32]>>>()?;
+            let traced = trace::recording();
+            if traced {
+                let zeroed = |arg: &kernels::registry::Arg| fresh && arg.access == Access::Write;
+                let zeroed: Vec<bool> = K::ARGS.iter().map(zeroed).collect();
+                trace::before::<K>(p, &in_order::<K>(&reads, &writes), &zeroed);
+            }
             let _k = profile::cpu(K::ID);
-            Ok(K::cpu(&reads, &mut writes, p)?)
+            K::cpu(&reads, &mut writes, p)?;
+            if traced {
+                trace::after::<K>(&in_order::<K>(&reads, &writes));
+            }
+            Ok(())
         }
         #[cfg(feature = "gpu")]
         (Some(Storage::Gpu(first)), _) | (None, Some(Storage::Gpu(first))) => {
@@ -85,10 +107,23 @@ pub(crate) fn run_into<K: Kernel>(
                 .map(|(s, name)| gpu(op, name, s))
                 .collect::<Result<Vec<_>>>()?;
             profile::gpu(ctx);
+            trace::saw_gpu();
             K::gpu(ctx, &reads, &writes, p).map_err(crate::storage::gpu_error)
         }
         (None, None) => Err(internal(op, "was called without arguments")),
     }
+}
+
+/// The arguments of a call of `K` in [`Kernel::ARGS`] order, reads and writes merged.
+fn in_order<'a, K: Kernel>(reads: &[&'a [f32]], writes: &'a [&mut [f32]]) -> Vec<&'a [f32]> {
+    let (mut reads, mut writes) = (reads.iter(), writes.iter());
+    K::ARGS
+        .iter()
+        .filter_map(|arg| match arg.access.writes() {
+            true => writes.next().map(|w| &**w),
+            false => reads.next().copied(),
+        })
+        .collect()
 }
 
 /// A call that does not match the kernel's declaration: a bug in the engine, not input.

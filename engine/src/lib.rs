@@ -39,6 +39,7 @@ mod ops;
 pub mod profile;
 mod storage;
 mod tensor;
+pub mod trace;
 
 pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard, Op, PointwiseBackward};
 pub use device::{Device, QueueStats};

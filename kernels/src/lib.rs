@@ -28,6 +28,7 @@ pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod params;
+pub mod plan;
 pub mod registry;
 
 pub use error::{KernelError, MAX_WORDS};

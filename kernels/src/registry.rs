@@ -101,6 +101,8 @@ pub trait Kernel {
         writes: &mut [&mut [f32]],
         p: &Self::Params,
     ) -> Result<(), KernelError>;
+    /// The GPU commands of a call under `p`: what [`Kernel::gpu`] records, as data.
+    fn plan(p: &Self::Params) -> crate::plan::Plan;
     /// Records the dispatch (or dispatches) on the GPU; does not wait.
     #[cfg(feature = "gpu")]
     fn gpu(
@@ -266,6 +268,12 @@ macro_rules! kernels {
                     crate::cpu::$name($(kernels!(@cpu $access $word reads writes),)* $p)
                 }
 
+                fn plan($p: &$params) -> crate::plan::Plan {
+                    #[allow(unused_imports)]
+                    use crate::plan::{elements, row_groups, tiles};
+                    kernels!(@plan $how $launch $name $p)
+                }
+
                 #[cfg(feature = "gpu")]
                 fn gpu(
                     ctx: &crate::gpu::GpuContext,
@@ -291,7 +299,7 @@ macro_rules! kernels {
         pub mod launchers {
             use super::*;
             #[allow(unused_imports)]
-            use crate::gpu::launch::{elements, row_groups, tiles};
+            use crate::plan::{elements, row_groups, tiles};
             use crate::gpu::{GpuBuffer, GpuContext, GpuError};
             $(kernels!(@launcher $how $launch [$(#[$doc])*] $id $name ($p: $params) {
                 $($arg: $access [$len]),*
@@ -322,6 +330,8 @@ macro_rules! kernels {
     (@gpu write $reads:ident $writes:ident) => { *$writes.next().expect("a write argument") };
     (@gpu out $reads:ident $writes:ident) => { *$writes.next().expect("a write argument") };
 
+    (@plan grid $groups:tt $name:ident $p:ident) => { crate::plan::Plan::single::<Self>($p, $groups) };
+    (@plan launcher $path:tt $name:ident $p:ident) => { crate::plan::$name($p) };
     (@launch grid $groups:tt $name:ident) => { launchers::$name };
     (@launch launcher $path:tt $name:ident) => { $path };
 

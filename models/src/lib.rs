@@ -20,6 +20,7 @@ mod module;
 mod network;
 pub mod onnx;
 pub mod spec;
+pub mod web;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use init::pytorch_uniform;

@@ -47,3 +47,32 @@ pub fn quick_train(model: &str, data: &Path, out: &Path) -> std::process::Comman
         .arg(format!("--out={}", out.display()));
     command
 }
+
+/// An empty folder `kd-NAME-PID` in the temporary directory, made anew.
+#[allow(dead_code)]
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kd-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the `distill` program with `args` and waits for it.
+#[allow(dead_code)]
+pub fn distill(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs [`quick_train`] as it is and checks that it succeeded.
+#[allow(dead_code)]
+pub fn trained(model: &str, data: &Path, out: &Path) {
+    let run = quick_train(model, data, out).output().unwrap();
+    assert!(
+        run.status.success(),
+        "training {model}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

@@ -6,40 +6,11 @@ use super::context::GpuContext;
 use super::profile::GpuTiming;
 use super::GpuError;
 use crate::error::KernelError;
-use crate::params::RowParams;
 use crate::registry::KernelId;
 
 /// Dispatches per submit; each takes one slot of the uniform ring. A training step of a
 /// built-in network records at most 45 (teacher-cnn), so a step never needs two submits.
 pub const MAX_PENDING: u64 = 1024;
-
-/// Threads per workgroup of the one-thread-per-element kernels (`@workgroup_size(256)`).
-pub(crate) const WG: u64 = 256;
-
-/// Workgroups for `len` elements at one thread each.
-pub(crate) fn elements(len: usize) -> u64 {
-    (len as u64).div_ceil(WG)
-}
-
-/// Rows and columns of a GEMM tile (`TILE` in `lib/gemm_tile.wgsl`).
-pub(crate) const TILE: u64 = 64;
-
-/// Workgroups of a GEMM-tiled output of `rows × cols`: one per tile.
-pub(crate) fn tiles(rows: u32, cols: u32) -> u64 {
-    (rows as u64).div_ceil(TILE) * (cols as u64).div_ceil(TILE)
-}
-
-/// Threads per workgroup of the row kernels (`@workgroup_size(64)`), one row each.
-const ROWS_PER_GROUP: u64 = 64;
-
-/// Workgroups of a row kernel; none without columns (nothing to compute, and no label
-/// can be in range).
-pub(crate) fn row_groups(p: &RowParams) -> u64 {
-    match p.cols {
-        0 => 0,
-        _ => (p.rows as u64).div_ceil(ROWS_PER_GROUP),
-    }
-}
 
 /// Bytes between uniform slots: the adapter's offset alignment, at least 64 (the largest
 /// params struct is 48 bytes).
@@ -86,6 +57,17 @@ pub(crate) fn launch<P: bytemuck::Pod>(
     args: &[Arg],
     workgroups: u64,
 ) -> Result<(), GpuError> {
+    launch_bytes(ctx, op, bytemuck::bytes_of(params), args, workgroups)
+}
+
+/// [`launch`] with the params struct as its bytes (a [`crate::plan::Command`]'s).
+pub(crate) fn launch_bytes(
+    ctx: &GpuContext,
+    op: KernelId,
+    bytes: &[u8],
+    args: &[Arg],
+    workgroups: u64,
+) -> Result<(), GpuError> {
     check_args(ctx, op.name(), args)?;
     if workgroups == 0 {
         return Ok(());
@@ -104,7 +86,6 @@ pub(crate) fn launch<P: bytemuck::Pod>(
         ctx.submit_locked(&mut pending);
     }
     let offset = pending.dispatches * ctx.uniform_slot;
-    let bytes = bytemuck::bytes_of(params);
     pending.uniform_bytes.resize(offset as usize, 0);
     pending.uniform_bytes.extend_from_slice(bytes);
     let bind_group = bind_group(
@@ -211,38 +192,11 @@ pub(crate) fn check_args(ctx: &GpuContext, op: &'static str, args: &[Arg]) -> Re
     Ok(())
 }
 
-/// `(x, y)` with `x · y >= workgroups` and both within `limit`; shaders recover the
-/// linear workgroup index as `wg.x + wg.y · num_workgroups.x` and skip those past the end.
+/// [`crate::plan::grid`] under the adapter's `limit`, or the error naming `op`.
 pub(crate) fn split(op: &'static str, workgroups: u64, limit: u32) -> Result<(u32, u32), GpuError> {
-    let limit = limit as u64;
-    if workgroups <= limit {
-        return Ok((workgroups as u32, 1));
-    }
-    let y = workgroups.div_ceil(limit);
-    if y > limit {
-        return Err(GpuError::TooManyWorkgroups {
-            op,
-            workgroups,
-            limit: limit * limit,
-        });
-    }
-    Ok((workgroups.div_ceil(y) as u32, y as u32))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split;
-
-    #[test]
-    fn split_covers_every_workgroup_within_the_limit() {
-        assert_eq!(split("t", 10, 65535).unwrap(), (10, 1));
-        for (n, limit) in [(65536u64, 65535u32), (70_000, 65535), (1000, 40), (49, 7)] {
-            let (x, y) = split("t", n, limit).unwrap();
-            assert!(
-                x <= limit && y <= limit && x as u64 * y as u64 >= n,
-                "{n} {limit}"
-            );
-        }
-        assert!(split("t", 50, 7).is_err());
-    }
+    crate::plan::grid(workgroups, limit).ok_or(GpuError::TooManyWorkgroups {
+        op,
+        workgroups,
+        limit: limit as u64 * limit as u64,
+    })
 }

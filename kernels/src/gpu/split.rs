@@ -5,31 +5,14 @@
 //!   and `sum_axis` adds them in piece order (deterministic);
 //! - `sum_axis` over zero channels clears its output instead of launching.
 //!
+//! What each records is its `Kernel::plan` (`crate::plan`), which `record` runs.
 //! Every other kernel goes through the launcher the registry generates.
 
-use super::launch::{check_args, elements, launch, r, tiles, w};
+use super::launch::{check_args, launch_bytes, r, w, Arg};
 use super::{GpuBuffer, GpuContext, GpuError};
 use crate::params::{AxisParams, Conv2dParams, MatmulParams};
-use crate::registry::KernelId;
-
-/// NOTE: `MATMUL_K_CHUNK`, `FEW_TILES` and [`k_splits`] repeat `matmul.wgsl`.
-const MATMUL_K_CHUNK: u64 = 256;
-const FEW_TILES: u64 = 64;
-
-/// The length of each piece of the weight gradient's reduction over `n · h_out · w_out`
-/// (`K_CHUNK` in `conv2d_backward_weight.wgsl`).
-const CONV_K_CHUNK: u64 = 1024;
-
-/// Pieces of the reduction over `k`: more than one only when the output has few tiles
-/// (a `(64, 128)` linear layer's output is 2 tiles, however long its `k = 9216` is).
-fn k_splits(p: &MatmulParams) -> u64 {
-    let k = p.k as u64;
-    if tiles(p.m, p.n) >= FEW_TILES || k <= MATMUL_K_CHUNK {
-        1
-    } else {
-        k.div_ceil(MATMUL_K_CHUNK)
-    }
-}
+use crate::plan::{Buffer, Command, Plan};
+use crate::registry::{Access, Conv2dBackwardWeight, Kernel, Matmul, SumAxis};
 
 /// `c (m, n) = op(a) · op(b)`, or `c +=` with `accumulate`; `a` is `(m, k)` or, with
 /// `trans_a`, `(k, m)`; `b` is `(k, n)` or, with `trans_b`, `(n, k)`.
@@ -43,34 +26,14 @@ pub fn matmul(
     c: &GpuBuffer,
     p: &MatmulParams,
 ) -> Result<(), GpuError> {
-    let (mn, op) = (p.c_len(), KernelId::Matmul);
-    let args = [r("a", a, p.a_len()), r("b", b, p.b_len()), w("c", c, mn)];
-    let splits = k_splits(p);
-    if p.k == 0 && p.accumulate == 0 {
-        // An empty sum: the shader would never run its loop, but c must still be zeroed.
-        check_args(ctx, op.name(), &args)?;
-        return ctx.clear(c, mn);
-    }
-    if splits == 1 {
-        return launch(ctx, op, p, &args, tiles(p.m, p.n));
-    }
-    check_args(ctx, op.name(), &args)?;
-    let slices = splits as usize + p.accumulate as usize;
-    let partial = c.context().scratch(slices * mn)?;
-    if p.accumulate == 1 {
-        ctx.copy_words(c, &partial, mn);
-    }
-    let [a, b, _] = args;
-    let args = [a, b, w("c", &partial, slices * mn)];
-    launch(ctx, op, p, &args, tiles(p.m, p.n) * splits)?;
-    sum_axis(ctx, &partial, c, &AxisParams::new(1, slices, mn)?)
+    record::<Matmul>(ctx, &[a, b, c], p)
 }
 
 /// `grad_weight (c_out, c_in, kh, kw)`, overwritten, summed over the batch.
 ///
-/// The reduction over `n · h_out · w_out` is cut into pieces of `CONV_K_CHUNK`, so that
-/// a big batch fills the GPU even though the output is small; with more than one piece
-/// the partial gradients go to a scratch buffer and `sum_axis` adds them in piece order.
+/// The reduction over `n · h_out · w_out` is cut into pieces, so that a big batch fills
+/// the GPU even though the output is small; with more than one piece the partial
+/// gradients go to a scratch buffer and `sum_axis` adds them in piece order.
 pub fn conv2d_backward_weight(
     ctx: &GpuContext,
     x: &GpuBuffer,
@@ -78,35 +41,7 @@ pub fn conv2d_backward_weight(
     grad_weight: &GpuBuffer,
     p: &Conv2dParams,
 ) -> Result<(), GpuError> {
-    let op = KernelId::Conv2dBackwardWeight;
-    let reduce = (p.n * p.h_out * p.w_out) as u64;
-    let splits = reduce.div_ceil(CONV_K_CHUNK).max(1) as usize;
-    let groups = tiles(p.c_out, p.c_in * p.kh * p.kw) * splits as u64;
-    let [x, g] = [
-        r("x", x, p.input_len()),
-        r("grad_out", grad_out, p.output_len()),
-    ];
-    let weights = p.weight_len();
-    if splits == 1 {
-        let args = [x, g, w("grad_weight", grad_weight, weights)];
-        return launch(ctx, op, p, &args, groups);
-    }
-    // Checked first, so that a short grad_weight fails before any work is recorded.
-    check_args(ctx, op.name(), &[w("grad_weight", grad_weight, weights)])?;
-    let partial = grad_weight.context().scratch(splits * weights)?;
-    launch(
-        ctx,
-        op,
-        p,
-        &[x, g, w("partial", &partial, splits * weights)],
-        groups,
-    )?;
-    sum_axis(
-        ctx,
-        &partial,
-        grad_weight,
-        &AxisParams::new(1, splits, weights)?,
-    )
+    record::<Conv2dBackwardWeight>(ctx, &[x, grad_out, grad_weight], p)
 }
 
 /// `out[o, i] = Σ_c x[o, c, i]`, overwriting `out`.
@@ -116,11 +51,54 @@ pub fn sum_axis(
     out: &GpuBuffer,
     p: &AxisParams,
 ) -> Result<(), GpuError> {
-    let n_out = p.outer as usize * p.inner as usize;
-    if p.channels == 0 {
-        // An empty sum: zeros, which the shader's loop would also give, but cheaper.
-        return ctx.clear(out, n_out);
+    record::<SumAxis>(ctx, &[x, out], p)
+}
+
+/// Checks `bufs` (`K`'s arguments, in order) against `p`, then records `K::plan(p)`:
+/// nothing is recorded when an argument is short, foreign or aliased.
+fn record<K: Kernel>(ctx: &GpuContext, bufs: &[&GpuBuffer], p: &K::Params) -> Result<(), GpuError> {
+    let op = K::ID.name();
+    let args: Vec<Arg> = K::ARGS
+        .iter()
+        .zip(bufs)
+        .zip(K::lens(p))
+        .map(|((arg, buf), len)| match arg.access {
+            Access::Read => r(arg.name, buf, len),
+            _ => w(arg.name, buf, len),
+        })
+        .collect();
+    check_args(ctx, op, &args)?;
+    let Plan { scratch, commands } = K::plan(p);
+    let scratch = scratch
+        .iter()
+        .map(|&words| bufs[0].context().scratch(words))
+        .collect::<Result<Vec<_>, _>>()?;
+    let buffer = |b: Buffer| match b {
+        Buffer::Arg(i) => bufs[i],
+        Buffer::Scratch(i) => &scratch[i],
+    };
+    for command in commands {
+        match command {
+            Command::Dispatch {
+                kernel,
+                params,
+                bindings,
+                workgroups,
+            } => {
+                let args: Vec<Arg> = kernel
+                    .args()
+                    .iter()
+                    .zip(&bindings)
+                    .map(|(arg, b)| match arg.access {
+                        Access::Read => r(arg.name, buffer(b.buffer), b.words),
+                        _ => w(arg.name, buffer(b.buffer), b.words),
+                    })
+                    .collect();
+                launch_bytes(ctx, kernel, &params, &args, workgroups)?;
+            }
+            Command::Clear { buffer: b, words } => ctx.clear(buffer(b), words)?,
+            Command::Copy { src, dst, words } => ctx.copy_words(buffer(src), buffer(dst), words),
+        }
     }
-    let args = [r("x", x, p.len()), w("out", out, n_out)];
-    launch(ctx, KernelId::SumAxis, p, &args, elements(n_out))
+    Ok(())
 }
