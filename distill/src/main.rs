@@ -859,14 +859,20 @@ fn export_onnx(args: &ExportArgs) -> Result<()> {
 }
 
 fn export_web(args: &ExportArgs) -> Result<()> {
-    // Checked before any work, and again (atomically) when the folder is written.
-    if args.out.exists() && !args.force {
-        let empty = std::fs::read_dir(&args.out).is_ok_and(|mut d| d.next().is_none());
-        if !empty {
-            return Err(DistillError::Config(format!(
-                "{} exists and is not empty: pass --force to replace it",
-                args.out.display()
-            )));
+    // Checked before any work, and again when the folder is written.
+    if study::check_folder_target(&args.out, args.force)? {
+        for path in &args.checkpoint {
+            let inside = |p: &std::path::Path| p.canonicalize().ok();
+            if let (Some(file), Some(out)) = (inside(path), inside(&args.out)) {
+                if file.starts_with(&out) {
+                    return Err(DistillError::Config(format!(
+                        "{} is inside {}, which the export would replace: write the \
+                         folder elsewhere",
+                        path.display(),
+                        args.out.display()
+                    )));
+                }
+            }
         }
     }
     let mut networks = Vec::new();
@@ -892,9 +898,20 @@ fn export_web(args: &ExportArgs) -> Result<()> {
             }
             _ => kind = Some(this),
         }
-        let stem = path
+        // The page's name for it, from the file's: plain characters only (`models::web`).
+        let stem: String = path
             .file_stem()
-            .map_or("network".into(), |s| s.to_string_lossy().into_owned());
+            .map_or("network".into(), |s| s.to_string_lossy().into_owned())
+            .chars()
+            .map(|c| match c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                true => c,
+                false => '-',
+            })
+            .collect();
+        let stem = match stem.starts_with('.') || stem.is_empty() {
+            true => format!("network{stem}"),
+            false => stem,
+        };
         let mut name = stem.clone();
         for i in 2.. {
             if !networks.iter().any(|(n, _): &(String, _)| *n == name) {

@@ -591,37 +591,53 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io(path))
 }
 
-/// Writes the folder `dir` holding `files` (relative paths and their bytes) through a
-/// temporary folder beside it and a rename, so that a crash never leaves a half-written
-/// folder in its place. An existing `dir` is refused unless it is an empty folder or
-/// `force` is given; it is replaced only once the new folder is complete.
-pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)], force: bool) -> Result<()> {
+/// Whether `dir` may become a folder [`write_folder_atomic`] writes: it has a name
+/// (not `.` or `..`) and is absent, an empty folder, or (with `force`) any folder. Returns
+/// whether it exists.
+pub fn check_folder_target(dir: &Path, force: bool) -> Result<bool> {
     use crate::error::DistillError;
-    let exists = dir.exists();
-    if exists && !dir.is_dir() {
-        return Err(DistillError::Config(format!(
-            "{} exists and is not a folder",
-            dir.display()
-        )));
+    let refuse = |why: &str| Err(DistillError::Config(format!("{}: {why}", dir.display())));
+    if dir.file_name().is_none() {
+        return refuse("names no folder of its own (give the folder to write, e.g. `web`)");
     }
-    let empty = exists && std::fs::read_dir(dir).map_err(io(dir))?.next().is_none();
-    if exists && !empty && !force {
-        return Err(DistillError::Config(format!(
-            "{} exists and is not empty: pass --force to replace it",
-            dir.display()
-        )));
+    if !dir.exists() {
+        return Ok(false);
     }
+    if !dir.is_dir() {
+        return refuse("exists and is not a folder");
+    }
+    let empty = std::fs::read_dir(dir).map_err(io(dir))?.next().is_none();
+    if !empty && !force {
+        return refuse("exists and is not empty: pass --force to replace it");
+    }
+    Ok(true)
+}
+
+/// Writes the folder `dir` holding `files` (relative paths and their bytes) as a
+/// temporary folder beside it, synced, then renamed into place: a crash leaves either
+/// the old folder or the whole new one (at worst, in the moment between the two renames,
+/// the old one under `.NAME.old-PID` beside it), never a half-written one. `dir` must
+/// pass [`check_folder_target`]; an existing one is replaced only once the new folder is
+/// complete.
+pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)], force: bool) -> Result<()> {
+    use std::io::Write;
+    let exists = check_folder_target(dir, force)?;
     let (tmp, old) = (beside(dir, "tmp"), beside(dir, "old"));
     let result = (|| {
         if let Some(parent) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
+        // NOTE: one left by a killed run of the same process id is not ours to merge.
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp)?;
         for (file, bytes) in files {
             let path = tmp.join(file);
             if let Some(folder) = path.parent() {
                 std::fs::create_dir_all(folder)?;
             }
-            std::fs::write(&path, bytes)?;
+            let mut out = std::fs::File::create(&path)?;
+            out.write_all(bytes)?;
+            out.sync_all()?;
         }
         if exists {
             std::fs::rename(dir, &old)?;

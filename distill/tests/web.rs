@@ -74,9 +74,15 @@ fn serve(root: PathBuf) -> (u16, mpsc::Receiver<String>) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            if let Some(body) = answer(stream, &root) {
-                let _ = tx.send(body);
-            }
+            // One thread a connection: one the browser opens ahead and leaves idle must
+            // not hold up the others.
+            let (root, tx) = (root.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                if let Some(body) = answer(stream, &root) {
+                    let _ = tx.send(body);
+                }
+            });
         }
     });
     (port, rx)
@@ -335,7 +341,7 @@ fn bad_exports_are_refused_and_leave_nothing_behind() {
         "host.js",
         "page.js",
         "manifest.json",
-        "student.bin",
+        "weights/student.bin",
         "samples.bin",
     ] {
         assert!(site.join(file).is_file(), "{file}");
@@ -347,6 +353,38 @@ fn bad_exports_are_refused_and_leave_nothing_behind() {
         .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A folder that holds the checkpoint is not replaced, even with --force.
+    let inside = site.join("student.safetensors");
+    fs::copy(&student, &inside).unwrap();
+    let out = distill(&[
+        "export",
+        "--format",
+        "web",
+        "--checkpoint",
+        inside.to_str().unwrap(),
+        "--out",
+        site_arg,
+        &data_arg,
+        "--force",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inside"));
+    assert!(inside.is_file());
+
+    // `.` names no folder of its own.
+    let out = distill(&[
+        "export",
+        "--format",
+        "web",
+        "--checkpoint",
+        ckpt,
+        "--out",
+        ".",
+        "--force",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names no folder"));
 
     // ONNX takes one network.
     let onnx = dir.join("two.onnx");

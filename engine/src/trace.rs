@@ -44,6 +44,9 @@ pub struct TracedBuffer {
     /// before writing (a parameter, a constant, the closure's input); `None` for one
     /// that a command writes first.
     pub init: Option<Vec<f32>>,
+    /// Whether a command updates it in place after it started with `init` (an
+    /// optimizer's parameter): a replay must restore `init` before each run.
+    pub overwritten: bool,
 }
 
 /// One kernel call of a [`Trace`].
@@ -79,6 +82,8 @@ impl Trace {
     }
 
     /// The buffer that holds `t`'s values at the end of the trace, if the trace used it.
+    /// `t` must have lived through the trace (an input, a parameter, the result): a
+    /// tensor made afterwards may sit at the address of a buffer the trace freed.
     pub fn buffer_of(&self, t: &Tensor) -> Option<usize> {
         match &*t.storage() {
             Storage::Cpu(v) => self.at.get(&(v.as_ptr() as usize)).copied(),
@@ -93,6 +98,17 @@ struct Recorder {
     // what the trace says each buffer holds now
     values: Vec<Vec<f32>>,
     on_gpu: bool,
+    // a call whose GPU commands could not be planned
+    failed: Option<kernels::KernelError>,
+}
+
+/// Ends the recording however `record`'s closure ends, a panic included.
+struct Stop;
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        RECORDER.with(|r| r.borrow_mut().take());
+    }
 }
 
 thread_local! {
@@ -115,13 +131,19 @@ pub fn record<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Trace)> {
             trace: Trace::default(),
             values: Vec::new(),
             on_gpu: false,
+            failed: None,
         })
     });
+    let stop = Stop;
     let result = f();
     let recorder = RECORDER.with(|r| r.borrow_mut().take());
+    drop(stop);
     let recorder = recorder.ok_or_else(|| refuse("the recording was lost"))?;
     if recorder.on_gpu {
         return Err(refuse("only a computation on the CPU can be recorded"));
+    }
+    if let Some(e) = recorder.failed {
+        return Err(e.into());
     }
     Ok((result?, recorder.trace))
 }
@@ -147,7 +169,13 @@ pub(crate) fn before<K: Kernel>(p: &K::Params, args: &[&[f32]], zeroed: &[bool])
     RECORDER.with(|r| {
         let mut r = r.borrow_mut();
         let Some(rec) = r.as_mut() else { return };
-        let mut plan = K::plan(p);
+        let mut plan = match K::plan(p) {
+            Ok(plan) => plan,
+            Err(e) => {
+                rec.failed.get_or_insert(e);
+                return;
+            }
+        };
         let mut ids = Vec::with_capacity(args.len());
         for (i, (arg, values)) in K::ARGS.iter().zip(args).enumerate() {
             let fresh = zeroed.get(i).copied().unwrap_or(false);
@@ -174,30 +202,39 @@ pub(crate) fn after<K: Kernel>(args: &[&[f32]]) {
     RECORDER.with(|r| {
         let mut r = r.borrow_mut();
         let Some(rec) = r.as_mut() else { return };
-        let Some(call) = rec.trace.calls.last() else {
+        let Some(call) = rec.trace.calls.last().filter(|c| c.kernel == K::ID) else {
             return;
         };
         let ids = call.args.clone();
         for ((arg, values), id) in K::ARGS.iter().zip(args).zip(ids) {
             if arg.access.writes() {
                 rec.values[id] = values.to_vec();
+                let buffer = &mut rec.trace.buffers[id];
+                buffer.overwritten |= buffer.init.is_some();
             }
         }
     });
 }
 
 impl Recorder {
-    /// The buffer at `values`' address; a new one when the address is new or, for an
-    /// argument the kernel reads, when it holds other values than the trace left there.
+    /// The buffer at `values`' address; a new one when the address is new, when an
+    /// argument the kernel reads holds other values than the trace left there, or when
+    /// an output lands where a buffer with starting values was (which a replay must not
+    /// overwrite: it runs again).
     fn sight(&mut self, values: &[f32], reads: bool) -> usize {
         let address = values.as_ptr() as usize;
         let known = self.trace.at.get(&address).copied();
+        let same = |id: usize| match reads {
+            true => same_bits(&self.values[id], values),
+            false => self.trace.buffers[id].init.is_none(),
+        };
         let id = match known {
-            Some(id) if !reads || same_bits(&self.values[id], values) => id,
+            Some(id) if same(id) => id,
             _ => {
                 self.trace.buffers.push(TracedBuffer {
                     words: 0,
                     init: reads.then(|| values.to_vec()),
+                    overwritten: false,
                 });
                 self.values.push(values.to_vec());
                 self.trace.at.insert(address, self.trace.buffers.len() - 1);
@@ -212,4 +249,78 @@ impl Recorder {
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Device;
+
+    fn tensor(values: &[f32]) -> Tensor {
+        Tensor::from_vec(values.to_vec(), &[values.len()], &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn a_pooled_output_is_the_same_buffer_again() {
+        // NOTE: the pool keeps buffers of 1,024 words and more; an odd length that no
+        // other test uses, as the pool is the process's.
+        let x = tensor(&[0.5; 1031]);
+        let ((), trace) = record(|| {
+            drop(x.relu()?); // its Vec goes back to the pool ...
+            let _y = x.scale(2.0)?; // ... and the next output of that length takes it
+            Ok(())
+        })
+        .unwrap();
+        let [relu, scale] = trace.calls() else {
+            panic!("{:?}", trace.calls())
+        };
+        assert_eq!(relu.args[1], scale.args[1]);
+        assert_eq!(trace.buffers().len(), 2, "x and the one output buffer");
+        assert_eq!(trace.buffers()[relu.args[1]].init, None);
+    }
+
+    #[test]
+    fn values_changed_outside_the_trace_are_a_new_input() {
+        let x = tensor(&[1.0, -2.0]);
+        let ((), trace) = record(|| {
+            x.relu()?;
+            if let Storage::Cpu(v) = &mut *x.storage_mut() {
+                v[1] = 5.0; // what no recorded command did
+            }
+            x.relu()?;
+            Ok(())
+        })
+        .unwrap();
+        let [first, second] = trace.calls() else {
+            panic!("{:?}", trace.calls())
+        };
+        assert_ne!(first.args[0], second.args[0]);
+        let init = |call: &Call| trace.buffers()[call.args[0]].init.clone();
+        assert_eq!(init(first), Some(vec![1.0, -2.0]));
+        assert_eq!(init(second), Some(vec![1.0, 5.0]));
+    }
+
+    #[test]
+    fn a_fresh_zeroed_output_is_cleared_first() {
+        // matmul's `c` is a `write` argument the engine zeroes: the plan clears it.
+        let a = Tensor::from_vec(vec![1.0, 2.0], &[1, 2], &Device::Cpu).unwrap();
+        let (_, trace) = record(|| a.matmul_t(&a)).unwrap();
+        let call = &trace.calls()[0];
+        assert!(matches!(
+            call.plan.commands[0],
+            Command::Clear {
+                buffer: Buffer::Arg(2),
+                words: 1
+            }
+        ));
+    }
+
+    #[test]
+    fn a_panic_ends_the_recording_and_nesting_is_refused() {
+        let caught = std::panic::catch_unwind(|| record::<()>(|| panic!("in the closure")));
+        assert!(caught.is_err());
+        let nested = record(|| record(|| Ok(())).map(|_| ()));
+        assert!(nested.unwrap_err().to_string().contains("already"));
+        assert!(record(|| Ok(())).is_ok(), "the thread records again");
+    }
 }

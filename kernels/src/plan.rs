@@ -7,8 +7,9 @@
 //! its output). [`Kernel::plan`] says which commands, on which of
 //! the call's arguments and scratch buffers, with which params bytes and workgroups.
 //!
-//! The wgpu launchers of `gpu` run these plans, and `models::web` writes them into a
-//! manifest that a browser replays on WebGPU with the same WGSL: one description of each
+//! The hand-written wgpu launchers of `gpu` run these plans (the generated ones launch
+//! the same single dispatch directly), and `models::web` writes them into a manifest
+//! that a browser replays on WebGPU with the same WGSL: one description of each
 //! kernel's GPU work for both.
 //!
 //! ```
@@ -18,7 +19,7 @@
 //!
 //! // A (1, 9216) · (9216, 128) product has 2 output tiles: its reduction is cut into 36
 //! // pieces of 256, whose partial products `sum_axis` adds into `c` in order.
-//! let plan = Matmul::plan(&MatmulParams::new(1, 128, 9216)?.trans_b());
+//! let plan = Matmul::plan(&MatmulParams::new(1, 128, 9216)?.trans_b())?;
 //! assert_eq!(plan.scratch, [36 * 128]);
 //! let kernels: Vec<_> = plan.commands.iter().map(|c| match c {
 //!     Command::Dispatch { kernel, .. } => kernel.name(),
@@ -28,6 +29,7 @@
 //! # Ok::<(), kernels::KernelError>(())
 //! ```
 
+use crate::error::KernelError;
 use crate::params::{AxisParams, Conv2dParams, MatmulParams, RowParams};
 use crate::registry::{Kernel, KernelId};
 
@@ -180,12 +182,12 @@ fn k_splits(p: &MatmulParams) -> u64 {
     }
 }
 
-/// `sum_axis` of `slices` pieces of `words` words in scratch 0 into argument `out`.
-fn sum_pieces(slices: usize, words: usize, out: usize) -> Command {
-    // NOTE: `AxisParams::new` refuses only sizes past u32, which the pieces of a kernel
-    // whose own params were accepted cannot reach: each piece is one of its arguments.
-    let p = AxisParams::new(1, slices, words).unwrap_or_else(|_| unreachable!());
-    dispatch::<crate::registry::SumAxis>(
+/// `sum_axis` of `slices` pieces of `words` words in scratch 0 into argument `out`;
+/// an error when the pieces together pass what one buffer can index (`u32` words),
+/// though each piece alone fits.
+fn sum_pieces(slices: usize, words: usize, out: usize) -> Result<Command, KernelError> {
+    let p = AxisParams::new(1, slices, words)?;
+    Ok(dispatch::<crate::registry::SumAxis>(
         &p,
         vec![
             Binding {
@@ -198,25 +200,25 @@ fn sum_pieces(slices: usize, words: usize, out: usize) -> Command {
             },
         ],
         elements(words),
-    )
+    ))
 }
 
 /// `c (m, n) = op(a) · op(b)`, or `c +=` with `accumulate`. A long `k` with few output
 /// tiles is split: the pieces' products go to a scratch buffer (after a copy of `c` when
 /// accumulating) and `sum_axis` adds them in order.
-pub(crate) fn matmul(p: &MatmulParams) -> Plan {
+pub(crate) fn matmul(p: &MatmulParams) -> Result<Plan, KernelError> {
     let mn = p.c_len();
     if p.k == 0 && p.accumulate == 0 {
         // An empty sum: the shader would never run its loop, but c must still be zeroed.
         let buffer = Buffer::Arg(2);
-        return Plan {
+        return Ok(Plan {
             scratch: Vec::new(),
             commands: vec![Command::Clear { buffer, words: mn }],
-        };
+        });
     }
     let splits = k_splits(p);
     if splits == 1 {
-        return Plan::single::<crate::registry::Matmul>(p, tiles(p.m, p.n));
+        return Ok(Plan::single::<crate::registry::Matmul>(p, tiles(p.m, p.n)));
     }
     let slices = splits as usize + p.accumulate as usize;
     let mut commands = Vec::new();
@@ -237,24 +239,24 @@ pub(crate) fn matmul(p: &MatmulParams) -> Plan {
         bindings,
         tiles(p.m, p.n) * splits,
     ));
-    commands.push(sum_pieces(slices, mn, 2));
-    Plan {
+    commands.push(sum_pieces(slices, mn, 2)?);
+    Ok(Plan {
         scratch: vec![slices * mn],
         commands,
-    }
+    })
 }
 
 /// `grad_weight (c_out, c_in, kh, kw)`, overwritten, summed over the batch. The
 /// reduction over `n · h_out · w_out` is cut into pieces of `CONV_K_CHUNK`, so that a big
 /// batch fills the GPU even though the output is small; with more than one piece the
 /// partial gradients go to a scratch buffer and `sum_axis` adds them in piece order.
-pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Plan {
+pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelError> {
     type K = crate::registry::Conv2dBackwardWeight;
     let reduce = (p.n * p.h_out * p.w_out) as u64;
     let splits = reduce.div_ceil(CONV_K_CHUNK).max(1) as usize;
     let groups = tiles(p.c_out, p.c_in * p.kh * p.kw) * splits as u64;
     if splits == 1 {
-        return Plan::single::<K>(p, groups);
+        return Ok(Plan::single::<K>(p, groups));
     }
     let weights = p.weight_len();
     let mut bindings = args(&[p.input_len(), p.output_len()]);
@@ -262,29 +264,29 @@ pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Plan {
         buffer: Buffer::Scratch(0),
         words: splits * weights,
     });
-    Plan {
+    Ok(Plan {
         scratch: vec![splits * weights],
         commands: vec![
             dispatch::<K>(p, bindings, groups),
-            sum_pieces(splits, weights, 2),
+            sum_pieces(splits, weights, 2)?,
         ],
-    }
+    })
 }
 
 /// `out[o, i] = Σ_c x[o, c, i]`, overwriting `out`; over zero channels a clear.
-pub(crate) fn sum_axis(p: &AxisParams) -> Plan {
+pub(crate) fn sum_axis(p: &AxisParams) -> Result<Plan, KernelError> {
     let n_out = p.outer as usize * p.inner as usize;
     if p.channels == 0 {
         // An empty sum: zeros, which the shader's loop would also give, but cheaper.
-        return Plan {
+        return Ok(Plan {
             scratch: Vec::new(),
             commands: vec![Command::Clear {
                 buffer: Buffer::Arg(1),
                 words: n_out,
             }],
-        };
+        });
     }
-    Plan::single::<crate::registry::SumAxis>(p, elements(n_out))
+    Ok(Plan::single::<crate::registry::SumAxis>(p, elements(n_out)))
 }
 
 #[cfg(test)]
@@ -309,7 +311,7 @@ mod tests {
     #[test]
     fn a_plain_kernel_is_one_dispatch_over_its_grid() {
         let p = ElementwiseParams::new(1000).unwrap();
-        let plan = ReluForward::plan(&p);
+        let plan = ReluForward::plan(&p).unwrap();
         assert!(plan.scratch.is_empty());
         let [Command::Dispatch {
             kernel,
@@ -333,7 +335,7 @@ mod tests {
     fn an_accumulating_split_matmul_copies_c_in_first() {
         // (1, 1000) · (1000, 10): one tile, 4 pieces of 256, plus the old c as a fifth.
         let p = MatmulParams::new(1, 10, 1000).unwrap().accumulate();
-        let plan = Matmul::plan(&p);
+        let plan = Matmul::plan(&p).unwrap();
         assert_eq!(plan.scratch, [5 * 10]);
         assert!(matches!(
             plan.commands[0],
@@ -358,12 +360,20 @@ mod tests {
     }
 
     #[test]
+    fn pieces_that_together_pass_u32_are_an_error_not_a_panic() {
+        // Each argument fits, but 2,048 pieces of 2,359,296 weights are 4.8e9 words.
+        let p = Conv2dParams::new(8192, 512, 16, 16, 512, 3, 3, 1, 1).unwrap();
+        let err = crate::registry::Conv2dBackwardWeight::plan(&p).unwrap_err();
+        assert!(err.to_string().contains("4831838208"), "{err}");
+    }
+
+    #[test]
     fn an_empty_reduction_clears_its_output() {
         let p = MatmulParams::new(3, 4, 0).unwrap();
         let clear = Command::Clear {
             buffer: Buffer::Arg(2),
             words: 12,
         };
-        assert_eq!(Matmul::plan(&p).commands, [clear]);
+        assert_eq!(Matmul::plan(&p).unwrap().commands, [clear]);
     }
 }

@@ -101,8 +101,9 @@ pub trait Kernel {
         writes: &mut [&mut [f32]],
         p: &Self::Params,
     ) -> Result<(), KernelError>;
-    /// The GPU commands of a call under `p`: what [`Kernel::gpu`] records, as data.
-    fn plan(p: &Self::Params) -> crate::plan::Plan;
+    /// The GPU commands of a call under `p`: what [`Kernel::gpu`] records, as data; an
+    /// error when its pieces would not fit (see [`crate::plan`]).
+    fn plan(p: &Self::Params) -> Result<crate::plan::Plan, KernelError>;
     /// Records the dispatch (or dispatches) on the GPU; does not wait.
     #[cfg(feature = "gpu")]
     fn gpu(
@@ -268,7 +269,7 @@ macro_rules! kernels {
                     crate::cpu::$name($(kernels!(@cpu $access $word reads writes),)* $p)
                 }
 
-                fn plan($p: &$params) -> crate::plan::Plan {
+                fn plan($p: &$params) -> Result<crate::plan::Plan, KernelError> {
                     #[allow(unused_imports)]
                     use crate::plan::{elements, row_groups, tiles};
                     kernels!(@plan $how $launch $name $p)
@@ -330,7 +331,7 @@ macro_rules! kernels {
     (@gpu write $reads:ident $writes:ident) => { *$writes.next().expect("a write argument") };
     (@gpu out $reads:ident $writes:ident) => { *$writes.next().expect("a write argument") };
 
-    (@plan grid $groups:tt $name:ident $p:ident) => { crate::plan::Plan::single::<Self>($p, $groups) };
+    (@plan grid $groups:tt $name:ident $p:ident) => { Ok(crate::plan::Plan::single::<Self>($p, $groups)) };
     (@plan launcher $path:tt $name:ident $p:ident) => { crate::plan::$name($p) };
     (@launch grid $groups:tt $name:ident) => { launchers::$name };
     (@launch launcher $path:tt $name:ident) => { $path };

@@ -5,7 +5,7 @@
 //! index.html, host.js, page.js   the page (models/web/): host.js replays a manifest,
 //!                                page.js draws, picks test images, shows predictions
 //! manifest.json                  per network: its kernels, buffers and commands
-//! NAME.bin                       per network: the values its buffers start with
+//! weights/NAME.bin               per network: the values its buffers start with
 //! kernels/KERNEL.wgsl            each kernel's composed source (`KernelId::source`)
 //! samples.bin                    test images, one byte a pixel (manifest: labels)
 //! ```
@@ -17,8 +17,9 @@
 //! ```text
 //! { "format": 1, "classes": [...], "samples": { "file", "count", "shape", "labels" },
 //!   "networks": [ { "name", "architecture", "parameters", "flops", "input": [c, h, w],
-//!     "weights": "NAME.bin", "input_buffer": i, "output_buffer": o, "outputs": classes,
-//!     "buffers": [ { "words": n, "init": [word offset in NAME.bin, words] | null } ],
+//!     "weights": "weights/NAME.bin", "input_buffer": i, "output_buffer": o,
+//!     "outputs": classes,
+//!     "buffers": [ { "words": n, "init": [word offset in the weights, words] | null } ],
 //!     "commands": [ { "dispatch": "kernel", "params": [u32 ...],
 //!                     "bindings": [[buffer, words], ...], "grid": [x, y] }
 //!                 | { "clear": buffer, "words": n }
@@ -61,8 +62,9 @@ pub struct Samples {
 }
 
 /// The files of the web folder for `networks` (each with the name the page shows it
-/// by, unique), `classes` (the names of the output classes) and `samples`: relative
-/// paths and their bytes. The networks must be on the CPU.
+/// by: unique, of letters, digits, `_`, `-` and `.`), `classes` (the names of the output
+/// classes) and `samples`: relative paths and their bytes. The networks must be on the
+/// CPU and take the same input.
 pub fn export(
     networks: &[(String, &Network)],
     classes: &[String],
@@ -72,24 +74,33 @@ pub fn export(
         .iter()
         .map(|(name, text)| (name.to_string(), text.as_bytes().to_vec()))
         .collect();
+    let input = networks.first().map(|(_, n)| n.spec().input);
     let mut kernels = BTreeSet::new();
     let mut described = Vec::new();
     let mut names = BTreeSet::new();
     for (name, network) in networks {
+        check_name(name)?;
         if !names.insert(name.as_str()) {
             return Err(format!("two networks are named `{name}`"));
         }
-        let (manifest, weights) = network_manifest(name, network, &mut kernels)?;
+        if Some(network.spec().input) != input {
+            return Err(format!(
+                "{name} takes {:?} images, {} {:?}: the page feeds every network the same",
+                network.spec().input,
+                networks[0].0,
+                input.unwrap_or_default()
+            ));
+        }
+        let (manifest, weights) = network_manifest(name, network, classes, &mut kernels)?;
         described.push(manifest);
-        files.push((format!("{name}.bin"), weights));
+        files.push((format!("weights/{name}.bin"), weights));
     }
     for kernel in &kernels {
         let source = kernel.source().into_bytes();
         files.push((format!("kernels/{}.wgsl", kernel.name()), source));
     }
-    let input = networks.first().map(|(_, n)| n.spec().input);
     let image: usize = input.map_or(0, |s| s.iter().product());
-    if image > 0 && samples.pixels.len() != samples.labels.len() * image {
+    if samples.pixels.len() != samples.labels.len() * image {
         return Err(format!(
             "{} sample pixels for {} labels of {image} pixels each",
             samples.pixels.len(),
@@ -113,17 +124,27 @@ pub fn export(
     Ok(files)
 }
 
-/// The manifest entry of one network and the bytes of its `NAME.bin`.
+/// A network's name becomes a file name and a URL: plain characters only.
+fn check_name(name: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+    match !name.is_empty() && !name.starts_with('.') && name.chars().all(plain) {
+        true => Ok(()),
+        false => Err(format!(
+            "`{name}` cannot name a network of the page: letters, digits, `_`, `-` and `.` \
+             only, not first"
+        )),
+    }
+}
+
+/// The manifest entry of one network and the bytes of its `weights/NAME.bin`.
 fn network_manifest(
     name: &str,
     network: &Network,
+    classes: &[String],
     kernels: &mut BTreeSet<KernelId>,
 ) -> Result<(Value, Vec<u8>), String> {
     let spec = network.spec();
     let fail = |e: engine::Error| format!("recording {name}'s forward pass: {e}");
-    if !matches!(network.device(), Device::Cpu) {
-        return Err(format!("{name} is not on the CPU"));
-    }
     let [c, h, w] = spec.input;
     let x = Tensor::zeros(&[1, c, h, w], &Device::Cpu).map_err(fail)?;
     let _no_grad = engine::no_grad();
@@ -133,71 +154,45 @@ fn network_manifest(
     let output = recorded
         .buffer_of(&logits)
         .ok_or_else(|| missing("output"))?;
-
-    // Buffers: the trace's, then each call's scratch buffers.
-    let mut weights = Vec::new();
-    let mut buffers: Vec<Value> = Vec::new();
-    for (id, b) in recorded.buffers().iter().enumerate() {
-        let init = match &b.init {
-            Some(values) if id != input => {
-                let offset = weights.len() / 4;
-                weights.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-                json!([offset, values.len()])
-            }
-            _ => Value::Null,
-        };
-        buffers.push(json!({ "words": b.words.max(1), "init": init }));
+    if !classes.is_empty() && logits.numel() != classes.len() {
+        return Err(format!(
+            "{name} has {} outputs for {} classes",
+            logits.numel(),
+            classes.len()
+        ));
     }
-    let mut commands = Vec::new();
+    let mut layout = Layout::default();
+    layout.traced(recorded.buffers(), input);
     for call in recorded.calls() {
-        let scratch0 = buffers.len();
+        let scratch0 = layout.buffers.len();
         for &words in &call.plan.scratch {
-            buffers.push(json!({ "words": words.max(1), "init": Value::Null }));
+            layout.add(words, None);
         }
         let buffer = |b: Buffer| match b {
             Buffer::Arg(i) => call.args[i],
             Buffer::Scratch(i) => scratch0 + i,
         };
         for command in &call.plan.commands {
-            commands.push(match command {
-                Command::Dispatch {
-                    kernel,
-                    params,
-                    bindings,
-                    workgroups,
-                } => {
-                    if *workgroups == 0 {
-                        continue;
-                    }
-                    kernels.insert(*kernel);
-                    let grid =
-                        plan::grid(*workgroups, WORKGROUPS_PER_DIMENSION).ok_or_else(|| {
-                            format!("{name}: {} needs {workgroups} workgroups", kernel.name())
-                        })?;
-                    let params: Vec<u32> = params
-                        .chunks(4)
-                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    let bindings: Vec<[usize; 2]> = bindings
-                        .iter()
-                        .map(|b| [buffer(b.buffer), b.words.max(1)])
-                        .collect();
-                    json!({
-                        "dispatch": kernel.name(),
-                        "params": params,
-                        "bindings": bindings,
-                        "grid": [grid.0, grid.1],
-                    })
-                }
-                Command::Clear { buffer: b, words } => {
-                    json!({ "clear": buffer(*b), "words": words })
-                }
-                Command::Copy { src, dst, words } => {
-                    json!({ "copy": [buffer(*src), buffer(*dst)], "words": words })
-                }
-            });
+            if let Some(command) = command_json(name, command, buffer, kernels)? {
+                layout.commands.push(command);
+            }
         }
     }
+    if let Some(words) = layout
+        .buffers
+        .iter()
+        .filter_map(|b| b["words"].as_u64())
+        .max()
+    {
+        if 4 * words > MAX_BINDING_BYTES {
+            return Err(format!(
+                "{name}: a buffer of {} bytes, past the {MAX_BINDING_BYTES} every WebGPU \
+                 device binds",
+                4 * words
+            ));
+        }
+    }
+    let commands = [layout.restore, layout.commands].concat();
     let manifest = json!({
         "name": name,
         "architecture": spec.name,
@@ -205,13 +200,110 @@ fn network_manifest(
         "flops": spec.forward_flops_per_image(),
         "input": spec.input,
         "outputs": logits.numel(),
-        "weights": format!("{name}.bin"),
+        "weights": format!("weights/{name}.bin"),
         "input_buffer": input,
         "output_buffer": output,
-        "buffers": buffers,
+        "buffers": layout.buffers,
         "commands": commands,
     });
-    Ok((manifest, weights))
+    Ok((manifest, layout.weights))
+}
+
+/// WebGPU's guaranteed `maxStorageBufferBindingSize`, 128 MiB.
+const MAX_BINDING_BYTES: u64 = 128 << 20;
+
+/// A network's buffers as the manifest lists them, and the values they start with.
+#[derive(Default)]
+struct Layout {
+    buffers: Vec<Value>,
+    weights: Vec<u8>,
+    // copies back of the starting values that a pass overwrites, before each pass
+    restore: Vec<Value>,
+    commands: Vec<Value>,
+}
+
+impl Layout {
+    /// A buffer of `words` starting with `init`; its index.
+    fn add(&mut self, words: usize, init: Option<&[f32]>) -> usize {
+        let init = init.map_or(Value::Null, |values| {
+            let offset = self.weights.len() / 4;
+            self.weights
+                .extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            json!([offset, values.len()])
+        });
+        self.buffers
+            .push(json!({ "words": words.max(1), "init": init }));
+        self.buffers.len() - 1
+    }
+
+    /// The trace's buffers, numbered as in the trace (the network's input starts with
+    /// nothing: the page writes it). One a pass overwrites gets a twin holding its
+    /// starting values, copied back before each pass.
+    fn traced(&mut self, buffers: &[trace::TracedBuffer], input: usize) {
+        let mut twins = Vec::new();
+        for (id, b) in buffers.iter().enumerate() {
+            let init = b.init.as_deref().filter(|_| id != input);
+            match init {
+                Some(values) if b.overwritten => {
+                    self.add(b.words, None);
+                    twins.push((id, values));
+                }
+                _ => {
+                    self.add(b.words, init);
+                }
+            }
+        }
+        for (id, values) in twins {
+            let twin = self.add(values.len(), Some(values));
+            let words = values.len();
+            self.restore
+                .push(json!({ "copy": [twin, id], "words": words }));
+        }
+    }
+}
+
+/// The manifest's form of `command` (none for a dispatch of no workgroups), its
+/// buffers numbered by `buffer`.
+fn command_json(
+    name: &str,
+    command: &Command,
+    buffer: impl Fn(Buffer) -> usize,
+    kernels: &mut BTreeSet<KernelId>,
+) -> Result<Option<Value>, String> {
+    Ok(Some(match command {
+        Command::Dispatch {
+            kernel,
+            params,
+            bindings,
+            workgroups,
+        } => {
+            if *workgroups == 0 {
+                return Ok(None);
+            }
+            kernels.insert(*kernel);
+            let grid = plan::grid(*workgroups, WORKGROUPS_PER_DIMENSION).ok_or_else(|| {
+                format!("{name}: {} needs {workgroups} workgroups", kernel.name())
+            })?;
+            let params: Vec<u32> = params
+                .chunks(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let bindings: Vec<[usize; 2]> = bindings
+                .iter()
+                .map(|b| [buffer(b.buffer), b.words.max(1)])
+                .collect();
+            json!({
+                "dispatch": kernel.name(),
+                "params": params,
+                "bindings": bindings,
+                "grid": [grid.0, grid.1],
+            })
+        }
+        Command::Clear { buffer: b, words } => json!({ "clear": buffer(*b), "words": words }),
+        Command::Copy { src, dst, words } => {
+            json!({ "copy": [buffer(*src), buffer(*dst)], "words": words })
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -239,7 +331,7 @@ mod tests {
         // Every parameter value is in student.bin, and the input standardisation's
         // constant besides: nothing else starts with values.
         let params = net.parameter_count();
-        assert_eq!(file("student.bin").len(), 4 * (params + 1));
+        assert_eq!(file("weights/student.bin").len(), 4 * (params + 1));
         let dispatched: BTreeSet<&str> = net_manifest["commands"]
             .as_array()
             .unwrap()
@@ -258,6 +350,16 @@ mod tests {
         assert!(dispatched.contains("matmul"), "{dispatched:?}");
         assert_eq!(manifest["samples"]["count"], 2);
         assert_eq!(net_manifest["outputs"], 10);
+    }
+
+    #[test]
+    fn names_that_are_not_plain_file_names_are_refused() {
+        let spec = builtin::builtin("student-mlp").unwrap();
+        let net = Network::new(&spec, 3, &Device::Cpu).unwrap();
+        for bad in ["", ".hidden", "a b", "a/b", "50%"] {
+            let err = export(&[(bad.to_string(), &net)], &[], &Samples::default()).unwrap_err();
+            assert!(err.contains("cannot name a network"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 // Replays a network's recorded forward pass on WebGPU. manifest.json (written by
 // `distill export --format web`, see models/src/web.rs) lists, per network, its buffers
-// (with the values they start with, in NAME.bin), the kernels it runs (kernels/*.wgsl,
+// (with the values they start with, in weights/NAME.bin), the kernels it runs (kernels/*.wgsl,
 // the very sources the desktop compiles) and the commands of one forward pass at batch 1:
 // dispatches with their params bytes, clears and copies. This file knows no layer and
 // no shape: it creates buffers and records commands, nothing else.

@@ -159,7 +159,10 @@ function panel(net, classes) {
   const root = document.createElement("div");
   root.className = "net";
   const e = net.entry;
-  root.innerHTML = `<h2>${e.name}</h2><div class="meta">${e.architecture}: ${e.parameters.toLocaleString()} parameters, ${(e.flops / 1e6).toFixed(2)} MFLOP</div><div class="guess">–</div><div class="time"></div><div class="bars"></div>`;
+  root.innerHTML = `<h2></h2><div class="meta"></div><div class="guess">–</div><div class="time"></div><div class="bars"></div>`;
+  root.querySelector("h2").textContent = e.name;
+  root.querySelector(".meta").textContent =
+    `${e.architecture}: ${e.parameters.toLocaleString()} parameters, ${(e.flops / 1e6).toFixed(2)} MFLOP`;
   document.getElementById("networks").appendChild(root);
   return (logits, ms) => {
     const max = Math.max(...logits);

@@ -68,7 +68,7 @@ fn record<K: Kernel>(ctx: &GpuContext, bufs: &[&GpuBuffer], p: &K::Params) -> Re
         })
         .collect();
     check_args(ctx, op, &args)?;
-    let Plan { scratch, commands } = K::plan(p);
+    let Plan { scratch, commands } = K::plan(p)?;
     let scratch = scratch
         .iter()
         .map(|&words| bufs[0].context().scratch(words))
