@@ -264,6 +264,21 @@ fn the_page_runs_student_and_teacher_on_webgpu_as_the_cpu_does() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// `distill export --format web --checkpoint CKPT --out OUT` and `more`.
+fn export_web(ckpt: &Path, out: &Path, more: &[&str]) -> std::process::Output {
+    let (ckpt, out) = (ckpt.to_str().unwrap(), out.to_str().unwrap());
+    let args = [
+        "export",
+        "--format",
+        "web",
+        "--checkpoint",
+        ckpt,
+        "--out",
+        out,
+    ];
+    distill(&[&args[..], more].concat())
+}
+
 #[test]
 fn bad_exports_are_refused_and_leave_nothing_behind() {
     let dir = scratch("bad");
@@ -278,16 +293,7 @@ fn bad_exports_are_refused_and_leave_nothing_behind() {
     fs::write(&junk, b"not a checkpoint at all").unwrap();
     let site = dir.join("site");
     let site_arg = site.to_str().unwrap();
-    let out = distill(&[
-        "export",
-        "--format",
-        "web",
-        "--checkpoint",
-        junk.to_str().unwrap(),
-        "--out",
-        site_arg,
-        &data_arg,
-    ]);
+    let out = export_web(&junk, &site, &[&data_arg]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("junk.safetensors"), "{err}");
@@ -309,17 +315,7 @@ fn bad_exports_are_refused_and_leave_nothing_behind() {
     // An output folder that exists and is not empty: refused, its file untouched.
     fs::create_dir_all(&site).unwrap();
     fs::write(site.join("mine.txt"), b"keep me").unwrap();
-    let args = [
-        "export",
-        "--format",
-        "web",
-        "--checkpoint",
-        ckpt,
-        "--out",
-        site_arg,
-        &data_arg,
-    ];
-    let out = distill(&args);
+    let out = export_web(&student, &site, &[&data_arg]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -329,7 +325,7 @@ fn bad_exports_are_refused_and_leave_nothing_behind() {
     assert_eq!(fs::read(site.join("mine.txt")).unwrap(), b"keep me");
 
     // With --force it is replaced whole; no temporary folder is left beside it.
-    let out = distill(&[&args[..], &["--force"]].concat());
+    let out = export_web(&student, &site, &[&data_arg, "--force"]);
     assert!(
         out.status.success(),
         "{}",
@@ -357,32 +353,13 @@ fn bad_exports_are_refused_and_leave_nothing_behind() {
     // A folder that holds the checkpoint is not replaced, even with --force.
     let inside = site.join("student.safetensors");
     fs::copy(&student, &inside).unwrap();
-    let out = distill(&[
-        "export",
-        "--format",
-        "web",
-        "--checkpoint",
-        inside.to_str().unwrap(),
-        "--out",
-        site_arg,
-        &data_arg,
-        "--force",
-    ]);
+    let out = export_web(&inside, &site, &[&data_arg, "--force"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("inside"));
     assert!(inside.is_file());
 
     // `.` names no folder of its own.
-    let out = distill(&[
-        "export",
-        "--format",
-        "web",
-        "--checkpoint",
-        ckpt,
-        "--out",
-        ".",
-        "--force",
-    ]);
+    let out = export_web(&student, Path::new("."), &["--force"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("names no folder"));
 
