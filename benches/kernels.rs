@@ -15,6 +15,8 @@
 //! - `matmul`: the `gemm` crate (same inputs, rayon on two threads);
 //! - `conv2d_forward`: a direct seven-loop convolution, parallel over samples;
 //! - `conv2d_relu_pool_forward`: the four kernels it fuses, run one after the other;
+//! - the `conv2d_pool_backward` kernels: `max_pool2d_backward` into memory, then
+//!   `bias_backward` and the conv backwards that read it;
 //! - `softmax_kl_forward`: the unfused three-pass softmax-KL written below, with libm's
 //!   `exp` (`unfused_softmax_kl`) and with the kernel's own vectorised `exp`
 //!   (`unfused_softmax_kl_vexp`; its `ln` stays libm's).
@@ -468,6 +470,103 @@ fn conv2d_relu_pool(crit: &mut Criterion) {
         group.bench_function(BenchmarkId::new("unfused", label), |b| {
             b.iter(|| unfused.run(black_box(&x), &weight, &bias, &mut want, &mut want_arg, &p))
         });
+    }
+    group.finish();
+}
+
+/// The backward of one conv block as training runs it, after the ReLU mask on the pooled
+/// gradient (the same kernel either way): the input gradient only where the block's
+/// input is not the image (conv2), then the weight and bias gradients.
+fn block_backward(
+    fused: bool,
+    [x, weight, g]: [&[f32]; 3],
+    argmax: &[u32],
+    [grad_x, grad_w, grad_b, dz]: [&mut Vec<f32>; 4],
+    p: &Conv2dParams,
+) {
+    let needs_x = p.c_in > 1;
+    if fused {
+        if needs_x {
+            cpu::conv2d_pool_backward_input(g, argmax, weight, grad_x, p).unwrap();
+        }
+        cpu::conv2d_pool_backward_weight(x, g, argmax, grad_w, p).unwrap();
+        cpu::conv2d_pool_backward_bias(g, argmax, grad_b, p).unwrap();
+        return;
+    }
+    let plane = (p.h_out * p.w_out) as usize;
+    let axis = AxisParams::new(p.n as usize, p.c_out as usize, plane).unwrap();
+    cpu::max_pool2d_backward(g, argmax, dz, &p.pool().unwrap()).unwrap();
+    cpu::bias_backward(dz, grad_b, &axis).unwrap();
+    if needs_x {
+        cpu::conv2d_backward_input(dz, weight, grad_x, p).unwrap();
+    }
+    cpu::conv2d_backward_weight(x, dz, grad_w, p).unwrap();
+}
+
+/// `conv2d_relu_pool_backward/{fused,unfused}/{conv1,conv2}`: the teacher-cnn's two
+/// blocks' backward at batch 64 from the pooled gradient, as the network runs it (the
+/// `conv2d_pool_backward` kernels, which read the conv's gradient through the argmax) and
+/// as it ran it before (`max_pool2d_backward` into memory, then `bias_backward` and the
+/// conv backwards reading it); conv1's input is the image, so it has no input gradient.
+/// GFLOP/s of the conv products; checked bit for bit against each other first.
+fn conv2d_relu_pool_backward(crit: &mut Criterion) {
+    let mut group = crit.benchmark_group("conv2d_relu_pool_backward");
+    for (label, p) in [("conv1", teacher_conv1()), ("conv2", teacher_conv2())] {
+        let (x, weight, bias) = (
+            inputs(p.input_len(), 11),
+            inputs(p.weight_len(), 12),
+            inputs(p.c_out as usize, 13),
+        );
+        let g = inputs(p.pooled_len(), 14);
+        let (mut out, mut argmax) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
+        cpu::conv2d_relu_pool_forward(&x, &weight, &bias, &mut out, &mut argmax, &p).unwrap();
+        let outputs = || {
+            [
+                p.input_len(),
+                p.weight_len(),
+                p.c_out as usize,
+                p.output_len(),
+            ]
+            .map(|n| vec![0.0; n])
+        };
+        let (mut fused, mut unfused) = (outputs(), outputs());
+        for (is_fused, [gx, gw, gb, dz]) in [(true, &mut fused), (false, &mut unfused)] {
+            block_backward(is_fused, [&x, &weight, &g], &argmax, [gx, gw, gb, dz], &p);
+        }
+        let bits = |v: &[Vec<f32>; 4]| {
+            v[..3]
+                .iter()
+                .flatten()
+                .map(|f| f.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            bits(&fused) == bits(&unfused),
+            "conv2d_relu_pool_backward/{label}: the fused backward differs from the unfused one"
+        );
+        let products = if p.c_in > 1 { 2 } else { 1 };
+        group
+            .throughput(Throughput::Elements(products * p.flops()))
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1500))
+            .sample_size(20);
+        for (name, is_fused, out) in [
+            ("fused", true, &mut fused),
+            ("unfused", false, &mut unfused),
+        ] {
+            group.bench_function(BenchmarkId::new(name, label), |b| {
+                b.iter(|| {
+                    let [gx, gw, gb, dz] = &mut *out;
+                    block_backward(
+                        is_fused,
+                        [black_box(&x), &weight, &g],
+                        &argmax,
+                        [gx, gw, gb, dz],
+                        &p,
+                    )
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -1115,6 +1214,7 @@ criterion_group!(
     matmul_layer_shapes,
     conv2d,
     conv2d_relu_pool,
+    conv2d_relu_pool_backward,
     max_pool2d,
     activation,
     elementwise,

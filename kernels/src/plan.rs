@@ -251,7 +251,21 @@ pub(crate) fn matmul(p: &MatmulParams) -> Result<Plan, KernelError> {
 /// batch fills the GPU even though the output is small; with more than one piece the
 /// partial gradients go to a scratch buffer and `sum_axis` adds them in piece order.
 pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelError> {
-    type K = crate::registry::Conv2dBackwardWeight;
+    weight_pieces::<crate::registry::Conv2dBackwardWeight>(p, &[p.input_len(), p.output_len()])
+}
+
+/// The same pieces for the fused conv block's weight gradient through its pool.
+pub(crate) fn conv2d_pool_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelError> {
+    let reads = [p.input_len(), p.pooled_len(), p.pooled_len()];
+    weight_pieces::<crate::registry::Conv2dPoolBackwardWeight>(p, &reads)
+}
+
+/// A conv weight gradient `K` (read arguments of `reads` words, then the gradient) in
+/// pieces of `CONV_K_CHUNK`.
+fn weight_pieces<K: Kernel<Params = Conv2dParams>>(
+    p: &Conv2dParams,
+    reads: &[usize],
+) -> Result<Plan, KernelError> {
     let reduce = (p.n * p.h_out * p.w_out) as u64;
     let splits = reduce.div_ceil(CONV_K_CHUNK).max(1) as usize;
     let groups = tiles(p.c_out, p.c_in * p.kh * p.kw) * splits as u64;
@@ -259,7 +273,7 @@ pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelErr
         return Ok(Plan::single::<K>(p, groups));
     }
     let weights = p.weight_len();
-    let mut bindings = args(&[p.input_len(), p.output_len()]);
+    let mut bindings = args(reads);
     bindings.push(Binding {
         buffer: Buffer::Scratch(0),
         words: splits * weights,
@@ -268,7 +282,7 @@ pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelErr
         scratch: vec![splits * weights],
         commands: vec![
             dispatch::<K>(p, bindings, groups),
-            sum_pieces(splits, weights, 2)?,
+            sum_pieces(splits, weights, reads.len())?,
         ],
     })
 }

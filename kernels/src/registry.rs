@@ -165,6 +165,14 @@ const PARAMS: &str = include_str!("../wgsl/lib/params.wgsl");
 const GEMM_TILE: &str = include_str!("../wgsl/lib/gemm_tile.wgsl");
 /// The im2col gather through which the conv kernels read their input.
 const CONV_INPUT: &str = include_str!("../wgsl/lib/conv_input.wgsl");
+/// The implicit GEMM of the conv input gradients; the kernel file gives `grad_at`.
+const CONV_BACKWARD_INPUT: &str = include_str!("../wgsl/lib/conv_backward_input.wgsl");
+/// The implicit GEMM of the conv weight gradients; the kernel file gives `grad_at`.
+const CONV_BACKWARD_WEIGHT: &str = include_str!("../wgsl/lib/conv_backward_weight.wgsl");
+/// The deterministic sum of a value from each thread of a 256-thread workgroup.
+const WORKGROUP_SUM: &str = include_str!("../wgsl/lib/workgroup_sum.wgsl");
+/// A conv output's gradient read through the 2×2 max-pool after it (`unpooled`).
+const UNPOOL: &str = include_str!("../wgsl/lib/unpool.wgsl");
 /// The row helpers of the softmax-KL and the distillation losses.
 const KL_ROWS: &str = include_str!("../wgsl/lib/kl_rows.wgsl");
 /// Bindings and `main` of a pointwise activation's forward: `out[i] = forward(x[i], alpha)`.
@@ -378,16 +386,39 @@ kernels! {
     } grid (tiles(p.c_out, 4 * p.n * (p.h_out / 2) * (p.w_out / 2)));
 
     /// `grad_x (n, c_in, h, w)`, overwritten, from `grad_out` and `weight`.
-    Conv2dBackwardInput conv2d_backward_input(p: Conv2dParams) wgsl [GEMM_TILE] {
+    Conv2dBackwardInput conv2d_backward_input(p: Conv2dParams) wgsl [GEMM_TILE, CONV_BACKWARD_INPUT] {
         grad_out: read f32 [p.output_len()], weight: read f32 [p.weight_len()],
         grad_x: out f32 [p.input_len()],
     } grid (tiles(p.c_in, p.n * p.h * p.w));
 
     /// `grad_weight (c_out, c_in, kh, kw)`, overwritten, summed over the batch.
-    Conv2dBackwardWeight conv2d_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT] {
+    Conv2dBackwardWeight conv2d_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT, CONV_BACKWARD_WEIGHT] {
         x: read f32 [p.input_len()], grad_out: read f32 [p.output_len()],
         grad_weight: out f32 [p.weight_len()],
     } launcher (crate::gpu::conv2d_backward_weight);
+
+    /// The backward of the fused conv block through its 2×2 pool: `grad_x (n, c_in, h,
+    /// w)`, overwritten, is `conv2d_backward_input` of the gradient `max_pool2d_backward`
+    /// makes from the pool's `grad_out` and `argmax` `(n, c_out, h_out / 2, w_out / 2)`,
+    /// which is never stored.
+    Conv2dPoolBackwardInput conv2d_pool_backward_input(p: Conv2dParams) wgsl [GEMM_TILE, UNPOOL, CONV_BACKWARD_INPUT] {
+        grad_out: read f32 [p.pooled_len()], argmax: read u32 [p.pooled_len()],
+        weight: read f32 [p.weight_len()], grad_x: out f32 [p.input_len()],
+    } grid (tiles(p.c_in, p.n * p.h * p.w));
+
+    /// `grad_weight (c_out, c_in, kh, kw)`, overwritten: `conv2d_backward_weight` of the
+    /// same never-stored gradient as `conv2d_pool_backward_input`'s.
+    Conv2dPoolBackwardWeight conv2d_pool_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT, UNPOOL, CONV_BACKWARD_WEIGHT] {
+        x: read f32 [p.input_len()], grad_out: read f32 [p.pooled_len()],
+        argmax: read u32 [p.pooled_len()], grad_weight: out f32 [p.weight_len()],
+    } launcher (crate::gpu::conv2d_pool_backward_weight);
+
+    /// `grad_bias (c_out)`, overwritten: `bias_backward` of that gradient, the sum of
+    /// the pooled gradients over each channel.
+    Conv2dPoolBackwardBias conv2d_pool_backward_bias(p: Conv2dParams) wgsl [WORKGROUP_SUM] {
+        grad_out: read f32 [p.pooled_len()], argmax: read u32 [p.pooled_len()],
+        grad_bias: out f32 [p.c_out as usize],
+    } grid (p.c_out as u64);
 
     /// `out[o, c, i] = x[o, c, i] + bias[c]`; see [`AxisParams`].
     BiasForward bias_forward(p: AxisParams) wgsl [] {
@@ -395,7 +426,7 @@ kernels! {
     } grid (elements(p.len()));
 
     /// `grad_bias[c] = Σ_{o, i} grad_out[o, c, i]`, overwritten; one workgroup a channel.
-    BiasBackward bias_backward(p: AxisParams) wgsl [] {
+    BiasBackward bias_backward(p: AxisParams) wgsl [WORKGROUP_SUM] {
         grad_out: read f32 [p.len()], grad_bias: out f32 [p.channels as usize],
     } grid (p.channels as u64);
 

@@ -231,6 +231,46 @@ fn check_conv_relu_pool(ctx: &Arc<GpuContext>, p: &Conv2dParams, seed: u64) {
             );
         }
     }
+    check_conv_pool_backward(ctx, p, &arg, seed);
+}
+
+/// The block's backward through its pool, given the CPU's argmax, on both sides.
+fn check_conv_pool_backward(ctx: &Arc<GpuContext>, p: &Conv2dParams, argmax: &[u32], seed: u64) {
+    let (x, wt, g) = (
+        data(seed, p.input_len(), 1.0),
+        data(seed + 1, p.weight_len(), 1.0),
+        data(seed + 3, p.pooled_len(), 1.0),
+    );
+    let (mut gx, mut gw, mut gb) = (
+        vec![0.0; p.input_len()],
+        vec![0.0; p.weight_len()],
+        vec![0.0; p.c_out as usize],
+    );
+    cpu::conv2d_pool_backward_input(&g, argmax, &wt, &mut gx, p).unwrap();
+    cpu::conv2d_pool_backward_weight(&x, &g, argmax, &mut gw, p).unwrap();
+    cpu::conv2d_pool_backward_bias(&g, argmax, &mut gb, p).unwrap();
+    let (bx, bw, bg, barg) = (
+        ctx.upload(&x).unwrap(),
+        ctx.upload(&wt).unwrap(),
+        ctx.upload(&g).unwrap(),
+        ctx.upload_u32(argmax).unwrap(),
+    );
+    // Garbage in the outputs: every kernel must overwrite them.
+    let (bgx, bgw, bgb) = (
+        ctx.upload(&data(7, gx.len(), 9.0)).unwrap(),
+        ctx.upload(&data(8, gw.len(), 9.0)).unwrap(),
+        ctx.upload(&data(9, gb.len(), 9.0)).unwrap(),
+    );
+    gpu::conv2d_pool_backward_input(ctx, &bg, &barg, &bw, &bgx, p).unwrap();
+    gpu::conv2d_pool_backward_weight(ctx, &bx, &bg, &barg, &bgw, p).unwrap();
+    gpu::conv2d_pool_backward_bias(ctx, &bg, &barg, &bgb, p).unwrap();
+    for (name, gpu, cpu) in [
+        ("conv2d_pool_backward_input", &bgx, &gx),
+        ("conv2d_pool_backward_weight", &bgw, &gw),
+        ("conv2d_pool_backward_bias", &bgb, &gb),
+    ] {
+        assert_close(&format!("{name} {p:?}"), &read(ctx, gpu), cpu);
+    }
 }
 
 proptest! {
@@ -779,6 +819,9 @@ fn every_kernel_refuses_a_short_argument_alike_on_both_devices() {
         Conv2dReluPoolForward: conv,
         Conv2dBackwardInput: conv,
         Conv2dBackwardWeight: conv,
+        Conv2dPoolBackwardInput: conv,
+        Conv2dPoolBackwardWeight: conv,
+        Conv2dPoolBackwardBias: conv,
         BiasForward: axis,
         BiasBackward: axis,
         MaxPool2dForward: pool,

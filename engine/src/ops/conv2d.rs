@@ -138,23 +138,44 @@ fn conv2d_params(
 // so relu'(z) = [out > 0] there, and the other three get no gradient:
 //   dz = scatter onto the winners of (g · [out > 0]),  db[c] = Σ dz[:, c],
 //   dx, dW = conv2d_backward(dz)
-// The mask is relu_backward on the pooled values (a quarter of z's size).
+// The mask is relu_backward on the pooled values (a quarter of z's size); the
+// conv2d_pool_backward kernels then read dz through the argmax, a run of samples at a
+// time, and never store it: bit for bit what max_pool2d_backward, bias_backward and
+// conv2d_backward give from a stored dz.
 pub(crate) fn conv2d_relu_pool_backward(
     [x, weight]: [&Tensor; 2],
     [out, argmax]: [&Storage; 2],
     p: &Conv2dParams,
     g: &Storage,
-    needs: [bool; 2],
+    [needs_x, needs_weight]: [bool; 2],
 ) -> Result<Vec<Option<Storage>>> {
-    let pool = p.pool()?;
     let masked = ElementwiseParams::new(p.pooled_len())?;
     let [g_masked] = run(k::ReluBackward, &masked, &[out, g])?;
-    let [dz] = run(k::MaxPool2dBackward, &pool, &[&g_masked, argmax])?;
-    let bias_p = AxisParams::new(p.n as usize, p.c_out as usize, (p.h_out * p.w_out) as usize)?;
-    let [dbias] = run(k::BiasBackward, &bias_p, &[&dz])?;
-    let mut grads = conv2d_backward(x, weight, p, &dz, needs)?;
-    grads.push(Some(dbias));
-    Ok(grads)
+    let through_pool = [&g_masked, argmax];
+    let dx = match needs_x {
+        true => {
+            let [dx] = run(
+                k::Conv2dPoolBackwardInput,
+                p,
+                &[&g_masked, argmax, &weight.storage()],
+            )?;
+            Some(dx)
+        }
+        false => None,
+    };
+    let dw = match needs_weight {
+        true => {
+            let [dw] = run(
+                k::Conv2dPoolBackwardWeight,
+                p,
+                &[&x.storage(), &g_masked, argmax],
+            )?;
+            Some(dw)
+        }
+        false => None,
+    };
+    let [dbias] = run(k::Conv2dPoolBackwardBias, p, &through_pool)?;
+    Ok(vec![dx, dw, Some(dbias)])
 }
 
 // dx = conv2d_backward_input(g, W)  (a full correlation with the flipped kernel)

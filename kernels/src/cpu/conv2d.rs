@@ -16,7 +16,7 @@
 //! each matmul may split further on idle cores. A 1×1 kernel at stride 1 without
 //! padding runs sample by sample with no im2col at all: `cols` is `x_s` itself.
 
-use super::elementwise::par_chunked;
+use super::elementwise::{par_chunked, sum8};
 use super::matmul::matmul;
 use super::pool::pool_plane_2x2;
 use super::vmath::on_widest_vectors;
@@ -110,6 +110,13 @@ impl Plan {
         s: usize,
     ) -> (&'a mut [f32], &'a mut [f32]) {
         scratch.split_at_mut(self.k * s * self.pixels)
+    }
+    /// Floats of a run's cols: none for a pointwise conv, whose cols is `x` itself.
+    fn cols_len(&self, s: usize, p: &Conv2dParams) -> usize {
+        match is_pointwise(p) {
+            true => 0,
+            false => self.k * s * self.pixels,
+        }
     }
     fn scratch_len(&self, s: usize) -> usize {
         (self.k + if s > 1 { self.c_out } else { 0 }) * s * self.pixels
@@ -336,11 +343,7 @@ pub fn conv2d_relu_pool_forward(
         .zip(x.par_chunks(plan.run * plan.x_len));
     runs.try_for_each(|((out_run, argmax_run), x_run)| {
         let s = x_run.len() / plan.x_len;
-        let cols_len = if is_pointwise(p) {
-            0
-        } else {
-            plan.k * s * plan.pixels
-        };
+        let cols_len = plan.cols_len(s, p);
         with_scratch(cols_len + plan.c_out * s * plan.pixels, |scratch| {
             let (cols, z) = scratch.split_at_mut(cols_len);
             // NOTE: a pointwise conv runs one sample a run, whose x is its cols.
@@ -383,6 +386,96 @@ pub fn conv2d_relu_pool_forward(
     })
 }
 
+/// Where a backward kernel reads the gradient of the conv's output from.
+#[derive(Clone, Copy)]
+enum OutGrad<'a> {
+    /// `(n, c_out, h_out, w_out)`, as stored.
+    Dense(&'a [f32]),
+    /// Through the 2×2 max-pool that follows the conv: its gradient and argmax, `(n,
+    /// c_out, h_out / 2, w_out / 2)`. The conv's gradient is each value at its window's
+    /// winner and zero elsewhere, what `max_pool2d_backward` writes; it is made a run at
+    /// a time in scratch, never whole.
+    Pooled {
+        /// The kernel, for its error on an argmax outside the plane.
+        op: &'static str,
+        grad: &'a [f32],
+        argmax: &'a [u32],
+        /// Values per pooled plane.
+        pooled: usize,
+    },
+}
+
+impl OutGrad<'_> {
+    /// The gradient of samples `first..first + s` as the `(c_out, s·P)` matrix the
+    /// backward products take: a dense sample's own rows when `s == 1`, else written
+    /// into `stacked`, bit for bit what `max_pool2d_backward` and then [`stack`] give.
+    fn matrix<'a>(
+        &'a self,
+        first: usize,
+        s: usize,
+        stacked: &'a mut [f32],
+        plan: &Plan,
+    ) -> Result<&'a [f32], KernelError> {
+        match *self {
+            OutGrad::Dense(g) => {
+                let g_run = &g[first * plan.out_len..][..s * plan.out_len];
+                if s == 1 {
+                    return Ok(g_run);
+                }
+                stack(g_run, stacked, plan.c_out, plan.pixels);
+            }
+            OutGrad::Pooled {
+                op,
+                grad,
+                argmax,
+                pooled,
+            } => {
+                let stacked = &mut stacked[..plan.c_out * s * plan.pixels];
+                stacked.fill(0.0);
+                let planes = grad[first * plan.c_out * pooled..][..s * plan.c_out * pooled]
+                    .chunks_exact(pooled)
+                    .zip(argmax[first * plan.c_out * pooled..].chunks_exact(pooled));
+                for (i, (grad, argmax)) in planes.enumerate() {
+                    let (j, co) = (i / plan.c_out, i % plan.c_out);
+                    let plane = &mut stacked[(co * s + j) * plan.pixels..][..plan.pixels];
+                    unpool_plane(op, grad, argmax, plane)?;
+                }
+            }
+        }
+        Ok(stacked)
+    }
+    /// Scratch floats a run of `s` needs for [`OutGrad::matrix`].
+    fn stacked_len(&self, s: usize, plan: &Plan) -> usize {
+        match (self, s) {
+            (OutGrad::Dense(_), 1) => 0,
+            _ => plan.c_out * s * plan.pixels,
+        }
+    }
+}
+
+/// `plane[argmax[i]] += grad[i]` onto a zeroed plane, in order: one plane of
+/// `max_pool2d_backward`.
+fn unpool_plane(
+    op: &'static str,
+    grad: &[f32],
+    argmax: &[u32],
+    plane: &mut [f32],
+) -> Result<(), KernelError> {
+    let bound = plane.len();
+    for (&g, &i) in grad.iter().zip(argmax) {
+        let Some(v) = plane.get_mut(i as usize) else {
+            return Err(KernelError::IndexOutOfRange {
+                op,
+                arg: "argmax",
+                index: i,
+                bound,
+            });
+        };
+        *v += g;
+    }
+    Ok(())
+}
+
 // out = W · cols  =>  dL/dcols = Wᵀ · dL/dout, and dL/dx = col2im(dL/dcols)
 // (each x entry appears in cols once per window that covers it; col2im sums those).
 /// `grad_x`, overwritten, from `grad_out` and `weight`.
@@ -394,30 +487,69 @@ pub fn conv2d_backward_input(
 ) -> Result<(), KernelError> {
     const OP: &str = "conv2d_backward_input";
     let plan = Plan::new(p)?;
-    let grad_out = words(OP, "grad_out", grad_out, p.output_len())?;
+    let grad = OutGrad::Dense(words(OP, "grad_out", grad_out, p.output_len())?);
     let weight = words(OP, "weight", weight, p.weight_len())?;
     let grad_x = words_mut(OP, "grad_x", grad_x, p.input_len())?;
-    let runs = grad_x
-        .par_chunks_mut(plan.run * plan.x_len)
-        .zip(grad_out.par_chunks(plan.run * plan.out_len));
-    runs.try_for_each(|(grad_x_run, g_run)| {
-        let s = g_run.len() / plan.out_len;
+    backward_input(grad, weight, grad_x, &plan, p)
+}
+
+/// `grad_x`, overwritten: [`conv2d_backward_input`] of the gradient that
+/// `max_pool2d_backward` makes from the 2×2 pool's `grad_out` and `argmax` `(n, c_out,
+/// h_out / 2, w_out / 2)`, bit for bit, without making it: each run of samples unpools
+/// its share into the scratch the product reads (the backward of the fused conv block).
+pub fn conv2d_pool_backward_input(
+    grad_out: &[f32],
+    argmax: &[u32],
+    weight: &[f32],
+    grad_x: &mut [f32],
+    p: &Conv2dParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "conv2d_pool_backward_input";
+    let plan = Plan::new(p)?;
+    let grad = pooled_grad(OP, grad_out, argmax, p)?;
+    let weight = words(OP, "weight", weight, p.weight_len())?;
+    let grad_x = words_mut(OP, "grad_x", grad_x, p.input_len())?;
+    backward_input(grad, weight, grad_x, &plan, p)
+}
+
+/// The pooled gradient and argmax of `p`'s conv block, checked.
+fn pooled_grad<'a>(
+    op: &'static str,
+    grad_out: &'a [f32],
+    argmax: &'a [u32],
+    p: &Conv2dParams,
+) -> Result<OutGrad<'a>, KernelError> {
+    let pool = p.pool()?;
+    Ok(OutGrad::Pooled {
+        op,
+        grad: words(op, "grad_out", grad_out, p.pooled_len())?,
+        argmax: words(op, "argmax", argmax, p.pooled_len())?,
+        pooled: (pool.h_out * pool.w_out) as usize,
+    })
+}
+
+fn backward_input(
+    grad: OutGrad,
+    weight: &[f32],
+    grad_x: &mut [f32],
+    plan: &Plan,
+    p: &Conv2dParams,
+) -> Result<(), KernelError> {
+    let runs = grad_x.par_chunks_mut(plan.run * plan.x_len).enumerate();
+    runs.try_for_each(|(i, grad_x_run)| {
+        let s = grad_x_run.len() / plan.x_len;
         // weight is stored (c_out, K): read it transposed.
         let mm = MatmulParams::new(plan.k, s * plan.pixels, plan.c_out)?.trans_a();
-        if is_pointwise(p) {
-            return matmul(weight, g_run, grad_x_run, &mm);
-        }
-        with_scratch(plan.scratch_len(s), |scratch| {
-            let (grad_cols, stacked) = plan.split_scratch(scratch, s);
-            let g: &[f32] = if s == 1 {
-                g_run
-            } else {
-                stack(g_run, stacked, plan.c_out, plan.pixels);
-                stacked
-            };
+        let cols_len = plan.cols_len(s, p);
+        with_scratch(cols_len + grad.stacked_len(s, plan), |scratch| {
+            let (grad_cols, stacked) = scratch.split_at_mut(cols_len);
+            let g = grad.matrix(i * plan.run, s, stacked, plan)?;
+            if is_pointwise(p) {
+                return matmul(weight, g, grad_x_run, &mm);
+            }
             matmul(weight, g, grad_cols, &mm)?;
             grad_x_run.fill(0.0);
-            col2im(grad_cols, grad_x_run, &plan, p);
+            col2im(grad_cols, grad_x_run, plan, p);
             Ok(())
         })
     })
@@ -442,30 +574,54 @@ pub fn conv2d_backward_weight(
     const OP: &str = "conv2d_backward_weight";
     let plan = Plan::new(p)?;
     let x = words(OP, "x", x, p.input_len())?;
-    let grad_out = words(OP, "grad_out", grad_out, p.output_len())?;
+    let grad = OutGrad::Dense(words(OP, "grad_out", grad_out, p.output_len())?);
     let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
-    let runs = (p.n as usize).div_ceil(plan.run);
-    let group = runs.div_ceil(MAX_PARTIALS) * plan.run; // samples per group
-    let groups = (p.n as usize).div_ceil(group);
+    backward_weight(x, grad, grad_weight, &plan, p)
+}
+
+/// `grad_weight`, overwritten: [`conv2d_backward_weight`] of the gradient that
+/// `max_pool2d_backward` makes from the 2×2 pool's `grad_out` and `argmax`, bit for bit,
+/// without making it (as [`conv2d_pool_backward_input`]).
+pub fn conv2d_pool_backward_weight(
+    x: &[f32],
+    grad_out: &[f32],
+    argmax: &[u32],
+    grad_weight: &mut [f32],
+    p: &Conv2dParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "conv2d_pool_backward_weight";
+    let plan = Plan::new(p)?;
+    let x = words(OP, "x", x, p.input_len())?;
+    let grad = pooled_grad(OP, grad_out, argmax, p)?;
+    let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
+    backward_weight(x, grad, grad_weight, &plan, p)
+}
+
+fn backward_weight(
+    x: &[f32],
+    grad: OutGrad,
+    grad_weight: &mut [f32],
+    plan: &Plan,
+    p: &Conv2dParams,
+) -> Result<(), KernelError> {
+    let n = p.n as usize;
+    let group = n.div_ceil(plan.run).div_ceil(MAX_PARTIALS) * plan.run; // samples per group
+    let groups = n.div_ceil(group);
     // The first group writes straight into grad_weight; the others get a partial each.
     with_buffer(&PARTIALS, (groups - 1) * p.weight_len(), |partials| {
         let mut targets = vec![&mut grad_weight[..]];
         targets.extend(partials.chunks_mut(p.weight_len()));
-        let inputs = x
-            .par_chunks(group * plan.x_len)
-            .zip(grad_out.par_chunks(group * plan.out_len));
-        targets
+        let groups = targets
             .into_par_iter()
-            .zip(inputs)
-            .try_for_each(|(target, (x_group, g_group))| {
-                let runs = x_group
-                    .chunks(plan.run * plan.x_len)
-                    .zip(g_group.chunks(plan.run * plan.out_len));
-                for (i, (x_run, g_run)) in runs.enumerate() {
-                    weight_grad_of_run(x_run, g_run, target, i > 0, &plan, p)?;
-                }
-                Ok::<_, KernelError>(())
-            })?;
+            .zip(x.par_chunks(group * plan.x_len));
+        groups.enumerate().try_for_each(|(i, (target, x_group))| {
+            let runs = x_group.chunks(plan.run * plan.x_len).enumerate();
+            for (r, x_run) in runs {
+                let first = i * group + r * plan.run;
+                weight_grad_of_run(x_run, grad, first, target, r > 0, plan, p)?;
+            }
+            Ok::<_, KernelError>(())
+        })?;
         for partial in partials.chunks(p.weight_len()) {
             par_chunked(grad_weight, |start, grad| {
                 for (g, &v) in grad.iter_mut().zip(&partial[start..]) {
@@ -477,10 +633,11 @@ pub fn conv2d_backward_weight(
     })
 }
 
-/// `grad_weight (+)= g_run · colsᵀ` for one run.
+/// `grad_weight (+)= g · colsᵀ` for the run of samples `first..` that `x_run` holds.
 fn weight_grad_of_run(
     x_run: &[f32],
-    g_run: &[f32],
+    grad: OutGrad,
+    first: usize,
     grad_weight: &mut [f32],
     accumulate: bool,
     plan: &Plan,
@@ -492,19 +649,56 @@ fn weight_grad_of_run(
     if accumulate {
         mm = mm.accumulate();
     }
-    if is_pointwise(p) {
-        return matmul(g_run, x_run, grad_weight, &mm);
-    }
-    with_scratch(plan.scratch_len(s), |scratch| {
-        let (cols, stacked) = plan.split_scratch(scratch, s);
+    let cols_len = plan.cols_len(s, p);
+    with_scratch(cols_len + grad.stacked_len(s, plan), |scratch| {
+        let (cols, stacked) = scratch.split_at_mut(cols_len);
+        let g = grad.matrix(first, s, stacked, plan)?;
+        if is_pointwise(p) {
+            return matmul(g, x_run, grad_weight, &mm);
+        }
         im2col(x_run, cols, plan, p);
-        let g: &[f32] = if s == 1 {
-            g_run
-        } else {
-            stack(g_run, stacked, plan.c_out, plan.pixels);
-            stacked
-        };
         matmul(g, cols, grad_weight, &mm)
+    })
+}
+
+// out = pool(z), z = conv + b  =>  dL/db[c] = Σ_{n, i} dL/dz[n, c, i]
+/// `grad_bias (c_out)`, overwritten: `bias_backward` of the gradient that
+/// `max_pool2d_backward` makes from the 2×2 pool's `grad_out` and `argmax`, bit for bit
+/// (the same sums in the same order), one plane at a time in scratch.
+pub fn conv2d_pool_backward_bias(
+    grad_out: &[f32],
+    argmax: &[u32],
+    grad_bias: &mut [f32],
+    p: &Conv2dParams,
+) -> Result<(), KernelError> {
+    const OP: &str = "conv2d_pool_backward_bias";
+    let plan = Plan::new(p)?;
+    let OutGrad::Pooled {
+        grad,
+        argmax,
+        pooled,
+        ..
+    } = pooled_grad(OP, grad_out, argmax, p)?
+    else {
+        unreachable!("pooled_grad gives a pooled gradient")
+    };
+    let grad_bias = words_mut(OP, "grad_bias", grad_bias, plan.c_out)?;
+    // As bias_backward: each channel summed by one task, plane by plane in sample order.
+    let channel_sum = |c: usize| -> Result<f32, KernelError> {
+        with_scratch(plan.pixels, |plane| {
+            let mut sum = 0.0;
+            for o in 0..p.n as usize {
+                let at = (o * plan.c_out + c) * pooled;
+                plane.fill(0.0);
+                unpool_plane(OP, &grad[at..][..pooled], &argmax[at..][..pooled], plane)?;
+                sum += sum8(plane);
+            }
+            Ok(sum)
+        })
+    };
+    grad_bias.par_iter_mut().enumerate().try_for_each(|(c, g)| {
+        *g = channel_sum(c)?;
+        Ok(())
     })
 }
 
@@ -693,6 +887,100 @@ mod tests {
             prop_assert!((forward - dot(&x, &gx)).abs() <= scale, "{forward} vs {}", dot(&x, &gx));
             prop_assert!((forward - dot(&w, &gw)).abs() <= scale, "{forward} vs {}", dot(&w, &gw));
         }
+    }
+
+    /// The pooled kernels against the unfused ones they stand for, bit for bit: from
+    /// the pool's gradient and a real forward's argmax, `max_pool2d_backward` makes the
+    /// conv's gradient, which `bias_backward` and the two conv backwards then read.
+    fn check_pool_backward(p: &Conv2dParams, seed: u64) {
+        use crate::cpu::{bias_backward, max_pool2d_backward};
+        let (x, w) = (
+            random(p.input_len(), seed),
+            random(p.weight_len(), seed + 1),
+        );
+        let (bias, g) = (
+            random(p.c_out as usize, seed + 2),
+            random(p.pooled_len(), seed + 3),
+        );
+        let (mut out, mut argmax) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
+        conv2d_relu_pool_forward(&x, &w, &bias, &mut out, &mut argmax, p).unwrap();
+        let mut dz = vec![f32::NAN; p.output_len()];
+        max_pool2d_backward(&g, &argmax, &mut dz, &p.pool().unwrap()).unwrap();
+        let plane = (p.h_out * p.w_out) as usize;
+        let axis = AxisParams::new(p.n as usize, p.c_out as usize, plane).unwrap();
+        let mut want = [p.input_len(), p.weight_len(), p.c_out as usize].map(|n| vec![0.0; n]);
+        conv2d_backward_input(&dz, &w, &mut want[0], p).unwrap();
+        conv2d_backward_weight(&x, &dz, &mut want[1], p).unwrap();
+        bias_backward(&dz, &mut want[2], &axis).unwrap();
+        // Stale values in the outputs: each kernel writes its output whole.
+        let mut got = want.clone().map(|v| vec![f32::NAN; v.len()]);
+        conv2d_pool_backward_input(&g, &argmax, &w, &mut got[0], p).unwrap();
+        conv2d_pool_backward_weight(&x, &g, &argmax, &mut got[1], p).unwrap();
+        conv2d_pool_backward_bias(&g, &argmax, &mut got[2], p).unwrap();
+        let bits = |v: &[Vec<f32>; 3]| {
+            v.clone()
+                .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+        };
+        assert_eq!(bits(&got), bits(&want), "{p:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn pool_backward_kernels_are_the_unfused_ones_bit_for_bit(
+            n in 1..=20usize, p in conv_shape(), seed in any::<u64>(),
+        ) {
+            // Up to 20 samples: several runs, and several partial weight gradients.
+            let u = |v: u32| v as usize;
+            let p = params([n, u(p.c_in), u(p.h), u(p.w), u(p.c_out), u(p.kh), u(p.kw),
+                u(p.stride), u(p.pad)]);
+            prop_assume!(p.pool().is_ok());
+            check_pool_backward(&p, seed);
+        }
+    }
+
+    #[test]
+    fn pool_backward_kernels_match_the_unfused_ones_on_the_teacher_shapes() {
+        // teacher-cnn's two blocks at batch 64, and a pointwise block.
+        for (p, seed) in [
+            (params([64, 1, 28, 28, 32, 3, 3, 1, 0]), 1),
+            (params([64, 32, 13, 13, 64, 3, 3, 1, 0]), 2),
+            (params([5, 3, 6, 7, 4, 1, 1, 1, 0]), 3),
+        ] {
+            check_pool_backward(&p, seed);
+        }
+    }
+
+    #[test]
+    fn an_argmax_outside_its_plane_is_an_error() {
+        let p = params([2, 1, 5, 5, 2, 2, 2, 1, 0]); // 4×4 planes pooled to 2×2
+        let (x, w, g) = (
+            random(p.input_len(), 1),
+            random(p.weight_len(), 2),
+            random(16, 3),
+        );
+        let mut argmax = vec![0u32; 16];
+        argmax[5] = 16;
+        let named = |op| KernelError::IndexOutOfRange {
+            op,
+            arg: "argmax",
+            index: 16,
+            bound: 16,
+        };
+        let (mut gx, mut gw, mut gb) = (vec![0.0; 50], vec![0.0; 8], vec![0.0; 2]);
+        assert_eq!(
+            conv2d_pool_backward_input(&g, &argmax, &w, &mut gx, &p),
+            Err(named("conv2d_pool_backward_input"))
+        );
+        assert_eq!(
+            conv2d_pool_backward_weight(&x, &g, &argmax, &mut gw, &p),
+            Err(named("conv2d_pool_backward_weight"))
+        );
+        assert_eq!(
+            conv2d_pool_backward_bias(&g, &argmax, &mut gb, &p),
+            Err(named("conv2d_pool_backward_bias"))
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use crate::QueueStats;
 pub use buffer::GpuBuffer;
 pub use context::{AdapterChoice, GpuContext};
 pub use profile::GpuTiming;
-pub use split::{conv2d_backward_weight, matmul, sum_axis};
+pub use split::{conv2d_backward_weight, conv2d_pool_backward_weight, matmul, sum_axis};
 
 use crate::error::KernelError;
 use std::fmt;

@@ -12,7 +12,9 @@ use super::launch::{check_args, launch_bytes, r, w, Arg};
 use super::{GpuBuffer, GpuContext, GpuError};
 use crate::params::{AxisParams, Conv2dParams, MatmulParams};
 use crate::plan::{Buffer, Command, Plan};
-use crate::registry::{Access, Conv2dBackwardWeight, Kernel, Matmul, SumAxis};
+use crate::registry::{
+    Access, Conv2dBackwardWeight, Conv2dPoolBackwardWeight, Kernel, Matmul, SumAxis,
+};
 
 /// `c (m, n) = op(a) · op(b)`, or `c +=` with `accumulate`; `a` is `(m, k)` or, with
 /// `trans_a`, `(k, m)`; `b` is `(k, n)` or, with `trans_b`, `(n, k)`.
@@ -42,6 +44,19 @@ pub fn conv2d_backward_weight(
     p: &Conv2dParams,
 ) -> Result<(), GpuError> {
     record::<Conv2dBackwardWeight>(ctx, &[x, grad_out, grad_weight], p)
+}
+
+/// `grad_weight`, overwritten: the fused conv block's weight gradient from its 2×2
+/// pool's `grad_out` and `argmax`, in pieces as [`conv2d_backward_weight`]'s.
+pub fn conv2d_pool_backward_weight(
+    ctx: &GpuContext,
+    x: &GpuBuffer,
+    grad_out: &GpuBuffer,
+    argmax: &GpuBuffer,
+    grad_weight: &GpuBuffer,
+    p: &Conv2dParams,
+) -> Result<(), GpuError> {
+    record::<Conv2dPoolBackwardWeight>(ctx, &[x, grad_out, argmax, grad_weight], p)
 }
 
 /// `out[o, i] = Σ_c x[o, c, i]`, overwriting `out`.
