@@ -391,18 +391,22 @@ pub fn conv2d_relu_pool_forward(
 enum OutGrad<'a> {
     /// `(n, c_out, h_out, w_out)`, as stored.
     Dense(&'a [f32]),
-    /// Through the 2×2 max-pool that follows the conv: its gradient and argmax, `(n,
-    /// c_out, h_out / 2, w_out / 2)`. The conv's gradient is each value at its window's
-    /// winner and zero elsewhere, what `max_pool2d_backward` writes; it is made a run at
-    /// a time in scratch, never whole.
-    Pooled {
-        /// The kernel, for its error on an argmax outside the plane.
-        op: &'static str,
-        grad: &'a [f32],
-        argmax: &'a [u32],
-        /// Values per pooled plane.
-        pooled: usize,
-    },
+    /// Through the 2×2 max-pool that follows the conv; made a run at a time in
+    /// scratch, never whole.
+    Pooled(Pooled<'a>),
+}
+
+/// The gradient and argmax of the 2×2 max-pool after a conv, `(n, c_out, h_out / 2,
+/// w_out / 2)`: the conv's gradient is each value at its window's winner and zero
+/// elsewhere, what `max_pool2d_backward` writes.
+#[derive(Clone, Copy)]
+struct Pooled<'a> {
+    /// The kernel, for its error on an argmax outside the plane.
+    op: &'static str,
+    grad: &'a [f32],
+    argmax: &'a [u32],
+    /// Values per pooled plane.
+    pooled: usize,
 }
 
 impl OutGrad<'_> {
@@ -424,12 +428,12 @@ impl OutGrad<'_> {
                 }
                 stack(g_run, stacked, plan.c_out, plan.pixels);
             }
-            OutGrad::Pooled {
+            OutGrad::Pooled(Pooled {
                 op,
                 grad,
                 argmax,
                 pooled,
-            } => {
+            }) => {
                 let stacked = &mut stacked[..plan.c_out * s * plan.pixels];
                 stacked.fill(0.0);
                 let planes = grad[first * plan.c_out * pooled..][..s * plan.c_out * pooled]
@@ -506,7 +510,7 @@ pub fn conv2d_pool_backward_input(
 ) -> Result<(), KernelError> {
     const OP: &str = "conv2d_pool_backward_input";
     let plan = Plan::new(p)?;
-    let grad = pooled_grad(OP, grad_out, argmax, p)?;
+    let grad = OutGrad::Pooled(pooled_grad(OP, grad_out, argmax, p)?);
     let weight = words(OP, "weight", weight, p.weight_len())?;
     let grad_x = words_mut(OP, "grad_x", grad_x, p.input_len())?;
     backward_input(grad, weight, grad_x, &plan, p)
@@ -518,9 +522,9 @@ fn pooled_grad<'a>(
     grad_out: &'a [f32],
     argmax: &'a [u32],
     p: &Conv2dParams,
-) -> Result<OutGrad<'a>, KernelError> {
+) -> Result<Pooled<'a>, KernelError> {
     let pool = p.pool()?;
-    Ok(OutGrad::Pooled {
+    Ok(Pooled {
         op,
         grad: words(op, "grad_out", grad_out, p.pooled_len())?,
         argmax: words(op, "argmax", argmax, p.pooled_len())?,
@@ -592,7 +596,7 @@ pub fn conv2d_pool_backward_weight(
     const OP: &str = "conv2d_pool_backward_weight";
     let plan = Plan::new(p)?;
     let x = words(OP, "x", x, p.input_len())?;
-    let grad = pooled_grad(OP, grad_out, argmax, p)?;
+    let grad = OutGrad::Pooled(pooled_grad(OP, grad_out, argmax, p)?);
     let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
     backward_weight(x, grad, grad_weight, &plan, p)
 }
@@ -673,15 +677,12 @@ pub fn conv2d_pool_backward_bias(
 ) -> Result<(), KernelError> {
     const OP: &str = "conv2d_pool_backward_bias";
     let plan = Plan::new(p)?;
-    let OutGrad::Pooled {
+    let Pooled {
         grad,
         argmax,
         pooled,
         ..
-    } = pooled_grad(OP, grad_out, argmax, p)?
-    else {
-        unreachable!("pooled_grad gives a pooled gradient")
-    };
+    } = pooled_grad(OP, grad_out, argmax, p)?;
     let grad_bias = words_mut(OP, "grad_bias", grad_bias, plan.c_out)?;
     // As bias_backward: each channel summed by one task, plane by plane in sample order.
     let channel_sum = |c: usize| -> Result<f32, KernelError> {
