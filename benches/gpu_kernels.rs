@@ -152,9 +152,10 @@ fn matmul(gpu: &mut GpuBench, software: bool) {
     }
 }
 
-/// `gpu/conv2d_{forward,backward_input,backward_weight}/{conv1,conv2}` and the fused
-/// block `gpu/conv2d_relu_pool_forward/...`, in GFLOP/s (each counted as the conv
-/// forward's FLOPs).
+/// `gpu/conv2d_{forward,backward_input,backward_weight}/{conv1,conv2}`, the fused
+/// block `gpu/conv2d_relu_pool_forward/...` and its backward
+/// `gpu/conv2d_pool_backward_{input,weight}/...`, in GFLOP/s (each counted as the conv
+/// forward's FLOPs), and `gpu/conv2d_pool_backward_bias/...` in GB/s.
 fn conv2d(gpu: &mut GpuBench, software: bool) {
     let mut shapes = vec![("conv2", teacher_conv2())];
     if !software {
@@ -244,7 +245,7 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
         gpu.bench(
             "conv2d_backward_weight",
             label,
-            flops,
+            flops.clone(),
             |ctx| gpu::conv2d_backward_weight(ctx, &gx, &gg, &grad_w, &p),
             |ctx| {
                 let got = read(ctx, &grad_w);
@@ -258,6 +259,59 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
                 );
             },
         );
+
+        // The fused block's backward through its pool, from the fused forward's argmax.
+        let gp = inputs(p.pooled_len(), 15);
+        let agp = abs(&gp);
+        let (ggp, garg) = (
+            gpu.ctx.upload(&gp).unwrap(),
+            gpu.ctx.upload_u32(&argmax).unwrap(),
+        );
+        let mut want = [p.input_len(), p.weight_len(), p.c_out as usize].map(|n| vec![0.0; n]);
+        let mut magnitude = want.clone();
+        for ((g, x, w), [gx, gw, gb]) in [
+            ((&gp, &x, &w), &mut want),
+            ((&agp, &ax, &aw), &mut magnitude),
+        ] {
+            cpu::conv2d_pool_backward_input(g, &argmax, w, gx, &p).unwrap();
+            cpu::conv2d_pool_backward_weight(x, g, &argmax, gw, &p).unwrap();
+            cpu::conv2d_pool_backward_bias(g, &argmax, gb, &p).unwrap();
+        }
+        let outs = want.clone().map(|v| gpu.ctx.zeros(v.len()).unwrap());
+        let terms = [
+            p.c_out as usize * window,
+            (p.n * p.h_out * p.w_out) as usize,
+            p.pooled_len() / p.c_out as usize,
+        ];
+        let launches: [(&str, Box<dyn Fn(&GpuContext) -> Result<(), GpuError> + '_>); 3] = [
+            (
+                "conv2d_pool_backward_input",
+                Box::new(|ctx| {
+                    gpu::conv2d_pool_backward_input(ctx, &ggp, &garg, &gw, &outs[0], &p)
+                }),
+            ),
+            (
+                "conv2d_pool_backward_weight",
+                Box::new(|ctx| {
+                    gpu::conv2d_pool_backward_weight(ctx, &gx, &ggp, &garg, &outs[1], &p)
+                }),
+            ),
+            (
+                "conv2d_pool_backward_bias",
+                Box::new(|ctx| gpu::conv2d_pool_backward_bias(ctx, &ggp, &garg, &outs[2], &p)),
+            ),
+        ];
+        for (i, (name, launch)) in launches.iter().enumerate() {
+            let work = match i {
+                2 => Throughput::BytesDecimal(bytes(2 * p.pooled_len() + p.c_out as usize)),
+                _ => flops.clone(),
+            };
+            gpu.bench(name, label, work, launch, |ctx| {
+                let got = read(ctx, &outs[i]);
+                let (want, magnitude) = (f64s(&want[i]), f64s(&magnitude[i]));
+                assert_within_rounding(&format!("gpu {name}"), &got, &want, &magnitude, terms[i]);
+            });
+        }
     }
 }
 
