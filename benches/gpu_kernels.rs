@@ -64,6 +64,9 @@ impl GpuBench<'_> {
     }
 }
 
+/// A kernel launch kept for [`GpuBench::bench`].
+type Launch<'a> = Box<dyn Fn(&GpuContext) -> Result<(), GpuError> + 'a>;
+
 fn read(ctx: &GpuContext, buf: &GpuBuffer) -> Vec<f32> {
     ctx.read(buf).expect("gpu read")
 }
@@ -283,7 +286,7 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
             (p.n * p.h_out * p.w_out) as usize,
             p.pooled_len() / p.c_out as usize,
         ];
-        let launches: [(&str, Box<dyn Fn(&GpuContext) -> Result<(), GpuError> + '_>); 3] = [
+        let launches: [(&str, Launch); 3] = [
             (
                 "conv2d_pool_backward_input",
                 Box::new(|ctx| {
