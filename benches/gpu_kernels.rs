@@ -157,8 +157,8 @@ fn matmul(gpu: &mut GpuBench, software: bool) {
 
 /// `gpu/conv2d_{forward,backward_input,backward_weight}/{conv1,conv2}`, the fused
 /// block `gpu/conv2d_relu_pool_forward/...` and its backward
-/// `gpu/conv2d_pool_backward_{input,weight}/...`, in GFLOP/s (each counted as the conv
-/// forward's FLOPs), and `gpu/conv2d_pool_backward_bias/...` in GB/s.
+/// `gpu/conv2d_pool_backward_{input,weight}/...` (the latter with the bias gradient), in
+/// GFLOP/s (each counted as the conv forward's FLOPs).
 fn conv2d(gpu: &mut GpuBench, software: bool) {
     let mut shapes = vec![("conv2", teacher_conv2())];
     if !software {
@@ -277,8 +277,7 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
             ((&agp, &ax, &aw), &mut magnitude),
         ] {
             cpu::conv2d_pool_backward_input(g, &argmax, w, gx, &p).unwrap();
-            cpu::conv2d_pool_backward_weight(x, g, &argmax, gw, &p).unwrap();
-            cpu::conv2d_pool_backward_bias(g, &argmax, gb, &p).unwrap();
+            cpu::conv2d_pool_backward_weight(x, g, &argmax, gw, gb, &p).unwrap();
         }
         let outs = want.clone().map(|v| gpu.ctx.zeros(v.len()).unwrap());
         let terms = [
@@ -286,7 +285,7 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
             (p.n * p.h_out * p.w_out) as usize,
             p.pooled_len() / p.c_out as usize,
         ];
-        let launches: [(&str, Launch); 3] = [
+        let launches: [(&str, Launch); 2] = [
             (
                 "conv2d_pool_backward_input",
                 Box::new(|ctx| {
@@ -296,23 +295,20 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
             (
                 "conv2d_pool_backward_weight",
                 Box::new(|ctx| {
-                    gpu::conv2d_pool_backward_weight(ctx, &gx, &ggp, &garg, &outs[1], &p)
+                    let (grad_w, grad_b) = (&outs[1], &outs[2]);
+                    gpu::conv2d_pool_backward_weight(ctx, &gx, &ggp, &garg, grad_w, grad_b, &p)
                 }),
-            ),
-            (
-                "conv2d_pool_backward_bias",
-                Box::new(|ctx| gpu::conv2d_pool_backward_bias(ctx, &ggp, &garg, &outs[2], &p)),
             ),
         ];
         for (i, (name, launch)) in launches.iter().enumerate() {
-            let work = match i {
-                2 => Throughput::BytesDecimal(bytes(2 * p.pooled_len() + p.c_out as usize)),
-                _ => flops.clone(),
-            };
-            gpu.bench(name, label, work, launch, |ctx| {
-                let got = read(ctx, &outs[i]);
-                let (want, magnitude) = (f64s(&want[i]), f64s(&magnitude[i]));
-                assert_within_rounding(&format!("gpu {name}"), &got, &want, &magnitude, terms[i]);
+            gpu.bench(name, label, flops.clone(), launch, |ctx| {
+                // The weight kernel's bias gradient too.
+                for o in if i == 0 { 0..1 } else { 1..3 } {
+                    let got = read(ctx, &outs[o]);
+                    let (want, magnitude) = (f64s(&want[o]), f64s(&magnitude[o]));
+                    let what = format!("gpu {name}[{o}]");
+                    assert_within_rounding(&what, &got, &want, &magnitude, terms[o]);
+                }
             });
         }
     }

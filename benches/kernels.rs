@@ -489,8 +489,7 @@ fn block_backward(
         if needs_x {
             cpu::conv2d_pool_backward_input(g, argmax, weight, grad_x, p).unwrap();
         }
-        cpu::conv2d_pool_backward_weight(x, g, argmax, grad_w, p).unwrap();
-        cpu::conv2d_pool_backward_bias(g, argmax, grad_b, p).unwrap();
+        cpu::conv2d_pool_backward_weight(x, g, argmax, grad_w, grad_b, p).unwrap();
         return;
     }
     let plane = (p.h_out * p.w_out) as usize;

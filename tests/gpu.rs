@@ -294,8 +294,9 @@ fn synthetic(n: usize) -> Dataset {
 /// fc1's product, (2, 2704)·(2704, 64), is cut into pieces along its long reduction and
 /// summed), 2 for the loss (cross-entropy, row_loss_mean), 12 backward
 /// (row_loss_backward, fc2 and fc1: two matmuls and a bias each, two ReLUs (fc1's, and
-/// the block's mask on the pooled values), conv1's bias and weight gradient read through
-/// the pool, the last in two pieces and their sum_axis) and 6 Adam steps: 29. Distilled:
+/// the block's mask on the pooled values), conv1's weight gradient read through the
+/// pool, in two pieces and their sum_axis, and its bias gradient) and 6 Adam steps: 29.
+/// Distilled:
 /// the batch's teacher logits are gathered on the device, one more.
 #[test]
 fn one_submit_per_training_step_on_the_gpu() {

@@ -251,17 +251,35 @@ pub(crate) fn matmul(p: &MatmulParams) -> Result<Plan, KernelError> {
 /// batch fills the GPU even though the output is small; with more than one piece the
 /// partial gradients go to a scratch buffer and `sum_axis` adds them in piece order.
 pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelError> {
-    weight_pieces::<crate::registry::Conv2dBackwardWeight>(p, &[p.input_len(), p.output_len()])
+    let reads = [p.input_len(), p.output_len()];
+    weight_pieces::<crate::registry::Conv2dBackwardWeight>(p, &reads)
 }
 
-/// The same pieces for the fused conv block's weight gradient through its pool.
+/// The same pieces for the fused conv block's weight gradient, then its bias gradient:
+/// `bias_backward` over the pooled gradient, whose values each land on one winner of the
+/// conv's gradient, so that their sums are the same.
 pub(crate) fn conv2d_pool_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelError> {
     let reads = [p.input_len(), p.pooled_len(), p.pooled_len()];
-    weight_pieces::<crate::registry::Conv2dPoolBackwardWeight>(p, &reads)
+    let mut plan = weight_pieces::<crate::registry::Conv2dPoolBackwardWeight>(p, &reads)?;
+    let pooled = (p.h_out / 2) as usize * (p.w_out / 2) as usize;
+    let axis = AxisParams::new(p.n as usize, p.c_out as usize, pooled)?;
+    let bindings = vec![
+        Binding {
+            buffer: Buffer::Arg(1),
+            words: p.pooled_len(),
+        },
+        Binding {
+            buffer: Buffer::Arg(4),
+            words: p.c_out as usize,
+        },
+    ];
+    let bias = dispatch::<crate::registry::BiasBackward>(&axis, bindings, p.c_out as u64);
+    plan.commands.push(bias);
+    Ok(plan)
 }
 
-/// A conv weight gradient `K` (read arguments of `reads` words, then the gradient) in
-/// pieces of `CONV_K_CHUNK`.
+/// A conv weight gradient `K`, whose first arguments are reads of `reads` words and the
+/// next the gradient, in pieces of `CONV_K_CHUNK`.
 fn weight_pieces<K: Kernel<Params = Conv2dParams>>(
     p: &Conv2dParams,
     reads: &[usize],
@@ -269,22 +287,28 @@ fn weight_pieces<K: Kernel<Params = Conv2dParams>>(
     let reduce = (p.n * p.h_out * p.w_out) as u64;
     let splits = reduce.div_ceil(CONV_K_CHUNK).max(1) as usize;
     let groups = tiles(p.c_out, p.c_in * p.kh * p.kw) * splits as u64;
-    if splits == 1 {
-        return Ok(Plan::single::<K>(p, groups));
-    }
     let weights = p.weight_len();
     let mut bindings = args(reads);
+    let (target, mut plan) = match splits {
+        1 => (Buffer::Arg(reads.len()), Plan::default()),
+        _ => (
+            Buffer::Scratch(0),
+            Plan {
+                scratch: vec![splits * weights],
+                commands: Vec::new(),
+            },
+        ),
+    };
     bindings.push(Binding {
-        buffer: Buffer::Scratch(0),
+        buffer: target,
         words: splits * weights,
     });
-    Ok(Plan {
-        scratch: vec![splits * weights],
-        commands: vec![
-            dispatch::<K>(p, bindings, groups),
-            sum_pieces(splits, weights, reads.len())?,
-        ],
-    })
+    plan.commands.push(dispatch::<K>(p, bindings, groups));
+    if splits > 1 {
+        plan.commands
+            .push(sum_pieces(splits, weights, reads.len())?);
+    }
+    Ok(plan)
 }
 
 /// `out[o, i] = Σ_c x[o, c, i]`, overwriting `out`; over zero channels a clear.

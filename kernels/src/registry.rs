@@ -406,19 +406,14 @@ kernels! {
         weight: read f32 [p.weight_len()], grad_x: out f32 [p.input_len()],
     } grid (tiles(p.c_in, p.n * p.h * p.w));
 
-    /// `grad_weight (c_out, c_in, kh, kw)`, overwritten: `conv2d_backward_weight` of the
-    /// same never-stored gradient as `conv2d_pool_backward_input`'s.
+    /// `grad_weight (c_out, c_in, kh, kw)` and `grad_bias (c_out)`, overwritten:
+    /// `conv2d_backward_weight` and `bias_backward` of the same never-stored gradient as
+    /// `conv2d_pool_backward_input`'s.
     Conv2dPoolBackwardWeight conv2d_pool_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT, UNPOOL, CONV_BACKWARD_WEIGHT] {
         x: read f32 [p.input_len()], grad_out: read f32 [p.pooled_len()],
         argmax: read u32 [p.pooled_len()], grad_weight: out f32 [p.weight_len()],
-    } launcher (crate::gpu::conv2d_pool_backward_weight);
-
-    /// `grad_bias (c_out)`, overwritten: `bias_backward` of that gradient, the sum of
-    /// the pooled gradients over each channel.
-    Conv2dPoolBackwardBias conv2d_pool_backward_bias(p: Conv2dParams) wgsl [WORKGROUP_SUM] {
-        grad_out: read f32 [p.pooled_len()], argmax: read u32 [p.pooled_len()],
         grad_bias: out f32 [p.c_out as usize],
-    } grid (p.c_out as u64);
+    } launcher (crate::gpu::conv2d_pool_backward_weight);
 
     /// `out[o, c, i] = x[o, c, i] + bias[c]`; see [`AxisParams`].
     BiasForward bias_forward(p: AxisParams) wgsl [] {

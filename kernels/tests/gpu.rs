@@ -247,8 +247,7 @@ fn check_conv_pool_backward(ctx: &Arc<GpuContext>, p: &Conv2dParams, argmax: &[u
         vec![0.0; p.c_out as usize],
     );
     cpu::conv2d_pool_backward_input(&g, argmax, &wt, &mut gx, p).unwrap();
-    cpu::conv2d_pool_backward_weight(&x, &g, argmax, &mut gw, p).unwrap();
-    cpu::conv2d_pool_backward_bias(&g, argmax, &mut gb, p).unwrap();
+    cpu::conv2d_pool_backward_weight(&x, &g, argmax, &mut gw, &mut gb, p).unwrap();
     let (bx, bw, bg, barg) = (
         ctx.upload(&x).unwrap(),
         ctx.upload(&wt).unwrap(),
@@ -262,12 +261,11 @@ fn check_conv_pool_backward(ctx: &Arc<GpuContext>, p: &Conv2dParams, argmax: &[u
         ctx.upload(&data(9, gb.len(), 9.0)).unwrap(),
     );
     gpu::conv2d_pool_backward_input(ctx, &bg, &barg, &bw, &bgx, p).unwrap();
-    gpu::conv2d_pool_backward_weight(ctx, &bx, &bg, &barg, &bgw, p).unwrap();
-    gpu::conv2d_pool_backward_bias(ctx, &bg, &barg, &bgb, p).unwrap();
+    gpu::conv2d_pool_backward_weight(ctx, &bx, &bg, &barg, &bgw, &bgb, p).unwrap();
     for (name, gpu, cpu) in [
         ("conv2d_pool_backward_input", &bgx, &gx),
         ("conv2d_pool_backward_weight", &bgw, &gw),
-        ("conv2d_pool_backward_bias", &bgb, &gb),
+        ("conv2d_pool_backward_weight's bias", &bgb, &gb),
     ] {
         assert_close(&format!("{name} {p:?}"), &read(ctx, gpu), cpu);
     }
@@ -821,7 +819,6 @@ fn every_kernel_refuses_a_short_argument_alike_on_both_devices() {
         Conv2dBackwardWeight: conv,
         Conv2dPoolBackwardInput: conv,
         Conv2dPoolBackwardWeight: conv,
-        Conv2dPoolBackwardBias: conv,
         BiasForward: axis,
         BiasBackward: axis,
         MaxPool2dForward: pool,

@@ -2,12 +2,18 @@
 // from the pool's output gradient and argmax (n, c_out, h_out / 2, w_out / 2), never
 // storing the conv's own gradient. The product is lib/conv_backward_weight.wgsl's and
 // `unpooled` lib/unpool.wgsl's (prepended: kernels/src/registry.rs).
+//
+// The kernel's bias gradient is not this shader's: the plan's next dispatch,
+// bias_backward.wgsl over the pooled gradient, writes it (kernels/src/plan.rs), so this
+// dispatch binds the arguments before it only.
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(3) var<storage, read> argmax: array<u32>;
 @group(0) @binding(4) var<storage, read_write> grad_weight: array<f32>;
+// NOTE: declared as the registry's argument 5; bound by the bias dispatch, not here.
+@group(0) @binding(5) var<storage, read_write> grad_bias: array<f32>;
 
 fn grad_at(b: u32, co: u32, oy: u32, ox: u32) -> f32 {
     return unpooled(b, co, oy, ox);

@@ -141,7 +141,7 @@ fn conv2d_params(
 // The mask is relu_backward on the pooled values (a quarter of z's size); the
 // conv2d_pool_backward kernels then read dz through the argmax, a run of samples at a
 // time, and never store it: bit for bit what max_pool2d_backward, bias_backward and
-// conv2d_backward give from a stored dz.
+// conv2d_backward give from a stored dz (the bias comes with the weight's gradient).
 pub(crate) fn conv2d_relu_pool_backward(
     [x, weight]: [&Tensor; 2],
     [out, argmax]: [&Storage; 2],
@@ -151,31 +151,18 @@ pub(crate) fn conv2d_relu_pool_backward(
 ) -> Result<Vec<Option<Storage>>> {
     let masked = ElementwiseParams::new(p.pooled_len())?;
     let [g_masked] = run(k::ReluBackward, &masked, &[out, g])?;
-    let through_pool = [&g_masked, argmax];
     let dx = match needs_x {
         true => {
-            let [dx] = run(
-                k::Conv2dPoolBackwardInput,
-                p,
-                &[&g_masked, argmax, &weight.storage()],
-            )?;
+            let reads = [&g_masked, argmax, &weight.storage()];
+            let [dx] = run(k::Conv2dPoolBackwardInput, p, &reads)?;
             Some(dx)
         }
         false => None,
     };
-    let dw = match needs_weight {
-        true => {
-            let [dw] = run(
-                k::Conv2dPoolBackwardWeight,
-                p,
-                &[&x.storage(), &g_masked, argmax],
-            )?;
-            Some(dw)
-        }
-        false => None,
-    };
-    let [dbias] = run(k::Conv2dPoolBackwardBias, p, &through_pool)?;
-    Ok(vec![dx, dw, Some(dbias)])
+    // NOTE: the bias gradient comes with the weight's, wanted or not.
+    let reads = [&x.storage(), &g_masked, argmax];
+    let [dw, dbias] = run(k::Conv2dPoolBackwardWeight, p, &reads)?;
+    Ok(vec![dx, needs_weight.then_some(dw), Some(dbias)])
 }
 
 // dx = conv2d_backward_input(g, W)  (a full correlation with the flipped kernel)

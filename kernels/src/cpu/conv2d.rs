@@ -32,6 +32,8 @@ thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// The calling thread's buffer for partial weight gradients.
     static PARTIALS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// The calling thread's buffer for the planes' sums of a bias gradient.
+    static PLANE_SUMS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Runs `f` on a buffer of `len` floats from `key` (contents unspecified).
@@ -580,17 +582,21 @@ pub fn conv2d_backward_weight(
     let x = words(OP, "x", x, p.input_len())?;
     let grad = OutGrad::Dense(words(OP, "grad_out", grad_out, p.output_len())?);
     let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
-    backward_weight(x, grad, grad_weight, &plan, p)
+    backward_weight(x, grad, grad_weight, &mut [], &plan, p)
 }
 
-/// `grad_weight`, overwritten: [`conv2d_backward_weight`] of the gradient that
-/// `max_pool2d_backward` makes from the 2×2 pool's `grad_out` and `argmax`, bit for bit,
-/// without making it (as [`conv2d_pool_backward_input`]).
+/// `grad_weight` and `grad_bias (c_out)`, overwritten: [`conv2d_backward_weight`] and
+/// `bias_backward` of the gradient that `max_pool2d_backward` makes from the 2×2 pool's
+/// `grad_out` and `argmax`, bit for bit, without making it (as
+/// [`conv2d_pool_backward_input`]). The bias sums each sample's plane of that gradient
+/// while the run's matrix is in the cache, then adds the planes in sample order, as
+/// `bias_backward` does.
 pub fn conv2d_pool_backward_weight(
     x: &[f32],
     grad_out: &[f32],
     argmax: &[u32],
     grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
     p: &Conv2dParams,
 ) -> Result<(), KernelError> {
     const OP: &str = "conv2d_pool_backward_weight";
@@ -598,13 +604,28 @@ pub fn conv2d_pool_backward_weight(
     let x = words(OP, "x", x, p.input_len())?;
     let grad = OutGrad::Pooled(pooled_grad(OP, grad_out, argmax, p)?);
     let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
-    backward_weight(x, grad, grad_weight, &plan, p)
+    let grad_bias = words_mut(OP, "grad_bias", grad_bias, plan.c_out)?;
+    with_buffer(&PLANE_SUMS, p.n as usize * plan.c_out, |sums| {
+        backward_weight(x, grad, grad_weight, sums, &plan, p)?;
+        // As bias_backward: channel c's planes added in sample order, from zero.
+        for (c, g) in grad_bias.iter_mut().enumerate() {
+            *g = sums
+                .iter()
+                .skip(c)
+                .step_by(plan.c_out)
+                .fold(0.0, |sum, &v| sum + v);
+        }
+        Ok(())
+    })
 }
 
+/// `grad_weight`, overwritten, and unless `plane_sums` is empty the [`sum8`] of each
+/// `(sample, channel)` plane of the conv's gradient into it, `(n, c_out)`.
 fn backward_weight(
     x: &[f32],
     grad: OutGrad,
     grad_weight: &mut [f32],
+    plane_sums: &mut [f32],
     plan: &Plan,
     p: &Conv2dParams,
 ) -> Result<(), KernelError> {
@@ -615,17 +636,33 @@ fn backward_weight(
     with_buffer(&PARTIALS, (groups - 1) * p.weight_len(), |partials| {
         let mut targets = vec![&mut grad_weight[..]];
         targets.extend(partials.chunks_mut(p.weight_len()));
+        let mut sums: Vec<&mut [f32]> = match plane_sums.is_empty() {
+            true => (0..groups).map(|_| <&mut [f32]>::default()).collect(),
+            false => plane_sums.chunks_mut(group * plan.c_out).collect(),
+        };
         let groups = targets
             .into_par_iter()
+            .zip(sums.par_iter_mut())
             .zip(x.par_chunks(group * plan.x_len));
-        groups.enumerate().try_for_each(|(i, (target, x_group))| {
-            let runs = x_group.chunks(plan.run * plan.x_len).enumerate();
-            for (r, x_run) in runs {
-                let first = i * group + r * plan.run;
-                weight_grad_of_run(x_run, grad, first, target, r > 0, plan, p)?;
-            }
-            Ok::<_, KernelError>(())
-        })?;
+        groups
+            .enumerate()
+            .try_for_each(|(i, ((target, sums), x_group))| {
+                let runs = x_group.chunks(plan.run * plan.x_len).enumerate();
+                for (r, x_run) in runs {
+                    let s = x_run.len() / plan.x_len;
+                    let run = WeightRun {
+                        x: x_run,
+                        first: i * group + r * plan.run,
+                        accumulate: r > 0,
+                    };
+                    let run_sums = match sums.is_empty() {
+                        true => &mut [][..],
+                        false => &mut sums[r * plan.run * plan.c_out..][..s * plan.c_out],
+                    };
+                    weight_grad_of_run(run, grad, run_sums, target, plan, p)?;
+                }
+                Ok::<_, KernelError>(())
+            })?;
         for partial in partials.chunks(p.weight_len()) {
             par_chunked(grad_weight, |start, grad| {
                 for (g, &v) in grad.iter_mut().zip(&partial[start..]) {
@@ -637,69 +674,44 @@ fn backward_weight(
     })
 }
 
-/// `grad_weight (+)= g · colsᵀ` for the run of samples `first..` that `x_run` holds.
-fn weight_grad_of_run(
-    x_run: &[f32],
-    grad: OutGrad,
+/// A run of samples in the weight gradient: their inputs, the first one's index, and
+/// whether the product adds to what an earlier run of its group wrote.
+struct WeightRun<'a> {
+    x: &'a [f32],
     first: usize,
-    grad_weight: &mut [f32],
     accumulate: bool,
+}
+
+/// `grad_weight (+)= g · colsᵀ` for one run; `sums`, unless empty, gets the [`sum8`] of
+/// each `(sample, channel)` plane of `g`, `(s, c_out)`.
+fn weight_grad_of_run(
+    run: WeightRun,
+    grad: OutGrad,
+    sums: &mut [f32],
+    grad_weight: &mut [f32],
     plan: &Plan,
     p: &Conv2dParams,
 ) -> Result<(), KernelError> {
-    let s = x_run.len() / plan.x_len;
+    let s = run.x.len() / plan.x_len;
     // cols is stored (K, s·P): read it transposed.
     let mut mm = MatmulParams::new(plan.c_out, plan.k, s * plan.pixels)?.trans_b();
-    if accumulate {
+    if run.accumulate {
         mm = mm.accumulate();
     }
     let cols_len = plan.cols_len(s, p);
     with_scratch(cols_len + grad.stacked_len(s, plan), |scratch| {
         let (cols, stacked) = scratch.split_at_mut(cols_len);
-        let g = grad.matrix(first, s, stacked, plan)?;
-        if is_pointwise(p) {
-            return matmul(g, x_run, grad_weight, &mm);
+        let g = grad.matrix(run.first, s, stacked, plan)?;
+        // g's row co holds sample j's plane at j·P.
+        for (i, sum) in sums.iter_mut().enumerate() {
+            let (j, co) = (i / plan.c_out, i % plan.c_out);
+            *sum = sum8(&g[(co * s + j) * plan.pixels..][..plan.pixels]);
         }
-        im2col(x_run, cols, plan, p);
+        if is_pointwise(p) {
+            return matmul(g, run.x, grad_weight, &mm);
+        }
+        im2col(run.x, cols, plan, p);
         matmul(g, cols, grad_weight, &mm)
-    })
-}
-
-// out = pool(z), z = conv + b  =>  dL/db[c] = Σ_{n, i} dL/dz[n, c, i]
-/// `grad_bias (c_out)`, overwritten: `bias_backward` of the gradient that
-/// `max_pool2d_backward` makes from the 2×2 pool's `grad_out` and `argmax`, bit for bit
-/// (the same sums in the same order), one plane at a time in scratch.
-pub fn conv2d_pool_backward_bias(
-    grad_out: &[f32],
-    argmax: &[u32],
-    grad_bias: &mut [f32],
-    p: &Conv2dParams,
-) -> Result<(), KernelError> {
-    const OP: &str = "conv2d_pool_backward_bias";
-    let plan = Plan::new(p)?;
-    let Pooled {
-        grad,
-        argmax,
-        pooled,
-        ..
-    } = pooled_grad(OP, grad_out, argmax, p)?;
-    let grad_bias = words_mut(OP, "grad_bias", grad_bias, plan.c_out)?;
-    // As bias_backward: each channel summed by one task, plane by plane in sample order.
-    let channel_sum = |c: usize| -> Result<f32, KernelError> {
-        with_scratch(plan.pixels, |plane| {
-            let mut sum = 0.0;
-            for o in 0..p.n as usize {
-                let at = (o * plan.c_out + c) * pooled;
-                plane.fill(0.0);
-                unpool_plane(OP, &grad[at..][..pooled], &argmax[at..][..pooled], plane)?;
-                sum += sum8(plane);
-            }
-            Ok(sum)
-        })
-    };
-    grad_bias.par_iter_mut().enumerate().try_for_each(|(c, g)| {
-        *g = channel_sum(c)?;
-        Ok(())
     })
 }
 
@@ -916,8 +928,8 @@ mod tests {
         // Stale values in the outputs: each kernel writes its output whole.
         let mut got = want.clone().map(|v| vec![f32::NAN; v.len()]);
         conv2d_pool_backward_input(&g, &argmax, &w, &mut got[0], p).unwrap();
-        conv2d_pool_backward_weight(&x, &g, &argmax, &mut got[1], p).unwrap();
-        conv2d_pool_backward_bias(&g, &argmax, &mut got[2], p).unwrap();
+        let [_, gw, gb] = &mut got;
+        conv2d_pool_backward_weight(&x, &g, &argmax, gw, gb, p).unwrap();
         let bits = |v: &[Vec<f32>; 3]| {
             v.clone()
                 .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
@@ -975,12 +987,8 @@ mod tests {
             Err(named("conv2d_pool_backward_input"))
         );
         assert_eq!(
-            conv2d_pool_backward_weight(&x, &g, &argmax, &mut gw, &p),
+            conv2d_pool_backward_weight(&x, &g, &argmax, &mut gw, &mut gb, &p),
             Err(named("conv2d_pool_backward_weight"))
-        );
-        assert_eq!(
-            conv2d_pool_backward_bias(&g, &argmax, &mut gb, &p),
-            Err(named("conv2d_pool_backward_bias"))
         );
     }
 

@@ -46,17 +46,20 @@ pub fn conv2d_backward_weight(
     record::<Conv2dBackwardWeight>(ctx, &[x, grad_out, grad_weight], p)
 }
 
-/// `grad_weight`, overwritten: the fused conv block's weight gradient from its 2×2
-/// pool's `grad_out` and `argmax`, in pieces as [`conv2d_backward_weight`]'s.
+/// `grad_weight` and `grad_bias`, overwritten: the fused conv block's weight and bias
+/// gradients from its 2×2 pool's `grad_out` and `argmax`, the weight's in pieces as
+/// [`conv2d_backward_weight`]'s.
 pub fn conv2d_pool_backward_weight(
     ctx: &GpuContext,
     x: &GpuBuffer,
     grad_out: &GpuBuffer,
     argmax: &GpuBuffer,
     grad_weight: &GpuBuffer,
+    grad_bias: &GpuBuffer,
     p: &Conv2dParams,
 ) -> Result<(), GpuError> {
-    record::<Conv2dPoolBackwardWeight>(ctx, &[x, grad_out, argmax, grad_weight], p)
+    let bufs = [x, grad_out, argmax, grad_weight, grad_bias];
+    record::<Conv2dPoolBackwardWeight>(ctx, &bufs, p)
 }
 
 /// `out[o, i] = Σ_c x[o, c, i]`, overwriting `out`.
