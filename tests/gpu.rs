@@ -296,8 +296,7 @@ fn synthetic(n: usize) -> Dataset {
 /// (row_loss_backward, fc2 and fc1: two matmuls and a bias each, two ReLUs (fc1's, and
 /// the block's mask on the pooled values), conv1's weight gradient read through the
 /// pool, in two pieces and their sum_axis, and its bias gradient) and 6 Adam steps: 29.
-/// Distilled:
-/// the batch's teacher logits are gathered on the device, one more.
+/// Distilled: the batch's teacher logits are gathered on the device, one more.
 #[test]
 fn one_submit_per_training_step_on_the_gpu() {
     let Some(_) = gpu() else { return };

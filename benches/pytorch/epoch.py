@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from step import network  # noqa: E402
+from step import NETWORKS, network  # noqa: E402
 
 BATCH = 64
 EVAL_BATCH = 1000
@@ -47,7 +47,9 @@ def read_idx(folder, name):
 
 def load(folder):
     train_x, train_y, test_x, test_y = (read_idx(folder, name) for name in FILES)
-    images = lambda raw: raw.view(-1, 1, 28, 28).float() / 255.0
+    def images(raw):
+        return raw.view(-1, 1, 28, 28).float() / 255.0
+
     return images(train_x), train_y.long(), images(test_x), test_y.long()
 
 
@@ -66,7 +68,7 @@ def accuracy(net, x, y, channels_last):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="teacher-cnn")
+    parser.add_argument("--model", default="teacher-cnn", choices=NETWORKS)
     parser.add_argument("--channels-last", action="store_true",
                         help="PyTorch's faster layout for convolutions on the CPU")
     parser.add_argument("--data", default=os.environ.get("MNIST_DIR", "data/mnist"))

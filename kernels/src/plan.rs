@@ -2,7 +2,7 @@
 //! records, without a device.
 //!
 //! Most kernels are one dispatch over a grid the registry gives. A few cut their work
-//! into pieces (`matmul` and `conv2d_backward_weight` split a long reduction into
+//! into pieces (`matmul` and the conv weight gradients split a long reduction into
 //! partial sums in a scratch buffer that `sum_axis` adds up; an empty sum only clears
 //! its output). [`Kernel::plan`] says which commands, on which of
 //! the call's arguments and scratch buffers, with which params bytes and workgroups.
@@ -168,7 +168,7 @@ const MATMUL_K_CHUNK: u64 = 256;
 const FEW_TILES: u64 = 64;
 
 /// The length of each piece of the weight gradient's reduction over `n · h_out · w_out`
-/// (`K_CHUNK` in `conv2d_backward_weight.wgsl`).
+/// (`K_CHUNK` in `lib/conv_backward_weight.wgsl`).
 const CONV_K_CHUNK: u64 = 1024;
 
 /// Pieces of the reduction over `k`: more than one only when the output has few tiles
@@ -257,11 +257,14 @@ pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelErr
 
 /// The same pieces for the fused conv block's weight gradient, then its bias gradient:
 /// `bias_backward` over the pooled gradient, whose values each land on one winner of the
-/// conv's gradient, so that their sums are the same.
+/// conv's gradient, so that the sums are the same up to rounding (the GPU adds them in
+/// another order than the unfused `bias_backward` over the conv's gradient; the CPU
+/// kernel keeps that order).
 pub(crate) fn conv2d_pool_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelError> {
+    let pool = p.pool()?;
     let reads = [p.input_len(), p.pooled_len(), p.pooled_len()];
     let mut plan = weight_pieces::<crate::registry::Conv2dPoolBackwardWeight>(p, &reads)?;
-    let pooled = (p.h_out / 2) as usize * (p.w_out / 2) as usize;
+    let pooled = (pool.h_out * pool.w_out) as usize;
     let axis = AxisParams::new(p.n as usize, p.c_out as usize, pooled)?;
     let bindings = vec![
         Binding {
@@ -344,6 +347,43 @@ mod tests {
             );
         }
         assert_eq!(grid(50, 7), None);
+    }
+
+    /// The fused block's weight gradient: its product (straight into `grad_weight`, or in
+    /// pieces into scratch and summed), then `bias_backward` of the pooled gradient into
+    /// `grad_bias`.
+    #[test]
+    fn the_pooled_weight_gradient_ends_with_its_bias() {
+        // n · h_out · w_out: 1 · 6 · 6 = 36, one piece; 3 · 24 · 24 = 1728, two.
+        let shapes = [
+            (Conv2dParams::new(1, 2, 8, 8, 3, 3, 3, 1, 0).unwrap(), 1),
+            (Conv2dParams::new(3, 1, 26, 26, 4, 3, 3, 1, 0).unwrap(), 2),
+        ];
+        for (p, pieces) in shapes {
+            let plan = crate::registry::Conv2dPoolBackwardWeight::plan(&p).unwrap();
+            let dispatched: Vec<(KernelId, Vec<Buffer>)> = plan
+                .commands
+                .iter()
+                .map(|c| match c {
+                    Command::Dispatch {
+                        kernel, bindings, ..
+                    } => (*kernel, bindings.iter().map(|b| b.buffer).collect()),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let target = match pieces {
+                1 => Buffer::Arg(3),
+                _ => Buffer::Scratch(0),
+            };
+            let product = vec![Buffer::Arg(0), Buffer::Arg(1), Buffer::Arg(2), target];
+            let mut want = vec![(KernelId::Conv2dPoolBackwardWeight, product)];
+            if pieces > 1 {
+                want.push((KernelId::SumAxis, vec![Buffer::Scratch(0), Buffer::Arg(3)]));
+                assert_eq!(plan.scratch, [pieces * p.weight_len()]);
+            }
+            want.push((KernelId::BiasBackward, vec![Buffer::Arg(1), Buffer::Arg(4)]));
+            assert_eq!(dispatched, want, "{p:?}");
+        }
     }
 
     #[test]

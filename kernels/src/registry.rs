@@ -161,7 +161,7 @@ pub fn view_mut<T: WordType>(words: &mut [f32]) -> &mut [T] {
 
 /// Every params struct, before every kernel: the WGSL mirror of [`crate::params`].
 const PARAMS: &str = include_str!("../wgsl/lib/params.wgsl");
-/// The 64 × 64 tiled inner product of matmul and the four conv kernels.
+/// The 64 × 64 tiled inner product of matmul and the six conv kernels.
 const GEMM_TILE: &str = include_str!("../wgsl/lib/gemm_tile.wgsl");
 /// The im2col gather through which the conv kernels read their input.
 const CONV_INPUT: &str = include_str!("../wgsl/lib/conv_input.wgsl");
@@ -169,8 +169,6 @@ const CONV_INPUT: &str = include_str!("../wgsl/lib/conv_input.wgsl");
 const CONV_BACKWARD_INPUT: &str = include_str!("../wgsl/lib/conv_backward_input.wgsl");
 /// The implicit GEMM of the conv weight gradients; the kernel file gives `grad_at`.
 const CONV_BACKWARD_WEIGHT: &str = include_str!("../wgsl/lib/conv_backward_weight.wgsl");
-/// The deterministic sum of a value from each thread of a 256-thread workgroup.
-const WORKGROUP_SUM: &str = include_str!("../wgsl/lib/workgroup_sum.wgsl");
 /// A conv output's gradient read through the 2×2 max-pool after it (`unpooled`).
 const UNPOOL: &str = include_str!("../wgsl/lib/unpool.wgsl");
 /// The row helpers of the softmax-KL and the distillation losses.
@@ -421,7 +419,7 @@ kernels! {
     } grid (elements(p.len()));
 
     /// `grad_bias[c] = Σ_{o, i} grad_out[o, c, i]`, overwritten; one workgroup a channel.
-    BiasBackward bias_backward(p: AxisParams) wgsl [WORKGROUP_SUM] {
+    BiasBackward bias_backward(p: AxisParams) wgsl [] {
         grad_out: read f32 [p.len()], grad_bias: out f32 [p.channels as usize],
     } grid (p.channels as u64);
 

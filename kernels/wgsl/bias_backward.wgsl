@@ -1,11 +1,13 @@
 // grad_out: (outer, channels, inner)  grad_bias: (channels)
 // out[o, c, i] = x[o, c, i] + bias[c]  =>  dL/dbias[c] = sum_{o, i} dL/dout[o, c, i]
-// One workgroup per channel: each thread sums a strided share of the (o, i) pairs, then
-// lib/workgroup_sum.wgsl adds the 256 partials in a fixed order (deterministic).
+// One workgroup per channel: each thread sums a strided share of the (o, i) pairs, then a
+// tree in workgroup memory adds the 256 partials in a fixed order (deterministic).
 
 @group(0) @binding(0) var<uniform> p: AxisParams;
 @group(0) @binding(1) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad_bias: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -24,8 +26,15 @@ fn main(
         let o = j / p.inner;
         acc += grad_out[(o * p.channels + c) * p.inner + j % p.inner];
     }
-    let sum = workgroup_sum(acc, tid);
+    partial[tid] = acc;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half >>= 1u) {
+        if (tid < half) {
+            partial[tid] += partial[tid + half];
+        }
+        workgroupBarrier();
+    }
     if (tid == 0u) {
-        grad_bias[c] = sum;
+        grad_bias[c] = partial[0];
     }
 }

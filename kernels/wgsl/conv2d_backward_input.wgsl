@@ -1,3 +1,4 @@
+// grad_out: (n, c_out, h_out, w_out)  weight: (c_out, c_in, kh, kw)  grad_x: (n, c_in, h, w)
 // conv2d_backward_input: the input gradient of a conv from its output's gradient, as
 // stored. The product is lib/conv_backward_input.wgsl's (prepended: kernels/src/registry.rs).
 

@@ -1,3 +1,5 @@
+// x: (n, c_in, h, w)  grad_out: (n, c_out, h_out, w_out)
+// grad_weight: (c_out, c_in, kh, kw), or its pieces (lib/conv_backward_weight.wgsl)
 // conv2d_backward_weight: the weight gradient of a conv from its output's gradient, as
 // stored. The product is lib/conv_backward_weight.wgsl's (prepended: kernels/src/registry.rs).
 

@@ -1,3 +1,5 @@
+// grad_out, argmax: (n, c_out, h_out / 2, w_out / 2)  weight: (c_out, c_in, kh, kw)
+// grad_x: (n, c_in, h, w)
 // conv2d_pool_backward_input: the input gradient of a conv followed by a 2x2 max-pool,
 // from the pool's output gradient and argmax (n, c_out, h_out / 2, w_out / 2), never
 // storing the conv's own gradient. The product is lib/conv_backward_input.wgsl's and

@@ -1,3 +1,5 @@
+// x: (n, c_in, h, w)  grad_out, argmax: (n, c_out, h_out / 2, w_out / 2)
+// grad_weight: (c_out, c_in, kh, kw), or its pieces (lib/conv_backward_weight.wgsl)  grad_bias: (c_out)
 // conv2d_pool_backward_weight: the weight gradient of a conv followed by a 2x2 max-pool,
 // from the pool's output gradient and argmax (n, c_out, h_out / 2, w_out / 2), never
 // storing the conv's own gradient. The product is lib/conv_backward_weight.wgsl's and

@@ -104,8 +104,8 @@ impl Plan {
             run,
         })
     }
-    /// Scratch for a run of `s` samples: cols `(K, s·P)`, then, when `s > 1`, the
-    /// stacked output or output gradient `(c_out, s·P)`.
+    /// Scratch for a run of `s` samples of the forward: cols `(K, s·P)`, then, when
+    /// `s > 1`, the stacked output `(c_out, s·P)`.
     fn split_scratch<'a>(
         &self,
         scratch: &'a mut [f32],
@@ -441,10 +441,10 @@ impl OutGrad<'_> {
                 let planes = grad[first * plan.c_out * pooled..][..s * plan.c_out * pooled]
                     .chunks_exact(pooled)
                     .zip(argmax[first * plan.c_out * pooled..].chunks_exact(pooled));
-                for (i, (grad, argmax)) in planes.enumerate() {
+                for (i, (plane_grad, plane_argmax)) in planes.enumerate() {
                     let (j, co) = (i / plan.c_out, i % plan.c_out);
                     let plane = &mut stacked[(co * s + j) * plan.pixels..][..plan.pixels];
-                    unpool_plane(op, grad, argmax, plane)?;
+                    unpool_plane(op, plane_grad, plane_argmax, plane)?;
                 }
             }
         }
@@ -534,6 +534,8 @@ fn pooled_grad<'a>(
     })
 }
 
+/// `grad_x`, overwritten, run by run: each run's gradient matrix times the weight, then
+/// [`col2im`] (a pointwise conv's product is `grad_x` itself).
 fn backward_input(
     grad: OutGrad,
     weight: &[f32],
@@ -960,6 +962,9 @@ mod tests {
             (params([64, 1, 28, 28, 32, 3, 3, 1, 0]), 1),
             (params([64, 32, 13, 13, 64, 3, 3, 1, 0]), 2),
             (params([5, 3, 6, 7, 4, 1, 1, 1, 0]), 3),
+            // Groups of several runs, the last one short; and pointwise groups of many.
+            (params([67, 32, 13, 13, 64, 3, 3, 1, 0]), 4),
+            (params([20, 3, 6, 7, 4, 1, 1, 1, 0]), 5),
         ] {
             check_pool_backward(&p, seed);
         }

@@ -1,6 +1,6 @@
 //! The hand-written launchers: kernels whose work a single grid does not cover well.
 //!
-//! - `matmul` and `conv2d_backward_weight` cut a long reduction into pieces, so that a
+//! - `matmul` and the conv weight gradients cut a long reduction into pieces, so that a
 //!   small output still fills the GPU; the pieces' partial results go to a scratch buffer
 //!   and `sum_axis` adds them in piece order (deterministic);
 //! - `sum_axis` over zero channels clears its output instead of launching.
