@@ -64,9 +64,6 @@ impl GpuBench<'_> {
     }
 }
 
-/// A kernel launch kept for [`GpuBench::bench`].
-type Launch<'a> = Box<dyn Fn(&GpuContext) -> Result<(), GpuError> + 'a>;
-
 fn read(ctx: &GpuContext, buf: &GpuBuffer) -> Vec<f32> {
     ctx.read(buf).expect("gpu read")
 }
@@ -285,32 +282,29 @@ fn conv2d(gpu: &mut GpuBench, software: bool) {
             (p.n * p.h_out * p.w_out) as usize,
             p.pooled_len() / p.c_out as usize,
         ];
-        let launches: [(&str, Launch); 2] = [
-            (
-                "conv2d_pool_backward_input",
-                Box::new(|ctx| {
-                    gpu::conv2d_pool_backward_input(ctx, &ggp, &garg, &gw, &outs[0], &p)
-                }),
-            ),
-            (
-                "conv2d_pool_backward_weight",
-                Box::new(|ctx| {
-                    let (grad_w, grad_b) = (&outs[1], &outs[2]);
-                    gpu::conv2d_pool_backward_weight(ctx, &gx, &ggp, &garg, grad_w, grad_b, &p)
-                }),
-            ),
-        ];
-        for (i, (name, launch)) in launches.iter().enumerate() {
-            gpu.bench(name, label, flops.clone(), launch, |ctx| {
-                // The weight kernel's bias gradient too.
-                for o in if i == 0 { 0..1 } else { 1..3 } {
-                    let got = read(ctx, &outs[o]);
-                    let (want, magnitude) = (f64s(&want[o]), f64s(&magnitude[o]));
-                    let what = format!("gpu {name}[{o}]");
-                    assert_within_rounding(&what, &got, &want, &magnitude, terms[o]);
-                }
-            });
-        }
+        // Outputs `o` of `outs` (the input, weight and bias gradients) against the CPU's.
+        let check = |ctx: &GpuContext, name: &str, outputs: std::ops::Range<usize>| {
+            for o in outputs {
+                let got = read(ctx, &outs[o]);
+                let (want, magnitude) = (f64s(&want[o]), f64s(&magnitude[o]));
+                let what = format!("gpu {name}[{o}]");
+                assert_within_rounding(&what, &got, &want, &magnitude, terms[o]);
+            }
+        };
+        gpu.bench(
+            "conv2d_pool_backward_input",
+            label,
+            flops.clone(),
+            |ctx| gpu::conv2d_pool_backward_input(ctx, &ggp, &garg, &gw, &outs[0], &p),
+            |ctx| check(ctx, "conv2d_pool_backward_input", 0..1),
+        );
+        gpu.bench(
+            "conv2d_pool_backward_weight",
+            label,
+            flops.clone(),
+            |ctx| gpu::conv2d_pool_backward_weight(ctx, &gx, &ggp, &garg, &outs[1], &outs[2], &p),
+            |ctx| check(ctx, "conv2d_pool_backward_weight", 1..3),
+        );
     }
 }
 

@@ -475,16 +475,16 @@ fn conv2d_relu_pool(crit: &mut Criterion) {
 }
 
 /// The backward of one conv block as training runs it, after the ReLU mask on the pooled
-/// gradient (the same kernel either way): the input gradient only where the block's
-/// input is not the image (conv2), then the weight and bias gradients.
+/// gradient (the same kernel either way): the input gradient when `needs_x` (conv1's
+/// input is the image, which needs none), then the weight and bias gradients.
 fn block_backward(
     fused: bool,
+    needs_x: bool,
     [x, weight, g]: [&[f32]; 3],
     argmax: &[u32],
     [grad_x, grad_w, grad_b, dz]: [&mut Vec<f32>; 4],
     p: &Conv2dParams,
 ) {
-    let needs_x = p.c_in > 1;
     if fused {
         if needs_x {
             cpu::conv2d_pool_backward_input(g, argmax, weight, grad_x, p).unwrap();
@@ -510,7 +510,10 @@ fn block_backward(
 /// GFLOP/s of the conv products; checked bit for bit against each other first.
 fn conv2d_relu_pool_backward(crit: &mut Criterion) {
     let mut group = crit.benchmark_group("conv2d_relu_pool_backward");
-    for (label, p) in [("conv1", teacher_conv1()), ("conv2", teacher_conv2())] {
+    for (label, p, needs_x) in [
+        ("conv1", teacher_conv1(), false),
+        ("conv2", teacher_conv2(), true),
+    ] {
         let (x, weight, bias) = (
             inputs(p.input_len(), 11),
             inputs(p.weight_len(), 12),
@@ -530,7 +533,14 @@ fn conv2d_relu_pool_backward(crit: &mut Criterion) {
         };
         let (mut fused, mut unfused) = (outputs(), outputs());
         for (is_fused, [gx, gw, gb, dz]) in [(true, &mut fused), (false, &mut unfused)] {
-            block_backward(is_fused, [&x, &weight, &g], &argmax, [gx, gw, gb, dz], &p);
+            block_backward(
+                is_fused,
+                needs_x,
+                [&x, &weight, &g],
+                &argmax,
+                [gx, gw, gb, dz],
+                &p,
+            );
         }
         let bits = |v: &[Vec<f32>; 4]| {
             v[..3]
@@ -543,7 +553,7 @@ fn conv2d_relu_pool_backward(crit: &mut Criterion) {
             bits(&fused) == bits(&unfused),
             "conv2d_relu_pool_backward/{label}: the fused backward differs from the unfused one"
         );
-        let products = if p.c_in > 1 { 2 } else { 1 };
+        let products = if needs_x { 2 } else { 1 };
         group
             .throughput(Throughput::Elements(products * p.flops()))
             .warm_up_time(Duration::from_millis(300))
@@ -558,6 +568,7 @@ fn conv2d_relu_pool_backward(crit: &mut Criterion) {
                     let [gx, gw, gb, dz] = &mut *out;
                     block_backward(
                         is_fused,
+                        needs_x,
                         [black_box(&x), &weight, &g],
                         &argmax,
                         [gx, gw, gb, dz],

@@ -18,7 +18,7 @@
 
 use super::elementwise::{par_chunked, sum8};
 use super::matmul::matmul;
-use super::pool::pool_plane_2x2;
+use super::pool::{pool_plane_2x2, unpool_plane};
 use super::vmath::on_widest_vectors;
 use crate::error::{words, words_mut, KernelError};
 use crate::params::*;
@@ -457,29 +457,6 @@ impl OutGrad<'_> {
             _ => plan.c_out * s * plan.pixels,
         }
     }
-}
-
-/// `plane[argmax[i]] += grad[i]` onto a zeroed plane, in order: one plane of
-/// `max_pool2d_backward`.
-fn unpool_plane(
-    op: &'static str,
-    grad: &[f32],
-    argmax: &[u32],
-    plane: &mut [f32],
-) -> Result<(), KernelError> {
-    let bound = plane.len();
-    for (&g, &i) in grad.iter().zip(argmax) {
-        let Some(v) = plane.get_mut(i as usize) else {
-            return Err(KernelError::IndexOutOfRange {
-                op,
-                arg: "argmax",
-                index: i,
-                bound,
-            });
-        };
-        *v += g;
-    }
-    Ok(())
 }
 
 // out = W · cols  =>  dL/dcols = Wᵀ · dL/dout, and dL/dx = col2im(dL/dcols)
