@@ -75,7 +75,7 @@ proptest! {
     }
 
     #[test]
-    fn conv2d_relu_pool_is_the_unfused_block_bit_for_bit(
+    fn conv2d_relu_pool_is_the_unfused_block(
         n in 1usize..12, c_in in 1usize..4, c_out in 1usize..5, h in 2usize..12,
         w in 2usize..12, k in 1usize..4, stride in 1usize..3, pad in 0usize..2,
         seed in 0u64..1000,
@@ -92,10 +92,15 @@ proptest! {
         let unfused = outputs_and_grads(&inputs, |t| {
             t[0].conv2d(&t[1], stride, pad)?.bias_add(&t[2])?.relu()?.max_pool2d(2, 2)
         });
-        let bits = |v: &Vec<Vec<f32>>| -> Vec<Vec<u32>> {
-            v.iter().map(|x| x.iter().map(|f| f.to_bits()).collect()).collect()
-        };
-        prop_assert_eq!(bits(&fused), bits(&unfused));
+        // The output bit for bit; the gradients up to rounding (the fused backward sums
+        // only the pool's winners, in another order).
+        let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|f| f.to_bits()).collect() };
+        prop_assert_eq!(bits(&fused[0]), bits(&unfused[0]));
+        for (i, (a, b)) in fused.iter().zip(&unfused).enumerate().skip(1) {
+            for (x, y) in a.iter().zip(b) {
+                prop_assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "gradient {i}: {x} vs {y}");
+            }
+        }
     }
 
     #[test]

@@ -257,9 +257,9 @@ pub(crate) fn conv2d_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelErr
 
 /// The same pieces for the fused conv block's weight gradient, then its bias gradient:
 /// `bias_backward` over the pooled gradient, whose values each land on one winner of the
-/// conv's gradient, so that the sums are the same up to rounding (the GPU adds them in
-/// another order than the unfused `bias_backward` over the conv's gradient; the CPU
-/// kernel keeps that order).
+/// conv's gradient, so that the sums are the same up to rounding (in another order than
+/// the unfused `bias_backward` over the conv's gradient; the CPU kernel sums the pooled
+/// gradient too).
 pub(crate) fn conv2d_pool_backward_weight(p: &Conv2dParams) -> Result<Plan, KernelError> {
     let pool = p.pool()?;
     let reads = [p.input_len(), p.pooled_len(), p.pooled_len()];

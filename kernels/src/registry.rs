@@ -398,7 +398,8 @@ kernels! {
     /// The backward of the fused conv block through its 2×2 pool: `grad_x (n, c_in, h,
     /// w)`, overwritten, is `conv2d_backward_input` of the gradient `max_pool2d_backward`
     /// makes from the pool's `grad_out` and `argmax` `(n, c_out, h_out / 2, w_out / 2)`,
-    /// which is never stored.
+    /// up to rounding; that gradient is never stored (the CPU kernel sums only its
+    /// non-zero values, the pool's winners; the WGSL one reads it through the argmax).
     Conv2dPoolBackwardInput conv2d_pool_backward_input(p: Conv2dParams) wgsl [GEMM_TILE, UNPOOL, CONV_BACKWARD_INPUT] {
         grad_out: read f32 [p.pooled_len()], argmax: read u32 [p.pooled_len()],
         weight: read f32 [p.weight_len()], grad_x: out f32 [p.input_len()],

@@ -139,9 +139,10 @@ fn conv2d_params(
 //   dz = scatter onto the winners of (g · [out > 0]),  db[c] = Σ dz[:, c],
 //   dx, dW = conv2d_backward(dz)
 // The mask is relu_backward on the pooled values (a quarter of z's size); the
-// conv2d_pool_backward kernels then read dz through the argmax, a run of samples at a
-// time, and never store it: bit for bit what max_pool2d_backward, bias_backward and
-// conv2d_backward give from a stored dz (the bias comes with the weight's gradient).
+// conv2d_pool_backward kernels then take dz's non-zero values, the winners, straight
+// from the masked gradient and the argmax, and never store dz: what max_pool2d_backward,
+// bias_backward and conv2d_backward give from a stored dz up to rounding, for a quarter
+// of the multiply-adds (the bias comes with the weight's gradient).
 pub(crate) fn conv2d_relu_pool_backward(
     [x, weight]: [&Tensor; 2],
     [out, argmax]: [&Storage; 2],

@@ -16,9 +16,9 @@
 //! each matmul may split further on idle cores. A 1×1 kernel at stride 1 without
 //! padding runs sample by sample with no im2col at all: `cols` is `x_s` itself.
 
-use super::elementwise::{par_chunked, sum8};
+use super::elementwise::par_chunked;
 use super::matmul::matmul;
-use super::pool::{pool_plane_2x2, unpool_plane};
+use super::pool::pool_plane_2x2;
 use super::vmath::on_widest_vectors;
 use crate::error::{words, words_mut, KernelError};
 use crate::params::*;
@@ -32,8 +32,6 @@ thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// The calling thread's buffer for partial weight gradients.
     static PARTIALS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// The calling thread's buffer for the planes' sums of a bias gradient.
-    static PLANE_SUMS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Runs `f` on a buffer of `len` floats from `key` (contents unspecified).
@@ -388,77 +386,6 @@ pub fn conv2d_relu_pool_forward(
     })
 }
 
-/// Where a backward kernel reads the gradient of the conv's output from.
-#[derive(Clone, Copy)]
-enum OutGrad<'a> {
-    /// `(n, c_out, h_out, w_out)`, as stored.
-    Dense(&'a [f32]),
-    /// Through the 2×2 max-pool that follows the conv; made a run at a time in
-    /// scratch, never whole.
-    Pooled(Pooled<'a>),
-}
-
-/// The gradient and argmax of the 2×2 max-pool after a conv, `(n, c_out, h_out / 2,
-/// w_out / 2)`: the conv's gradient is each value at its window's winner and zero
-/// elsewhere, what `max_pool2d_backward` writes.
-#[derive(Clone, Copy)]
-struct Pooled<'a> {
-    /// The kernel, for its error on an argmax outside the plane.
-    op: &'static str,
-    grad: &'a [f32],
-    argmax: &'a [u32],
-    /// Values per pooled plane.
-    pooled: usize,
-}
-
-impl OutGrad<'_> {
-    /// The gradient of samples `first..first + s` as the `(c_out, s·P)` matrix the
-    /// backward products take: a dense sample's own rows when `s == 1`, else written
-    /// into `stacked`, bit for bit what `max_pool2d_backward` and then [`stack`] give.
-    fn matrix<'a>(
-        &'a self,
-        first: usize,
-        s: usize,
-        stacked: &'a mut [f32],
-        plan: &Plan,
-    ) -> Result<&'a [f32], KernelError> {
-        match *self {
-            OutGrad::Dense(g) => {
-                let g_run = &g[first * plan.out_len..][..s * plan.out_len];
-                if s == 1 {
-                    return Ok(g_run);
-                }
-                stack(g_run, stacked, plan.c_out, plan.pixels);
-            }
-            OutGrad::Pooled(Pooled {
-                op,
-                grad,
-                argmax,
-                pooled,
-            }) => {
-                let stacked = &mut stacked[..plan.c_out * s * plan.pixels];
-                stacked.fill(0.0);
-                let planes = grad[first * plan.c_out * pooled..][..s * plan.c_out * pooled]
-                    .chunks_exact(pooled)
-                    .zip(argmax[first * plan.c_out * pooled..].chunks_exact(pooled));
-                for (i, (plane_grad, plane_argmax)) in planes.enumerate() {
-                    let (j, co) = (i / plan.c_out, i % plan.c_out);
-                    let plane = &mut stacked[(co * s + j) * plan.pixels..][..plan.pixels];
-                    unpool_plane(op, plane_grad, plane_argmax, plane)?;
-                }
-            }
-        }
-        Ok(stacked)
-    }
-    /// Scratch floats a run of `s` needs for [`OutGrad::matrix`].
-    fn stacked_len(&self, s: usize, plan: &Plan) -> usize {
-        match (self, s) {
-            (OutGrad::Dense(_), 1) => 0,
-            _ => plan.c_out * s * plan.pixels,
-        }
-    }
-}
-
 // out = W · cols  =>  dL/dcols = Wᵀ · dL/dout, and dL/dx = col2im(dL/dcols)
 // (each x entry appears in cols once per window that covers it; col2im sums those).
 /// `grad_x`, overwritten, from `grad_out` and `weight`.
@@ -470,71 +397,30 @@ pub fn conv2d_backward_input(
 ) -> Result<(), KernelError> {
     const OP: &str = "conv2d_backward_input";
     let plan = Plan::new(p)?;
-    let grad = OutGrad::Dense(words(OP, "grad_out", grad_out, p.output_len())?);
+    let grad_out = words(OP, "grad_out", grad_out, p.output_len())?;
     let weight = words(OP, "weight", weight, p.weight_len())?;
     let grad_x = words_mut(OP, "grad_x", grad_x, p.input_len())?;
-    backward_input(grad, weight, grad_x, &plan, p)
-}
-
-/// `grad_x`, overwritten: [`conv2d_backward_input`] of the gradient that
-/// `max_pool2d_backward` makes from the 2×2 pool's `grad_out` and `argmax` `(n, c_out,
-/// h_out / 2, w_out / 2)`, bit for bit, without making it: each run of samples unpools
-/// its share into the scratch the product reads (the backward of the fused conv block).
-pub fn conv2d_pool_backward_input(
-    grad_out: &[f32],
-    argmax: &[u32],
-    weight: &[f32],
-    grad_x: &mut [f32],
-    p: &Conv2dParams,
-) -> Result<(), KernelError> {
-    const OP: &str = "conv2d_pool_backward_input";
-    let plan = Plan::new(p)?;
-    let grad = OutGrad::Pooled(pooled_grad(OP, grad_out, argmax, p)?);
-    let weight = words(OP, "weight", weight, p.weight_len())?;
-    let grad_x = words_mut(OP, "grad_x", grad_x, p.input_len())?;
-    backward_input(grad, weight, grad_x, &plan, p)
-}
-
-/// The pooled gradient and argmax of `p`'s conv block, checked.
-fn pooled_grad<'a>(
-    op: &'static str,
-    grad_out: &'a [f32],
-    argmax: &'a [u32],
-    p: &Conv2dParams,
-) -> Result<Pooled<'a>, KernelError> {
-    let pool = p.pool()?;
-    Ok(Pooled {
-        op,
-        grad: words(op, "grad_out", grad_out, p.pooled_len())?,
-        argmax: words(op, "argmax", argmax, p.pooled_len())?,
-        pooled: (pool.h_out * pool.w_out) as usize,
-    })
-}
-
-/// `grad_x`, overwritten, run by run: each run's gradient matrix times the weight, then
-/// [`col2im`] (a pointwise conv's product is `grad_x` itself).
-fn backward_input(
-    grad: OutGrad,
-    weight: &[f32],
-    grad_x: &mut [f32],
-    plan: &Plan,
-    p: &Conv2dParams,
-) -> Result<(), KernelError> {
-    let runs = grad_x.par_chunks_mut(plan.run * plan.x_len).enumerate();
-    runs.try_for_each(|(i, grad_x_run)| {
-        let s = grad_x_run.len() / plan.x_len;
+    let runs = grad_x
+        .par_chunks_mut(plan.run * plan.x_len)
+        .zip(grad_out.par_chunks(plan.run * plan.out_len));
+    runs.try_for_each(|(grad_x_run, g_run)| {
+        let s = g_run.len() / plan.out_len;
         // weight is stored (c_out, K): read it transposed.
         let mm = MatmulParams::new(plan.k, s * plan.pixels, plan.c_out)?.trans_a();
-        let cols_len = plan.cols_len(s, p);
-        with_scratch(cols_len + grad.stacked_len(s, plan), |scratch| {
-            let (grad_cols, stacked) = scratch.split_at_mut(cols_len);
-            let g = grad.matrix(i * plan.run, s, stacked, plan)?;
-            if is_pointwise(p) {
-                return matmul(weight, g, grad_x_run, &mm);
-            }
+        if is_pointwise(p) {
+            return matmul(weight, g_run, grad_x_run, &mm);
+        }
+        with_scratch(plan.scratch_len(s), |scratch| {
+            let (grad_cols, stacked) = plan.split_scratch(scratch, s);
+            let g: &[f32] = if s == 1 {
+                g_run
+            } else {
+                stack(g_run, stacked, plan.c_out, plan.pixels);
+                stacked
+            };
             matmul(weight, g, grad_cols, &mm)?;
             grad_x_run.fill(0.0);
-            col2im(grad_cols, grad_x_run, plan, p);
+            col2im(grad_cols, grad_x_run, &plan, p);
             Ok(())
         })
     })
@@ -559,86 +445,27 @@ pub fn conv2d_backward_weight(
     const OP: &str = "conv2d_backward_weight";
     let plan = Plan::new(p)?;
     let x = words(OP, "x", x, p.input_len())?;
-    let grad = OutGrad::Dense(words(OP, "grad_out", grad_out, p.output_len())?);
+    let grad_out = words(OP, "grad_out", grad_out, p.output_len())?;
     let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
-    backward_weight(x, grad, grad_weight, &mut [], &plan, p)
-}
-
-/// `grad_weight` and `grad_bias (c_out)`, overwritten: [`conv2d_backward_weight`] and
-/// `bias_backward` of the gradient that `max_pool2d_backward` makes from the 2×2 pool's
-/// `grad_out` and `argmax`, bit for bit, without making it (as
-/// [`conv2d_pool_backward_input`]). The bias sums each sample's plane of that gradient
-/// while the run's matrix is in the cache, then adds the planes in sample order, as
-/// `bias_backward` does.
-pub fn conv2d_pool_backward_weight(
-    x: &[f32],
-    grad_out: &[f32],
-    argmax: &[u32],
-    grad_weight: &mut [f32],
-    grad_bias: &mut [f32],
-    p: &Conv2dParams,
-) -> Result<(), KernelError> {
-    const OP: &str = "conv2d_pool_backward_weight";
-    let plan = Plan::new(p)?;
-    let x = words(OP, "x", x, p.input_len())?;
-    let grad = OutGrad::Pooled(pooled_grad(OP, grad_out, argmax, p)?);
-    let grad_weight = words_mut(OP, "grad_weight", grad_weight, p.weight_len())?;
-    let grad_bias = words_mut(OP, "grad_bias", grad_bias, plan.c_out)?;
-    with_buffer(&PLANE_SUMS, p.n as usize * plan.c_out, |sums| {
-        backward_weight(x, grad, grad_weight, sums, &plan, p)?;
-        // As bias_backward: channel c's planes added in sample order, from zero.
-        for (c, g) in grad_bias.iter_mut().enumerate() {
-            *g = sums
-                .iter()
-                .skip(c)
-                .step_by(plan.c_out)
-                .fold(0.0, |sum, &v| sum + v);
-        }
-        Ok(())
-    })
-}
-
-/// `grad_weight`, overwritten, and unless `plane_sums` is empty the [`sum8`] of each
-/// `(sample, channel)` plane of the conv's gradient into it, `(n, c_out)`.
-fn backward_weight(
-    x: &[f32],
-    grad: OutGrad,
-    grad_weight: &mut [f32],
-    plane_sums: &mut [f32],
-    plan: &Plan,
-    p: &Conv2dParams,
-) -> Result<(), KernelError> {
-    let n = p.n as usize;
-    let group = n.div_ceil(plan.run).div_ceil(MAX_PARTIALS) * plan.run; // samples per group
-    let groups = n.div_ceil(group);
+    let runs = (p.n as usize).div_ceil(plan.run);
+    let group = runs.div_ceil(MAX_PARTIALS) * plan.run; // samples per group
+    let groups = (p.n as usize).div_ceil(group);
     // The first group writes straight into grad_weight; the others get a partial each.
     with_buffer(&PARTIALS, (groups - 1) * p.weight_len(), |partials| {
         let mut targets = vec![&mut grad_weight[..]];
         targets.extend(partials.chunks_mut(p.weight_len()));
-        let mut sums: Vec<&mut [f32]> = match plane_sums.is_empty() {
-            true => (0..groups).map(|_| <&mut [f32]>::default()).collect(),
-            false => plane_sums.chunks_mut(group * plan.c_out).collect(),
-        };
-        let groups = targets
+        let inputs = x
+            .par_chunks(group * plan.x_len)
+            .zip(grad_out.par_chunks(group * plan.out_len));
+        targets
             .into_par_iter()
-            .zip(sums.par_iter_mut())
-            .zip(x.par_chunks(group * plan.x_len));
-        groups
-            .enumerate()
-            .try_for_each(|(i, ((target, sums), x_group))| {
-                let runs = x_group.chunks(plan.run * plan.x_len).enumerate();
-                for (r, x_run) in runs {
-                    let s = x_run.len() / plan.x_len;
-                    let run = WeightRun {
-                        x: x_run,
-                        first: i * group + r * plan.run,
-                        accumulate: r > 0,
-                    };
-                    let run_sums = match sums.is_empty() {
-                        true => &mut [][..],
-                        false => &mut sums[r * plan.run * plan.c_out..][..s * plan.c_out],
-                    };
-                    weight_grad_of_run(run, grad, run_sums, target, plan, p)?;
+            .zip(inputs)
+            .try_for_each(|(target, (x_group, g_group))| {
+                let runs = x_group
+                    .chunks(plan.run * plan.x_len)
+                    .zip(g_group.chunks(plan.run * plan.out_len));
+                for (i, (x_run, g_run)) in runs.enumerate() {
+                    weight_grad_of_run(x_run, g_run, target, i > 0, &plan, p)?;
                 }
                 Ok::<_, KernelError>(())
             })?;
@@ -653,43 +480,33 @@ fn backward_weight(
     })
 }
 
-/// A run of samples in the weight gradient: their inputs, the first one's index, and
-/// whether the product adds to what an earlier run of its group wrote.
-struct WeightRun<'a> {
-    x: &'a [f32],
-    first: usize,
-    accumulate: bool,
-}
-
-/// `grad_weight (+)= g · colsᵀ` for one run; `sums`, unless empty, gets the [`sum8`] of
-/// each `(sample, channel)` plane of `g`, `(s, c_out)`.
+/// `grad_weight (+)= g_run · colsᵀ` for one run.
 fn weight_grad_of_run(
-    run: WeightRun,
-    grad: OutGrad,
-    sums: &mut [f32],
+    x_run: &[f32],
+    g_run: &[f32],
     grad_weight: &mut [f32],
+    accumulate: bool,
     plan: &Plan,
     p: &Conv2dParams,
 ) -> Result<(), KernelError> {
-    let s = run.x.len() / plan.x_len;
+    let s = x_run.len() / plan.x_len;
     // cols is stored (K, s·P): read it transposed.
     let mut mm = MatmulParams::new(plan.c_out, plan.k, s * plan.pixels)?.trans_b();
-    if run.accumulate {
+    if accumulate {
         mm = mm.accumulate();
     }
-    let cols_len = plan.cols_len(s, p);
-    with_scratch(cols_len + grad.stacked_len(s, plan), |scratch| {
-        let (cols, stacked) = scratch.split_at_mut(cols_len);
-        let g = grad.matrix(run.first, s, stacked, plan)?;
-        // g's row co holds sample j's plane at j·P.
-        for (i, sum) in sums.iter_mut().enumerate() {
-            let (j, co) = (i / plan.c_out, i % plan.c_out);
-            *sum = sum8(&g[(co * s + j) * plan.pixels..][..plan.pixels]);
-        }
-        if is_pointwise(p) {
-            return matmul(g, run.x, grad_weight, &mm);
-        }
-        im2col(run.x, cols, plan, p);
+    if is_pointwise(p) {
+        return matmul(g_run, x_run, grad_weight, &mm);
+    }
+    with_scratch(plan.scratch_len(s), |scratch| {
+        let (cols, stacked) = plan.split_scratch(scratch, s);
+        im2col(x_run, cols, plan, p);
+        let g: &[f32] = if s == 1 {
+            g_run
+        } else {
+            stack(g_run, stacked, plan.c_out, plan.pixels);
+            stacked
+        };
         matmul(g, cols, grad_weight, &mm)
     })
 }
@@ -879,99 +696,6 @@ mod tests {
             prop_assert!((forward - dot(&x, &gx)).abs() <= scale, "{forward} vs {}", dot(&x, &gx));
             prop_assert!((forward - dot(&w, &gw)).abs() <= scale, "{forward} vs {}", dot(&w, &gw));
         }
-    }
-
-    /// The pooled kernels against the unfused ones they stand for, bit for bit: from
-    /// the pool's gradient and a real forward's argmax, `max_pool2d_backward` makes the
-    /// conv's gradient, which `bias_backward` and the two conv backwards then read.
-    fn check_pool_backward(p: &Conv2dParams, seed: u64) {
-        use crate::cpu::{bias_backward, max_pool2d_backward};
-        let (x, w) = (
-            random(p.input_len(), seed),
-            random(p.weight_len(), seed + 1),
-        );
-        let (bias, g) = (
-            random(p.c_out as usize, seed + 2),
-            random(p.pooled_len(), seed + 3),
-        );
-        let (mut out, mut argmax) = (vec![0.0; p.pooled_len()], vec![0u32; p.pooled_len()]);
-        conv2d_relu_pool_forward(&x, &w, &bias, &mut out, &mut argmax, p).unwrap();
-        let mut dz = vec![f32::NAN; p.output_len()];
-        max_pool2d_backward(&g, &argmax, &mut dz, &p.pool().unwrap()).unwrap();
-        let plane = (p.h_out * p.w_out) as usize;
-        let axis = AxisParams::new(p.n as usize, p.c_out as usize, plane).unwrap();
-        let mut want = [p.input_len(), p.weight_len(), p.c_out as usize].map(|n| vec![0.0; n]);
-        conv2d_backward_input(&dz, &w, &mut want[0], p).unwrap();
-        conv2d_backward_weight(&x, &dz, &mut want[1], p).unwrap();
-        bias_backward(&dz, &mut want[2], &axis).unwrap();
-        // Stale values in the outputs: each kernel writes its output whole.
-        let mut got = want.clone().map(|v| vec![f32::NAN; v.len()]);
-        conv2d_pool_backward_input(&g, &argmax, &w, &mut got[0], p).unwrap();
-        let [_, gw, gb] = &mut got;
-        conv2d_pool_backward_weight(&x, &g, &argmax, gw, gb, p).unwrap();
-        let bits = |v: &[Vec<f32>; 3]| {
-            v.clone()
-                .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
-        };
-        assert_eq!(bits(&got), bits(&want), "{p:?}");
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-
-        #[test]
-        fn pool_backward_kernels_are_the_unfused_ones_bit_for_bit(
-            n in 1..=20usize, p in conv_shape(), seed in any::<u64>(),
-        ) {
-            // Up to 20 samples: several runs, and several partial weight gradients.
-            let u = |v: u32| v as usize;
-            let p = params([n, u(p.c_in), u(p.h), u(p.w), u(p.c_out), u(p.kh), u(p.kw),
-                u(p.stride), u(p.pad)]);
-            prop_assume!(p.pool().is_ok());
-            check_pool_backward(&p, seed);
-        }
-    }
-
-    #[test]
-    fn pool_backward_kernels_match_the_unfused_ones_on_the_teacher_shapes() {
-        // teacher-cnn's two blocks at batch 64, and a pointwise block.
-        for (p, seed) in [
-            (params([64, 1, 28, 28, 32, 3, 3, 1, 0]), 1),
-            (params([64, 32, 13, 13, 64, 3, 3, 1, 0]), 2),
-            (params([5, 3, 6, 7, 4, 1, 1, 1, 0]), 3),
-            // Groups of several runs, the last one short; and pointwise groups of many.
-            (params([67, 32, 13, 13, 64, 3, 3, 1, 0]), 4),
-            (params([20, 3, 6, 7, 4, 1, 1, 1, 0]), 5),
-        ] {
-            check_pool_backward(&p, seed);
-        }
-    }
-
-    #[test]
-    fn an_argmax_outside_its_plane_is_an_error() {
-        let p = params([2, 1, 5, 5, 2, 2, 2, 1, 0]); // 4×4 planes pooled to 2×2
-        let (x, w, g) = (
-            random(p.input_len(), 1),
-            random(p.weight_len(), 2),
-            random(16, 3),
-        );
-        let mut argmax = vec![0u32; 16];
-        argmax[5] = 16;
-        let named = |op| KernelError::IndexOutOfRange {
-            op,
-            arg: "argmax",
-            index: 16,
-            bound: 16,
-        };
-        let (mut gx, mut gw, mut gb) = (vec![0.0; 50], vec![0.0; 8], vec![0.0; 2]);
-        assert_eq!(
-            conv2d_pool_backward_input(&g, &argmax, &w, &mut gx, &p),
-            Err(named("conv2d_pool_backward_input"))
-        );
-        assert_eq!(
-            conv2d_pool_backward_weight(&x, &g, &argmax, &mut gw, &mut gb, &p),
-            Err(named("conv2d_pool_backward_weight"))
-        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod conv2d;
+pub mod conv2d_pool;
 pub mod elementwise;
 pub mod isa;
 pub mod matmul;
@@ -13,6 +14,7 @@ pub mod vmath;
 
 pub use activation::*;
 pub use conv2d::*;
+pub use conv2d_pool::*;
 pub use elementwise::*;
 pub use isa::{Isa, IsaError, ISA_ENV};
 pub use matmul::*;

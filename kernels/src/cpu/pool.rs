@@ -227,10 +227,9 @@ pub fn max_pool2d_backward(
 }
 
 /// `plane[argmax[i]] += grad[i]` onto a zeroed `plane`, in output order (deterministic):
-/// one plane of [`max_pool2d_backward`], which the conv block's backward also runs a
-/// plane at a time in its own scratch. `op` names the kernel in the error on an argmax
+/// one plane of [`max_pool2d_backward`]. `op` names the kernel in the error on an argmax
 /// past the plane.
-pub(crate) fn unpool_plane(
+fn unpool_plane(
     op: &'static str,
     grad: &[f32],
     argmax: &[u32],
