@@ -44,6 +44,7 @@ use crate::error::{words, words_mut, KernelError, MAX_WORDS};
 use crate::params::*;
 use rayon::prelude::*;
 use std::cell::Cell;
+use std::ops::Range;
 use std::thread::LocalKey;
 
 /// Partial weight gradients at most: the batch is cut into this many groups of samples
@@ -554,6 +555,15 @@ struct Rows<'a> {
 /// # Panics
 /// If a row or an output falls outside `source` or `out` (a bug here).
 fn sum_rows<T: Terms>(lists: &Lists<T>, rows: &Rows, out: &mut [f32]) {
+    sum_rows_with(Isa::active(), lists, rows, out)
+}
+
+/// [`sum_rows`] on `isa`'s vectors.
+///
+/// # Panics
+/// Also if the CPU lacks `isa`.
+fn sum_rows_with<T: Terms>(isa: Isa, lists: &Lists<T>, rows: &Rows, out: &mut [f32]) {
+    assert!(isa.supported(), "{isa} is not supported by this CPU");
     let reach = |pick: fn(&(usize, usize)) -> usize| {
         rows.stretches
             .iter()
@@ -588,8 +598,8 @@ fn sum_rows<T: Terms>(lists: &Lists<T>, rows: &Rows, out: &mut [f32]) {
             // SAFETY: likewise, with AVX2 and FMA.
             unsafe { sum_rows_on::<__m256, T>(lists, rows, out) }
         }
-        match Isa::active() {
-            // SAFETY: `active` picks only what the CPU has.
+        match isa {
+            // SAFETY: the CPU has it (asserted above).
             Isa::Avx512 => return unsafe { avx512(lists, rows, out) },
             // SAFETY: likewise.
             Isa::Avx2 => return unsafe { avx2(lists, rows, out) },
@@ -600,12 +610,20 @@ fn sum_rows<T: Terms>(lists: &Lists<T>, rows: &Rows, out: &mut [f32]) {
     unsafe { sum_rows_on::<Quad, T>(lists, rows, out) }
 }
 
-/// [`sum_rows`] a block of columns of one stretch at a time, up to eight vectors wide, so
-/// that a term's index and broadcast serve many multiply-adds and the rows' block stays
-/// in the L1 cache while every list reads it. A narrower block deals each list's terms
-/// round-robin to `SETS` sets of accumulators, eight vectors or more in all: a
-/// multiply-add takes about four cycles and two issue per cycle, so fewer would wait on
-/// each other.
+/// Sets of accumulators each list's terms are dealt to, round-robin, and added at the
+/// end: independent multiply-adds to keep in flight (one takes about four cycles, and
+/// two issue per cycle). The same on every instruction set, so that each float of a sum
+/// sees the same operations in the same order on AVX-512 and on AVX2: their results are
+/// the same bits.
+const SETS: usize = 2;
+
+/// [`sum_rows`] a block of columns at a time, up to `V::WIDEST` vectors (two sets of
+/// them must fit the registers), so that a term's index and broadcast serve many
+/// multiply-adds. Wide stretches are taken one at a time, every list summing its part of
+/// one before the next, so that the rows' stretch stays in the L1 cache; narrow ones (a
+/// first layer's, a vector or two) all at once, so that a block still holds several
+/// vectors. Either way a float of the output gets its lists' sums in list order, with
+/// blocks as wide as they come on any instruction set.
 ///
 /// # Safety
 /// As [`sum_rows`] asserts, and the CPU runs `V`.
@@ -613,28 +631,52 @@ fn sum_rows<T: Terms>(lists: &Lists<T>, rows: &Rows, out: &mut [f32]) {
 unsafe fn sum_rows_on<V: Vector, T: Terms>(lists: &Lists<T>, rows: &Rows, out: &mut [f32]) {
     let per_stretch = rows.span / V::LANES;
     if per_stretch >= 4 {
-        // Wide stretches, each cut into blocks of its own.
         for &(src, dst) in rows.stretches {
-            let mut v = 0;
-            while v < per_stretch {
-                let at = |i: usize| (src + (v + i) * V::LANES, dst + (v + i) * V::LANES);
-                // SAFETY: forwarded; every vector lies within its stretch.
-                v += unsafe { blocks::<V, T>(lists, rows.source, per_stretch - v, at, out) };
+            for (bounds, &o) in lists.starts.windows(2).zip(lists.outs) {
+                let terms = bounds[0] as usize..bounds[1] as usize;
+                let mut v = 0;
+                while v < per_stretch && !terms.is_empty() {
+                    let at = |i: usize| {
+                        (
+                            src + (v + i) * V::LANES,
+                            dst + o as usize + (v + i) * V::LANES,
+                        )
+                    };
+                    // SAFETY: forwarded; every vector lies within its stretch.
+                    v += unsafe {
+                        widest_block::<V, T>(
+                            lists,
+                            terms.clone(),
+                            rows.source,
+                            per_stretch - v,
+                            at,
+                            out,
+                        )
+                    };
+                }
             }
         }
-    } else {
-        // Narrow ones (a first layer's, one or a few vectors) taken together, so that a
-        // block still holds several vectors.
-        let vectors = per_stretch * rows.stretches.len();
-        let mut v = 0;
-        while v < vectors {
-            let at = |i: usize| {
-                let i = v + i;
-                let ((src, dst), c) = (rows.stretches[i / per_stretch], i % per_stretch * V::LANES);
-                (src + c, dst + c)
-            };
-            // SAFETY: likewise.
-            v += unsafe { blocks::<V, T>(lists, rows.source, vectors - v, at, out) };
+        return;
+    }
+    // Narrow stretches, a few at a time: every vector's place, worked out once.
+    const STRETCHES: usize = 16;
+    for stretches in rows.stretches.chunks(STRETCHES) {
+        let mut places = [(0, 0); 3 * STRETCHES];
+        let vectors = stretches.len() * per_stretch;
+        for (i, place) in places[..vectors].iter_mut().enumerate() {
+            let ((src, dst), c) = (stretches[i / per_stretch], i % per_stretch * V::LANES);
+            *place = (src + c, dst + c);
+        }
+        for (bounds, &o) in lists.starts.windows(2).zip(lists.outs) {
+            let terms = bounds[0] as usize..bounds[1] as usize;
+            let mut v = 0;
+            while v < vectors && !terms.is_empty() {
+                let at = |i: usize| (places[v + i].0, places[v + i].1 + o as usize);
+                // SAFETY: likewise.
+                v += unsafe {
+                    widest_block::<V, T>(lists, terms.clone(), rows.source, vectors - v, at, out)
+                };
+            }
         }
     }
 }
@@ -645,34 +687,37 @@ unsafe fn sum_rows_on<V: Vector, T: Terms>(lists: &Lists<T>, rows: &Rows, out: &
 /// # Safety
 /// As [`sum_rows_on`], with those vectors within the stretches.
 #[inline(always)]
-unsafe fn blocks<V: Vector, T: Terms>(
+unsafe fn widest_block<V: Vector, T: Terms>(
     lists: &Lists<T>,
+    terms: Range<usize>,
     source: &[f32],
     left: usize,
     at: impl Fn(usize) -> (usize, usize),
     out: &mut [f32],
 ) -> usize {
+    use std::array::from_fn as from;
     // SAFETY: forwarded.
     unsafe {
-        match left {
-            8.. => block::<V, T, 8, 1>(lists, source, std::array::from_fn(at), out),
-            6.. => block::<V, T, 6, 2>(lists, source, std::array::from_fn(at), out),
-            4.. => block::<V, T, 4, 2>(lists, source, std::array::from_fn(at), out),
-            3 => block::<V, T, 3, 3>(lists, source, std::array::from_fn(at), out),
-            2 => block::<V, T, 2, 4>(lists, source, std::array::from_fn(at), out),
-            _ => block::<V, T, 1, 8>(lists, source, std::array::from_fn(at), out),
+        match left.min(V::WIDEST) {
+            8.. => block::<V, T, 8>(&lists.terms, terms, source, from(at), out),
+            6.. => block::<V, T, 6>(&lists.terms, terms, source, from(at), out),
+            4.. => block::<V, T, 4>(&lists.terms, terms, source, from(at), out),
+            3 => block::<V, T, 3>(&lists.terms, terms, source, from(at), out),
+            2 => block::<V, T, 2>(&lists.terms, terms, source, from(at), out),
+            _ => block::<V, T, 1>(&lists.terms, terms, source, from(at), out),
         }
     }
 }
 
-/// `VECS` vectors of [`sum_rows`], vector `v` at `at[v] = (src, dst)` in each row and
-/// each output; returns how many vectors.
+/// `out[dst_v] += Σ_{i in terms} g_i · source[offset_i + src_v]` for each vector `v` at
+/// `at[v] = (src_v, dst_v)`; returns `VECS`.
 ///
 /// # Safety
 /// As [`sum_rows_on`], with those vectors within the stretches.
 #[inline(always)]
-unsafe fn block<V: Vector, T: Terms, const VECS: usize, const SETS: usize>(
-    lists: &Lists<T>,
+unsafe fn block<V: Vector, T: Terms, const VECS: usize>(
+    list: &T,
+    terms: Range<usize>,
     source: &[f32],
     at: [(usize, usize); VECS],
     out: &mut [f32],
@@ -680,33 +725,27 @@ unsafe fn block<V: Vector, T: Terms, const VECS: usize, const SETS: usize>(
     let (source, out) = (source.as_ptr(), out.as_mut_ptr());
     // SAFETY (all below): every row and output was checked to lie in bounds.
     let add = |acc: &mut [V; VECS], i: usize| unsafe {
-        let (g, offset) = lists.terms.term(i);
+        let (g, offset) = list.term(i);
         let (row, g) = (source.add(offset), V::splat(g));
         for (a, &(src, _)) in acc.iter_mut().zip(&at) {
             *a = V::mul_add(g, V::load(row.add(src)), *a);
         }
     };
-    for (bounds, &o) in lists.starts.windows(2).zip(lists.outs) {
-        let (first, end) = (bounds[0] as usize, bounds[1] as usize);
-        if first == end {
-            continue;
+    let mut acc = [[unsafe { V::zero() }; VECS]; SETS];
+    let dealt = terms.start + terms.len() / SETS * SETS;
+    for i in (terms.start..dealt).step_by(SETS) {
+        for (set, acc) in acc.iter_mut().enumerate() {
+            add(acc, i + set);
         }
-        let mut acc = [[unsafe { V::zero() }; VECS]; SETS];
-        let dealt = first + (end - first) / SETS * SETS;
-        for i in (first..dealt).step_by(SETS) {
-            for (set, acc) in acc.iter_mut().enumerate() {
-                add(acc, i + set);
-            }
-        }
-        for i in dealt..end {
-            add(&mut acc[0], i);
-        }
-        for (v, &(_, dst)) in at.iter().enumerate() {
-            unsafe {
-                let at = out.add(o as usize + dst);
-                let total = acc.iter().fold(V::load(at), |total, acc| total.add(acc[v]));
-                total.store(at);
-            }
+    }
+    for i in dealt..terms.end {
+        add(&mut acc[0], i);
+    }
+    for (v, &(_, dst)) in at.iter().enumerate() {
+        unsafe {
+            let at = out.add(dst);
+            let total = acc.iter().fold(V::load(at), |total, acc| total.add(acc[v]));
+            total.store(at);
         }
     }
     VECS
@@ -718,6 +757,8 @@ unsafe fn block<V: Vector, T: Terms, const VECS: usize, const SETS: usize>(
 /// Each method needs its type's CPU features; the pointers must hold `LANES` floats.
 trait Vector: Copy {
     const LANES: usize;
+    /// The widest block, in vectors: two sets of accumulators and a few more registers.
+    const WIDEST: usize;
     unsafe fn zero() -> Self;
     unsafe fn splat(v: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
@@ -734,9 +775,10 @@ mod vectors {
 
     /// `Vector` for an x86 vector type by its intrinsics.
     macro_rules! x86_vector {
-        ($t:ty, $lanes:expr, $zero:ident, $splat:ident, $load:ident, $store:ident, $fmadd:ident, $add:ident) => {
+        ($t:ty, $lanes:expr, $widest:expr, $zero:ident, $splat:ident, $load:ident, $store:ident, $fmadd:ident, $add:ident) => {
             impl Vector for $t {
                 const LANES: usize = $lanes;
+                const WIDEST: usize = $widest;
                 #[inline(always)]
                 unsafe fn zero() -> Self {
                     unsafe { $zero() }
@@ -766,10 +808,10 @@ mod vectors {
     }
 
     #[rustfmt::skip]
-    x86_vector!(__m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+    x86_vector!(__m512, 16, 8, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
         _mm512_fmadd_ps, _mm512_add_ps);
     #[rustfmt::skip]
-    x86_vector!(__m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+    x86_vector!(__m256, 8, 6, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
         _mm256_fmadd_ps, _mm256_add_ps);
 }
 
@@ -779,6 +821,7 @@ struct Quad([f32; 4]);
 
 impl Vector for Quad {
     const LANES: usize = 4;
+    const WIDEST: usize = 6;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Quad([0.0; 4])
@@ -1045,6 +1088,69 @@ mod tests {
         };
         let bits = |v: [Vec<f32>; 3]| v.map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>());
         assert_eq!(bits(on(1)), bits(on(3)));
+    }
+
+    #[test]
+    fn sums_of_rows_are_the_same_bits_on_every_vector_width_with_fma() {
+        // Lists whose outputs overlap (as the input gradient's windows do), over wide
+        // stretches (6 or 12 vectors, two blocks on AVX2) and narrow ones (one or two,
+        // taken together), against sums in f64.
+        let mut rng = StdRng::seed_from_u64(9);
+        for (span, stretches) in [
+            (96, vec![(0, 0), (40, 200), (90, 400)]),
+            (16, vec![(0, 0), (20, 7), (45, 30)]),
+        ] {
+            let source = random(2000, 1);
+            let lists = 40;
+            let mut terms = vec![];
+            let mut starts = vec![0u32];
+            for _ in 0..lists {
+                for _ in 0..rng.random_range(0..30) {
+                    let (g, offset) = (rng.random_range(-1.0..1.0), rng.random_range(0..1400));
+                    terms.push(Term { g, offset });
+                }
+                starts.push(terms.len() as u32);
+            }
+            let outs: Vec<u32> = (0..lists).map(|i| i * 13).collect();
+            let rows = Rows {
+                source: &source,
+                stretches: &stretches,
+                span,
+            };
+            let list = Lists {
+                terms: &terms[..],
+                starts: &starts,
+                outs: &outs,
+            };
+            let start = random(1200, 2);
+            let mut want: Vec<f64> = start.iter().map(|&v| v as f64).collect();
+            for (i, bounds) in starts.windows(2).enumerate() {
+                for t in &terms[bounds[0] as usize..bounds[1] as usize] {
+                    for &(src, dst) in &stretches {
+                        for c in 0..span {
+                            let v = source[t.offset as usize + src + c];
+                            want[outs[i] as usize + dst + c] += t.g as f64 * v as f64;
+                        }
+                    }
+                }
+            }
+            let runs: Vec<Vec<f32>> = [Isa::Avx512, Isa::Avx2]
+                .into_iter()
+                .filter(|isa| isa.supported())
+                .map(|isa| {
+                    let mut out = start.clone();
+                    sum_rows_with(isa, &list, &rows, &mut out);
+                    out
+                })
+                .collect();
+            for out in &runs {
+                for (&got, &want) in out.iter().zip(&want) {
+                    assert!((got as f64 - want).abs() <= 1e-4, "{got} against {want}");
+                }
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(out), bits(&runs[0]), "span {span}");
+            }
+        }
     }
 
     #[test]
