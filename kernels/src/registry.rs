@@ -407,7 +407,7 @@ kernels! {
 
     /// `grad_weight (c_out, c_in, kh, kw)` and `grad_bias (c_out)`, overwritten:
     /// `conv2d_backward_weight` and `bias_backward` of the same never-stored gradient as
-    /// `conv2d_pool_backward_input`'s.
+    /// `conv2d_pool_backward_input`'s, up to rounding.
     Conv2dPoolBackwardWeight conv2d_pool_backward_weight(p: Conv2dParams) wgsl [GEMM_TILE, CONV_INPUT, UNPOOL, CONV_BACKWARD_WEIGHT] {
         x: read f32 [p.input_len()], grad_out: read f32 [p.pooled_len()],
         argmax: read u32 [p.pooled_len()], grad_weight: out f32 [p.weight_len()],
