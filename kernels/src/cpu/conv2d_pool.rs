@@ -1188,6 +1188,30 @@ mod tests {
     }
 
     #[test]
+    fn a_padded_image_past_32_bits_is_too_large() {
+        // A huge padding, kept to a 2×2 output by a huge stride: valid params whose
+        // padded copy would not fit the kernels' 32-bit offsets.
+        let (stride, pad) = (1 << 31, (1 << 31) - 1);
+        let p = params([1, 1, 2, 2, 1, 1, 1, stride, pad]);
+        let (x, w, g, argmax) = ([0.0; 4], [1.0], [1.0], [0u32]);
+        let (mut gx, mut gw, mut gb) = ([0.0; 4], [0.0], [0.0]);
+        let too_large = |r: Result<(), KernelError>, op: &str| {
+            assert!(
+                matches!(r, Err(KernelError::TooLarge { op: o, .. }) if o == op),
+                "{r:?}"
+            )
+        };
+        too_large(
+            conv2d_pool_backward_input(&g, &argmax, &w, &mut gx, &p),
+            "conv2d_pool_backward_input",
+        );
+        too_large(
+            conv2d_pool_backward_weight(&x, &g, &argmax, &mut gw, &mut gb, &p),
+            "conv2d_pool_backward_weight",
+        );
+    }
+
+    #[test]
     fn an_argmax_outside_its_plane_is_an_error() {
         let p = params([2, 1, 5, 5, 2, 2, 2, 1, 0]); // 4×4 planes pooled to 2×2
         let (x, w, g) = (
