@@ -372,6 +372,7 @@ pub fn conv2d_pool_backward_weight(
         // Channel co's list is its plane; its sum is row co of the partial gradient.
         let (starts, outs) = lists.split_at(g.c_out + 1);
         let stretches: Vec<_> = g.stretches().collect();
+        let widest = windows.iter().map(|&o| o as usize).max();
         let partials = grown(&mut call.floats, n.div_ceil(group) * g.c_out * g.ld);
         let tasks = partials
             .par_chunks_mut(g.c_out * g.ld)
@@ -390,6 +391,7 @@ pub fn conv2d_pool_backward_weight(
                         grad,
                         argmax,
                         rows: windows,
+                        widest,
                     };
                     planes_to_pixels(x_s, image, g.c_in, xp);
                     let lists = Lists {
@@ -520,6 +522,8 @@ struct Winners<'a> {
     grad: &'a [f32],
     argmax: &'a [u32],
     rows: &'a [u32],
+    /// The largest of `rows`, found once per call rather than once per sample.
+    widest: Option<usize>,
 }
 
 impl Terms for Winners<'_> {
@@ -534,7 +538,7 @@ impl Terms for Winners<'_> {
         self.grad.len().min(self.argmax.len())
     }
     fn widest(&self) -> Option<usize> {
-        self.rows.iter().map(|&o| o as usize).max()
+        self.widest
     }
 }
 
@@ -630,9 +634,10 @@ const WIDE_STRETCH: usize = 4 * ROW_ALIGN;
 /// the same bits.
 const SETS: usize = 2;
 
-/// [`sum_rows`] a block of columns at a time, up to `V::WIDEST` vectors (two sets of
-/// them must fit the registers), so that a term's index and broadcast serve many
-/// multiply-adds. Wide stretches ([`WIDE_STRETCH`] floats or more) are taken one at a
+/// [`sum_rows`] a block of columns at a time, up to six vectors (two sets of them, twelve
+/// accumulators, fit AVX2's sixteen registers; a kernel row of 3×3 over 32 channels is
+/// six AVX-512 vectors or twice six AVX2 ones), so that a term's index and broadcast serve
+/// several multiply-adds. Wide stretches ([`WIDE_STRETCH`] floats or more) are taken one at a
 /// time, every list summing its part of one before the next, so that the rows' stretch
 /// stays in the L1 cache; narrow ones (a first layer's, 16 floats) eight at a time, so
 /// that a block still holds several vectors. A float of the output gets its terms in an
@@ -698,7 +703,8 @@ unsafe fn sum_rows_on<V: Vector, T: Terms>(lists: &Lists<T>, rows: &Rows, out: &
 }
 
 /// The widest [`block`] of at most `left` vectors, vector `i` at `at(i)`; returns how
-/// many vectors it took.
+/// many vectors it took. Six for the networks' wide kernel rows and three for their
+/// first layers' narrow ones (AVX-512); one covers what is left of any other shape.
 ///
 /// # Safety
 /// As [`sum_rows_on`], with those vectors within the stretches.
@@ -714,12 +720,9 @@ unsafe fn widest_block<V: Vector, T: Terms>(
     use std::array::from_fn as from;
     // SAFETY: forwarded.
     unsafe {
-        match left.min(V::WIDEST) {
-            8.. => block::<V, T, 8>(&lists.terms, terms, source, from(at), out),
+        match left {
             6.. => block::<V, T, 6>(&lists.terms, terms, source, from(at), out),
-            4.. => block::<V, T, 4>(&lists.terms, terms, source, from(at), out),
-            3 => block::<V, T, 3>(&lists.terms, terms, source, from(at), out),
-            2 => block::<V, T, 2>(&lists.terms, terms, source, from(at), out),
+            3.. => block::<V, T, 3>(&lists.terms, terms, source, from(at), out),
             _ => block::<V, T, 1>(&lists.terms, terms, source, from(at), out),
         }
     }
@@ -773,8 +776,6 @@ unsafe fn block<V: Vector, T: Terms, const VECS: usize>(
 /// Each method needs its type's CPU features; the pointers must hold `LANES` floats.
 trait Vector: Copy {
     const LANES: usize;
-    /// The widest block, in vectors: two sets of accumulators and a few more registers.
-    const WIDEST: usize;
     unsafe fn zero() -> Self;
     unsafe fn splat(v: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
@@ -791,10 +792,9 @@ mod vectors {
 
     /// `Vector` for an x86 vector type by its intrinsics.
     macro_rules! x86_vector {
-        ($t:ty, $lanes:expr, $widest:expr, $zero:ident, $splat:ident, $load:ident, $store:ident, $fmadd:ident, $add:ident) => {
+        ($t:ty, $lanes:expr, $zero:ident, $splat:ident, $load:ident, $store:ident, $fmadd:ident, $add:ident) => {
             impl Vector for $t {
                 const LANES: usize = $lanes;
-                const WIDEST: usize = $widest;
                 #[inline(always)]
                 unsafe fn zero() -> Self {
                     unsafe { $zero() }
@@ -824,10 +824,10 @@ mod vectors {
     }
 
     #[rustfmt::skip]
-    x86_vector!(__m512, 16, 8, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+    x86_vector!(__m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
         _mm512_fmadd_ps, _mm512_add_ps);
     #[rustfmt::skip]
-    x86_vector!(__m256, 8, 6, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+    x86_vector!(__m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
         _mm256_fmadd_ps, _mm256_add_ps);
 }
 
@@ -837,7 +837,6 @@ struct Quad([f32; 4]);
 
 impl Vector for Quad {
     const LANES: usize = 4;
-    const WIDEST: usize = 6;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Quad([0.0; 4])
@@ -866,6 +865,7 @@ impl Vector for Quad {
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
+    use super::super::matmul::transpose8;
     use std::arch::x86_64::*;
 
     /// See [`super::planes_to_pixels`], by 8 × 8 blocks; `channels` a multiple of 8.
@@ -928,36 +928,6 @@ mod avx {
                 }
             }
         }
-    }
-
-    /// Column `j` of the 8 × 8 matrix whose row `i` is `r[i]`, for each `j`: interleave
-    /// pairs of rows, then pairs of pairs, then swap 128-bit halves.
-    ///
-    /// # Safety
-    /// The CPU has AVX.
-    #[target_feature(enable = "avx")]
-    #[inline]
-    unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-        let t: [__m256; 8] = std::array::from_fn(|i| match i % 2 {
-            0 => _mm256_unpacklo_ps(r[i], r[i + 1]),
-            _ => _mm256_unpackhi_ps(r[i - 1], r[i]),
-        });
-        // t[0] = a00 a10 a01 a11 | a04 a14 a05 a15, t[1] = a02 a12 a03 a13 | ...
-        let s = [
-            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
-            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
-            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
-            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
-            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
-            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
-            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
-            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
-        ];
-        // s[j] = a0j a1j a2j a3j | a0(j+4) .. a3(j+4) for j < 4, rows 4..8 in s[j + 4].
-        std::array::from_fn(|j| match j < 4 {
-            true => _mm256_permute2f128_ps::<0x20>(s[j], s[j + 4]),
-            false => _mm256_permute2f128_ps::<0x31>(s[j - 4], s[j]),
-        })
     }
 }
 #[cfg(test)]

@@ -590,6 +590,9 @@ unsafe fn via_scratch<const MR: usize, const NR: usize>(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::transpose8;
+
 /// AVX2 + FMA: the 6 × 16 micro-kernel (twelve 8-wide accumulators) and the 8 × 8
 /// transpose of the packing.
 #[cfg(target_arch = "x86_64")]
@@ -645,8 +648,45 @@ mod avx2 {
         }
     }
 
+    /// Column `j` of the 8 × 8 matrix whose row `i` is `r[i]`, for each `j`: interleave
+    /// pairs of rows, then pairs of pairs, then swap 128-bit halves (also the conv block
+    /// backward's channels-last copies).
+    ///
+    /// # Safety
+    /// The CPU has AVX.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    pub(crate) unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
+
     /// `dst[p·W + w] = src[(first + w)·ld + pc + p]` for `w < W`, `p < kc` (a multiple of
-    /// 8), by 8 × 8 blocks: eight row loads, three rounds of shuffles, eight stores.
+    /// 8), by 8 × 8 blocks: eight row loads, [`transpose8`], eight stores.
     ///
     /// # Safety
     /// `src` rows `first..first + W` (`ld` apart) hold `[pc, pc + kc)`, `dst` holds
@@ -664,33 +704,7 @@ mod avx2 {
                 let r: [__m256; 8] = std::array::from_fn(|w| unsafe {
                     _mm256_loadu_ps(src.add((first + w0 + w) * ld + pc + p0))
                 });
-                // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
-                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-                let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                let cols = [
-                    _mm256_permute2f128_ps::<0x20>(s0, s4),
-                    _mm256_permute2f128_ps::<0x20>(s1, s5),
-                    _mm256_permute2f128_ps::<0x20>(s2, s6),
-                    _mm256_permute2f128_ps::<0x20>(s3, s7),
-                    _mm256_permute2f128_ps::<0x31>(s0, s4),
-                    _mm256_permute2f128_ps::<0x31>(s1, s5),
-                    _mm256_permute2f128_ps::<0x31>(s2, s6),
-                    _mm256_permute2f128_ps::<0x31>(s3, s7),
-                ];
+                let cols = transpose8(r);
                 for (p, col) in cols.into_iter().enumerate() {
                     // SAFETY: (p0 + p)·W + w0 + 8 <= kc·W.
                     unsafe { _mm256_storeu_ps(dst.add((p0 + p) * W + w0), col) };

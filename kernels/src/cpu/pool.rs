@@ -219,35 +219,22 @@ pub fn max_pool2d_backward(
         .try_for_each(|((grad_x, grad_out), argmax)| {
             grad_x.fill(0.0);
             let planes = grad_x.chunks_mut(in_plane).zip(grad_out.chunks(out_plane));
+            // Within a plane the adds run in output order: deterministic.
             for ((grad_x, grad_out), argmax) in planes.zip(argmax.chunks(out_plane)) {
-                unpool_plane(OP, grad_out, argmax, grad_x)?;
+                for (&g, &i) in grad_out.iter().zip(argmax) {
+                    let Some(x) = grad_x.get_mut(i as usize) else {
+                        return Err(KernelError::IndexOutOfRange {
+                            op: OP,
+                            arg: "argmax",
+                            index: i,
+                            bound: in_plane,
+                        });
+                    };
+                    *x += g;
+                }
             }
             Ok(())
         })
-}
-
-/// `plane[argmax[i]] += grad[i]` onto a zeroed `plane`, in output order (deterministic):
-/// one plane of [`max_pool2d_backward`]. `op` names the kernel in the error on an argmax
-/// past the plane.
-fn unpool_plane(
-    op: &'static str,
-    grad: &[f32],
-    argmax: &[u32],
-    plane: &mut [f32],
-) -> Result<(), KernelError> {
-    let bound = plane.len();
-    for (&g, &i) in grad.iter().zip(argmax) {
-        let Some(v) = plane.get_mut(i as usize) else {
-            return Err(KernelError::IndexOutOfRange {
-                op,
-                arg: "argmax",
-                index: i,
-                bound,
-            });
-        };
-        *v += g;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
